@@ -1,0 +1,1 @@
+"""The torch side of govtrain: measure observations, apply decisions, audit every step."""

@@ -1,0 +1,1 @@
+"""Repository tooling: the TLC bridge, benchmarks, trace helpers."""
