@@ -42,13 +42,12 @@ def explore(config: Path, max_states: int) -> None:
 
     run = load_config(config)
     result = run_exploration(run.governance, max_states=max_states)
-    click.echo(
-        f"reachable states: {result.graph.number_of_nodes()}  "
-        f"transitions: {result.graph.number_of_edges()}  "
-        f"(groups={len(run.governance.groups)}, levels={run.governance.hierarchy.levels})"
-    )
+    states, edges = result.graph.number_of_nodes(), result.graph.number_of_edges()
+    shape = f"groups={len(run.governance.groups)}, levels={run.governance.hierarchy.levels}"
     if result.violation is None:
+        click.echo(f"reachable states: {states}  transitions: {edges}  ({shape})")
         click.echo(f"all invariants hold ({', '.join(result.checked)})")
         return
+    click.echo(f"explored {states} states, {edges} transitions before the violation", err=True)
     click.echo(result.violation.describe(), err=True)
     sys.exit(1)

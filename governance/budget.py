@@ -1,0 +1,68 @@
+"""The federated budget allocator (spec: `specs/FederatedBudget.tla`).
+
+A master budget of integer units (one unit = one sample's weight gradient for
+one group) is split among eligible, i.e. non-frozen, groups:
+
+* Allocate (feasible: floors fit): every eligible group gets `floor`; the rest
+  is handed out one unit at a time by the D'Hondt rule, each unit to the open
+  group (below `ceiling`) with the largest weight / (units won + 1), ties to
+  fewer units won, then lower index. Proportional, integer, never over the
+  master, and it leaves nothing unallocated while any group is below its
+  ceiling, so rounding cannot leak budget (BudgetWorkConserving).
+* Ration (infeasible: floors exceed the master): floors cannot be honoured, so
+  the master is split equally and the remainder goes one unit each to the
+  heaviest groups. Still conserving, still zero for frozen groups.
+
+Weights are need x multiplier[phase], compared as exact fractions so every
+rank of a distributed run takes the same decision from the same floats.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from governance.config import BudgetConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    units: tuple[int, ...]
+    action: str  # "Allocate" or "Ration"
+
+
+def feasible(eligible: int, cfg: BudgetConfig) -> bool:
+    """Floors fit in the master budget."""
+    return eligible * cfg.floor <= cfg.master
+
+
+def allocate(weights: Sequence[float | None], cfg: BudgetConfig) -> Allocation:
+    """Split the master budget; `None` marks a frozen group, which gets zero."""
+    exact = {i: Fraction(w) for i, w in enumerate(weights) if w is not None}
+    units = [0] * len(weights)
+    if not exact:
+        return Allocation(tuple(units), "Allocate")
+    if not feasible(len(exact), cfg):
+        return Allocation(_ration(exact, units, cfg.master), "Ration")
+    for i in exact:
+        units[i] = cfg.floor
+    remaining = cfg.master - cfg.floor * len(exact)
+    heap = [(-w, 0, i) for i, w in exact.items() if units[i] < cfg.ceiling]
+    heapq.heapify(heap)
+    while remaining and heap:
+        _, won, i = heapq.heappop(heap)
+        units[i] += 1
+        remaining -= 1
+        if units[i] < cfg.ceiling:
+            heapq.heappush(heap, (-exact[i] / (won + 2), won + 1, i))
+    return Allocation(tuple(units), "Allocate")
+
+
+def _ration(exact: dict[int, Fraction], units: list[int], master: int) -> tuple[int, ...]:
+    share, extra = divmod(master, len(exact))
+    heaviest = sorted(exact, key=lambda i: (-exact[i], i))
+    for rank, i in enumerate(heaviest):
+        units[i] = share + (1 if rank < extra else 0)
+    return tuple(units)

@@ -1,0 +1,176 @@
+"""The governance config schema (pydantic v2).
+
+Configs only select and parameterise; every rule lives in code. Every invalid
+value is rejected with the dotted field path and the offending value, so a
+typo in a YAML file is found at load time instead of a hundred steps in.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from governance.errors import ConfigError
+from governance.state import Phase
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TRAINABLE = (Phase.ACTIVE, Phase.COOLING, Phase.AWAKENED)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class GroupConfig(_Strict):
+    """A named parameter group: ordered fnmatch patterns and a hierarchy level."""
+
+    name: str
+    patterns: tuple[str, ...] = Field(min_length=1)
+    level: int = Field(ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("must be an identifier (letters, digits, underscore)")
+        return v
+
+    @field_validator("patterns")
+    @classmethod
+    def _nonblank(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not p.strip() for p in v):
+            raise ValueError("patterns must be non-empty strings")
+        return v
+
+
+class GovernorConfig(_Strict):
+    """Convergence-governor parameters shared by every group.
+
+    `multipliers` scale a group's learning need into its budget weight; only the
+    trainable phases have one because frozen groups get no budget at all.
+    """
+
+    signal_threshold: float = Field(gt=0)
+    window: int = Field(ge=1)
+    patience: int = Field(ge=1)
+    wake_threshold: float = Field(gt=0)
+    max_awakenings: int = Field(ge=0)
+    multipliers: dict[Phase, float] = Field(
+        default_factory=lambda: {Phase.ACTIVE: 1.0, Phase.COOLING: 0.5, Phase.AWAKENED: 1.0}
+    )
+
+    @field_validator("multipliers")
+    @classmethod
+    def _trainable_phases(cls, v: dict[Phase, float]) -> dict[Phase, float]:
+        if set(v) != set(TRAINABLE):
+            raise ValueError(
+                "needs exactly the keys ACTIVE, COOLING, AWAKENED, got "
+                + ", ".join(sorted(p.value for p in v))
+            )
+        for phase, m in v.items():
+            if not (math.isfinite(m) and m >= 0):
+                raise ValueError(f"{phase.value} multiplier must be finite and >= 0, got {m}")
+        return v
+
+
+class HierarchyConfig(_Strict):
+    """Coarse-to-fine levels; level k >= 1 is forced on by k/(levels-1) of the emergency point."""
+
+    levels: int = Field(ge=1)
+    emergency_fraction: float = Field(gt=0, le=1)
+
+
+class BudgetConfig(_Strict):
+    """Integer compute units per step; one unit is one sample's weight gradient for one group."""
+
+    master: int = Field(ge=1)
+    floor: int = Field(ge=0)
+    ceiling: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _floor_below_ceiling(self) -> BudgetConfig:
+        if self.floor > self.ceiling:
+            raise ValueError(f"floor ({self.floor}) exceeds ceiling ({self.ceiling})")
+        return self
+
+
+class RouterConfig(_Strict):
+    """Per-step sample routing: batch size, observation-only warmup, and the scorer."""
+
+    batch_size: int = Field(ge=1)
+    warmup_steps: int = Field(ge=0)
+    scorer: Literal["loss", "learned"] = "loss"
+
+
+class GovernanceConfig(_Strict):
+    """Everything the pure decision core needs, and nothing about torch."""
+
+    total_steps: int = Field(ge=1)
+    groups: tuple[GroupConfig, ...] = Field(min_length=1)
+    governor: GovernorConfig
+    hierarchy: HierarchyConfig
+    budget: BudgetConfig
+    router: RouterConfig
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GovernanceConfig:
+        names = [g.name for g in self.groups]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"groups: duplicate group names {dupes}")
+        used = {g.level for g in self.groups}
+        expected = set(range(self.hierarchy.levels))
+        if used != expected:
+            raise ValueError(
+                f"hierarchy.levels is {self.hierarchy.levels} but groups use levels "
+                f"{sorted(used)}; every level 0..{self.hierarchy.levels - 1} needs a group"
+            )
+        if self.budget.ceiling > self.router.batch_size:
+            raise ValueError(
+                f"budget.ceiling ({self.budget.ceiling}) exceeds router.batch_size "
+                f"({self.router.batch_size}); a unit is one sample"
+            )
+        if self.router.warmup_steps >= self.total_steps:
+            raise ValueError(
+                f"router.warmup_steps ({self.router.warmup_steps}) must be below "
+                f"total_steps ({self.total_steps})"
+            )
+        return self
+
+    def level_of(self, group: int) -> int:
+        return self.groups[group].level
+
+    def deadline(self, level: int) -> int:
+        """The step count by which `level` is activated even if lower levels never converge."""
+        if level == 0:
+            return 0
+        span = self.hierarchy.emergency_fraction * self.total_steps
+        return max(1, math.ceil(span * level / (self.hierarchy.levels - 1)))
+
+    @property
+    def horizon(self) -> int:
+        """The clock saturates here: past it no threshold (warmup, deadline) can change."""
+        return max(self.router.warmup_steps, self.deadline(self.hierarchy.levels - 1))
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line per problem: `field.path: message (got value)`."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        msg = err["msg"].removeprefix("Value error, ")
+        got = err.get("input")
+        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        lines.append(f"{loc or '<root>'}: {msg}{shown}")
+    return "; ".join(lines)
+
+
+def parse_governance(data: Any, prefix: str = "governance") -> GovernanceConfig:
+    """Validate a plain mapping into a GovernanceConfig or raise ConfigError."""
+    try:
+        return GovernanceConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, prefix)) from None

@@ -1,0 +1,62 @@
+"""The per-group convergence governor (spec: `specs/ConvergenceGovernor.tla`).
+
+    DORMANT --Activate--> ACTIVE --BeginCooling--> COOLING --Converge--> CONVERGED
+                            ^  \--Learn (first high)    |  \--Cool (a low, not yet patient)
+                            +------------Reheat---------+
+    CONVERGED --Awaken--> AWAKENED (behaves like ACTIVE, with its own budget multiplier)
+
+The guards are small module functions so each can be read, tested and, in the
+tests, deliberately broken to show that its invariant catches the break.
+"""
+
+from __future__ import annotations
+
+from governance.config import GovernorConfig
+from governance.state import GroupState, Phase
+
+
+def may_begin_cooling(group: GroupState) -> bool:
+    """NoCoolingFromCold: a group that never learned since activation cannot cool."""
+    return group.seen_high
+
+
+def patience_reached(lows: int, patience: int) -> bool:
+    """COOLING converges on the `patience`-th consecutive low observed while cooling."""
+    return lows >= patience
+
+
+def may_awaken(group: GroupState, max_awakenings: int) -> bool:
+    """AwakeningsBounded: a group wakes at most `max_awakenings` times, so nothing oscillates forever."""
+    return group.awakenings < max_awakenings
+
+
+def activate(group: GroupState) -> GroupState:
+    """Activate: a DORMANT group whose level became active starts learning from cold."""
+    return GroupState(Phase.ACTIVE, seen_high=False, lows=0, awakenings=group.awakenings)
+
+
+def observe(
+    group: GroupState, high: bool, wake: bool, cfg: GovernorConfig
+) -> tuple[GroupState, str | None]:
+    """One step of one governor: the new state and the action taken (None: no change)."""
+    match group.phase:
+        case Phase.ACTIVE | Phase.AWAKENED:
+            if high:
+                return (group, None) if group.seen_high else (group.with_(seen_high=True), "Learn")
+            if may_begin_cooling(group):
+                return group.with_(phase=Phase.COOLING, lows=0), "BeginCooling"
+            return group, None
+        case Phase.COOLING:
+            if high:
+                return group.with_(phase=Phase.ACTIVE, lows=0), "Reheat"
+            lows = group.lows + 1
+            if patience_reached(lows, cfg.patience):
+                return group.with_(phase=Phase.CONVERGED, lows=0), "Converge"
+            return group.with_(lows=lows), "Cool"
+        case Phase.CONVERGED:
+            if wake and may_awaken(group, cfg.max_awakenings):
+                awakened = GroupState(Phase.AWAKENED, awakenings=group.awakenings + 1)
+                return awakened, "Awaken"
+            return group, None
+        case _:  # DORMANT: no gradient, nothing observed; only the hierarchy activates it
+            return group, None

@@ -1,0 +1,137 @@
+"""Bounded exhaustive exploration of the composed core.
+
+Breadth-first over every reachable GovernanceState, feeding each state every
+*abstract* observation: per group, signal low/high and wake no/yes where the
+phase reads them, and each learning need in `needs`. Inputs a phase ignores are
+not enumerated (they cannot change the outcome), which keeps the graph small
+without losing behaviours. Every state and every labelled transition is
+checked against every invariant; the first violation comes back with a
+shortest path from the initial state, because BFS discovers states in order
+of distance.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from governance.config import GovernanceConfig
+from governance.errors import GovtrainError
+from governance.invariants import INVARIANTS, Checked, violations
+from governance.state import GovernanceState, GroupObservation, Phase
+from governance.step import decide, govern, initial_state
+
+
+@dataclass(frozen=True)
+class PathStep:
+    observation: tuple[GroupObservation, ...]
+    actions: tuple[str, ...]
+    state: GovernanceState
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: str
+    reason: str
+    path: tuple[PathStep, ...]
+
+    def describe(self) -> str:
+        lines = [f"invariant {self.invariant} violated: {self.reason}"]
+        lines.append(f"shortest path ({len(self.path)} steps):")
+        for n, step in enumerate(self.path, 1):
+            obs = " ".join(
+                f"[s={o.signal:g} w={o.wake:g} n={o.need:g}]" for o in step.observation
+            )
+            acts = ", ".join(step.actions) or "-"
+            lines.append(f"  {n}. obs {obs} -> {acts} -> {render(step.state)}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Exploration:
+    graph: nx.MultiDiGraph
+    initial: GovernanceState
+    violation: Violation | None = None
+    checked: tuple[str, ...] = field(default_factory=lambda: tuple(INVARIANTS))
+
+
+def render(state: GovernanceState) -> str:
+    groups = ",".join(
+        f"{g.phase.value[:4]}{'+' if g.seen_high else ''}{g.lows or ''}"
+        + (f"^{g.awakenings}" if g.awakenings else "")
+        for g in state.groups
+    )
+    return f"<clock={state.clock} level={state.active_level} {groups}>"
+
+
+def label(actions: Sequence[str]) -> str:
+    return "|".join(actions) or "Stutter"
+
+
+def observations(
+    state: GovernanceState, cfg: GovernanceConfig, needs: Sequence[float]
+) -> list[tuple[GroupObservation, ...]]:
+    """All abstract observations that can make a difference in `state`."""
+    low, high = 0.0, cfg.governor.signal_threshold
+    asleep, awake = 0.0, cfg.governor.wake_threshold
+    per_group = []
+    for g in state.groups:
+        if g.phase is Phase.CONVERGED:
+            options = [GroupObservation(low, w, n) for w in (asleep, awake) for n in needs]
+        elif g.phase is Phase.DORMANT:
+            options = [GroupObservation(low, asleep, n) for n in needs]
+        else:
+            options = [GroupObservation(s, asleep, n) for s in (low, high) for n in needs]
+        per_group.append(options)
+    return list(itertools.product(*per_group))
+
+
+def explore(
+    cfg: GovernanceConfig, needs: Sequence[float] = (1.0, 3.0), max_states: int = 200_000
+) -> Exploration:
+    """Visit every reachable state (up to `max_states`), checking every invariant."""
+    init = initial_state(cfg)
+    graph = nx.MultiDiGraph()
+    graph.add_node(init)
+    parent: dict[GovernanceState, tuple[GovernanceState, PathStep] | None] = {init: None}
+    result = Exploration(graph, init)
+    for need in needs:
+        bad = violations(Checked(None, init, decide(init, [need] * len(cfg.groups), cfg), cfg))
+        if bad:
+            result.violation = Violation(*bad[0], ())
+            return result
+    queue = deque([init])
+    while queue:
+        state = queue.popleft()
+        for obs in observations(state, cfg, needs):
+            step = govern(state, obs, cfg)
+            actions = tuple(
+                f"{t.action}({t.group})" if t.group else f"{t.action}({t.after})"
+                for t in step.transitions
+            )
+            graph.add_edge(state, step.state, key=label(actions))
+            path_step = PathStep(tuple(obs), actions, step.state)
+            bad = violations(Checked(state, step.state, step.decision, cfg))
+            if bad:
+                result.violation = Violation(*bad[0], (*_path_to(parent, state), path_step))
+                return result
+            if step.state not in parent:
+                if len(parent) >= max_states:
+                    raise GovtrainError(
+                        f"more than {max_states} reachable states; shrink the config"
+                    )
+                parent[step.state] = (state, path_step)
+                queue.append(step.state)
+    return result
+
+
+def _path_to(parent: dict, state: GovernanceState) -> list[PathStep]:
+    path: list[PathStep] = []
+    while (entry := parent[state]) is not None:
+        state, step = entry
+        path.append(step)
+    return path[::-1]

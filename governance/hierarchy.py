@@ -1,0 +1,53 @@
+"""The hierarchy activator: coarse-to-fine activation (spec: `specs/HierarchyActivator.tla`).
+
+Level 0 starts active. Level k+1 activates (ActivateLevel) when every group at
+levels <= k is CONVERGED at that moment, or when the clock reaches its emergency
+deadline. At most one level per step, never backwards: NoSkippedLevels and
+LevelsMonotone hold by construction and are checked anyway.
+"""
+
+from __future__ import annotations
+
+from governance import convergence
+from governance.config import GovernanceConfig
+from governance.state import GovernanceState, Phase, Transition
+
+
+def gate_open(state: GovernanceState, cfg: GovernanceConfig) -> bool:
+    """ActivationGated: every group at or below the active level has converged."""
+    return all(
+        g.phase is Phase.CONVERGED
+        for i, g in enumerate(state.groups)
+        if cfg.level_of(i) <= state.active_level
+    )
+
+
+def emergency(state: GovernanceState, level: int, cfg: GovernanceConfig) -> bool:
+    """The run is far enough along that `level` must start learning regardless."""
+    return state.clock >= cfg.deadline(level)
+
+
+def next_level(state: GovernanceState, cfg: GovernanceConfig) -> int:
+    """The active level after this step: one more when the gate or the deadline allows."""
+    nxt = state.active_level + 1
+    if nxt < cfg.hierarchy.levels and (gate_open(state, cfg) or emergency(state, nxt, cfg)):
+        return nxt
+    return state.active_level
+
+
+def activate_levels(
+    state: GovernanceState, cfg: GovernanceConfig
+) -> tuple[GovernanceState, tuple[Transition, ...]]:
+    """Apply ActivateLevel (and Activate for each of the new level's groups) if due."""
+    level = next_level(state, cfg)
+    if level == state.active_level:
+        return state, ()
+    transitions = [Transition("ActivateLevel", None, str(state.active_level), str(level))]
+    groups = list(state.groups)
+    for i, g in enumerate(groups):
+        if g.phase is Phase.DORMANT and cfg.level_of(i) <= level:
+            groups[i] = convergence.activate(g)
+            transitions.append(
+                Transition("Activate", cfg.groups[i].name, g.phase.value, groups[i].phase.value)
+            )
+    return GovernanceState(state.clock, level, tuple(groups)), tuple(transitions)

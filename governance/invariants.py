@@ -1,0 +1,197 @@
+"""The named invariants, spelled as in the TLA+ specs.
+
+Each is a function of one checked step: the state before (None for the initial
+state), the state after, and the decision taken from the state after. Each
+returns None when it holds, else a sentence saying what is wrong. They are
+checked by the exhaustive explorer, the property tests and trace replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from governance.config import GovernanceConfig
+from governance.state import GovernanceState, Phase
+from governance.step import Decision
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    pre: GovernanceState | None
+    post: GovernanceState
+    decision: Decision
+    cfg: GovernanceConfig
+
+    def names(self) -> list[str]:
+        return [g.name for g in self.cfg.groups]
+
+
+Invariant = Callable[[Checked], str | None]
+
+
+def _first(c: Checked, bad: Callable[[int], bool], what: str) -> str | None:
+    for i, name in enumerate(c.names()):
+        if bad(i):
+            return f"group {name}: {what}"
+    return None
+
+
+def TypeOK(c: Checked) -> str | None:
+    cfg, s = c.cfg, c.post
+    if not 0 <= s.clock <= cfg.horizon:
+        return f"clock {s.clock} outside 0..{cfg.horizon}"
+    if not 0 <= s.active_level < cfg.hierarchy.levels:
+        return f"active level {s.active_level} outside 0..{cfg.hierarchy.levels - 1}"
+    if len(s.groups) != len(cfg.groups):
+        return f"{len(s.groups)} group states for {len(cfg.groups)} groups"
+
+    def bad(i: int) -> bool:
+        g = s.groups[i]
+        lows_ok = 0 <= g.lows < cfg.governor.patience and (g.lows == 0 or g.phase is Phase.COOLING)
+        return not (isinstance(g.phase, Phase) and lows_ok and 0 <= g.awakenings)
+
+    n = len(cfg.groups)
+    d = c.decision
+    if len(d.allocations) != n or len(d.quotas) != n:
+        return "decision does not cover every group"
+    if any(not isinstance(u, int) or u < 0 for u in (*d.allocations, *d.quotas)):
+        return f"allocations {d.allocations} / quotas {d.quotas} must be naturals"
+    return _first(c, bad, "phase, lows or awakenings out of range")
+
+
+def NoCoolingFromCold(c: Checked) -> str | None:
+    cold = (Phase.COOLING, Phase.CONVERGED)
+    return _first(
+        c,
+        lambda i: c.post.groups[i].phase in cold and not c.post.groups[i].seen_high,
+        "cooling or converged although its signal was never high since activation",
+    )
+
+
+def AwakeningsBounded(c: Checked) -> str | None:
+    limit = c.cfg.governor.max_awakenings
+    return _first(
+        c, lambda i: c.post.groups[i].awakenings > limit, f"awakened more than {limit} times"
+    )
+
+
+def LevelsMonotone(c: Checked) -> str | None:
+    if c.pre is not None and c.post.active_level < c.pre.active_level:
+        return f"active level fell from {c.pre.active_level} to {c.post.active_level}"
+    return None
+
+
+def NoSkippedLevels(c: Checked) -> str | None:
+    if c.pre is not None and c.post.active_level > c.pre.active_level + 1:
+        return f"active level jumped from {c.pre.active_level} to {c.post.active_level}"
+    return None
+
+
+def DormantAboveLevel(c: Checked) -> str | None:
+    s = c.post
+    return _first(
+        c,
+        lambda i: (c.cfg.level_of(i) > s.active_level) != (s.groups[i].phase is Phase.DORMANT),
+        f"DORMANT must mean 'above the active level {s.active_level}' and nothing else",
+    )
+
+
+def ActivationGated(c: Checked) -> str | None:
+    if c.pre is None or c.post.active_level <= c.pre.active_level:
+        return None
+    level = c.post.active_level
+    below_converged = all(
+        g.phase is Phase.CONVERGED
+        for i, g in enumerate(c.post.groups)
+        if c.cfg.level_of(i) < level
+    )
+    if below_converged or c.post.clock >= c.cfg.deadline(level):
+        return None
+    return (
+        f"level {level} activated at clock {c.post.clock} before its deadline "
+        f"{c.cfg.deadline(level)} while a lower group had not converged"
+    )
+
+
+def BudgetConserved(c: Checked) -> str | None:
+    total = sum(c.decision.allocations)
+    if total > c.cfg.budget.master:
+        return f"allocated {total} units of a master budget of {c.cfg.budget.master}"
+    return None
+
+
+def BudgetWithinBounds(c: Checked) -> str | None:
+    b, d = c.cfg.budget, c.decision
+
+    def bad(i: int) -> bool:
+        u = d.allocations[i]
+        if c.post.frozen(i):
+            return False
+        return u > b.ceiling or (d.budget_action == "Allocate" and u < b.floor)
+
+    return _first(c, bad, f"allocation outside floor {b.floor} / ceiling {b.ceiling}")
+
+
+def BudgetWorkConserving(c: Checked) -> str | None:
+    b, d = c.cfg.budget, c.decision
+    if sum(d.allocations) >= b.master:
+        return None
+    return _first(
+        c,
+        lambda i: not c.post.frozen(i) and d.allocations[i] < b.ceiling,
+        f"below the ceiling while {b.master - sum(d.allocations)} units stay unallocated",
+    )
+
+
+def NoBudgetForFrozen(c: Checked) -> str | None:
+    return _first(
+        c,
+        lambda i: c.post.frozen(i) and c.decision.allocations[i] != 0,
+        "frozen but allocated budget",
+    )
+
+
+def QuotaWithinBatch(c: Checked) -> str | None:
+    batch = c.cfg.router.batch_size
+    return _first(
+        c, lambda i: not 0 <= c.decision.quotas[i] <= batch, f"quota outside 0..{batch}"
+    )
+
+
+def FrozenGetsNoGradient(c: Checked) -> str | None:
+    return _first(
+        c,
+        lambda i: c.post.frozen(i) and c.decision.quotas[i] != 0,
+        "frozen but routed samples",
+    )
+
+
+INVARIANTS: dict[str, Invariant] = {
+    f.__name__: f
+    for f in (
+        TypeOK,
+        NoCoolingFromCold,
+        AwakeningsBounded,
+        LevelsMonotone,
+        NoSkippedLevels,
+        DormantAboveLevel,
+        ActivationGated,
+        BudgetConserved,
+        BudgetWithinBounds,
+        BudgetWorkConserving,
+        NoBudgetForFrozen,
+        QuotaWithinBatch,
+        FrozenGetsNoGradient,
+    )
+}
+
+
+def violations(checked: Checked) -> list[tuple[str, str]]:
+    """Every invariant that fails for this step, as (name, reason)."""
+    out = []
+    for name, inv in INVARIANTS.items():
+        reason = inv(checked)
+        if reason is not None:
+            out.append((name, reason))
+    return out

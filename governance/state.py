@@ -1,0 +1,80 @@
+"""Immutable governance state values, shared by every component.
+
+The fields are exactly the TLA+ variables of `specs/GovernedTraining.tla`
+(`phase`, `seenHigh`, `lows`, `awakenings`, `activeLevel`, `clock`), so a state
+here and a state there can be compared one to one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+
+class Phase(StrEnum):
+    """The convergence governor's states; DORMANT and CONVERGED groups are frozen."""
+
+    DORMANT = "DORMANT"
+    ACTIVE = "ACTIVE"
+    COOLING = "COOLING"
+    CONVERGED = "CONVERGED"
+    AWAKENED = "AWAKENED"
+
+    @property
+    def frozen(self) -> bool:
+        return self in (Phase.DORMANT, Phase.CONVERGED)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    """One group's governor state.
+
+    `seen_high`: the signal was high at least once since (re)activation; the
+    guard of NoCoolingFromCold. `lows`: consecutive low signals while COOLING.
+    """
+
+    phase: Phase
+    seen_high: bool = False
+    lows: int = 0
+    awakenings: int = 0
+
+    def with_(self, **changes: object) -> GroupState:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class GovernanceState:
+    """The whole core's state: the clock, the active level and every group's governor."""
+
+    clock: int
+    active_level: int
+    groups: tuple[GroupState, ...]
+
+    def frozen(self, group: int) -> bool:
+        return self.groups[group].phase.frozen
+
+
+@dataclass(frozen=True, slots=True)
+class GroupObservation:
+    """What the pipeline measured for one group during one step.
+
+    `signal` is the convergence signal (high = still learning), `wake` the drift
+    probe for converged groups, `need` the learning need that weights its budget.
+    """
+
+    signal: float
+    wake: float = 0.0
+    need: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One named action taken during a step: a governor move or a level activation."""
+
+    action: str
+    group: str | None
+    before: str
+    after: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"action": self.action, "group": self.group, "before": self.before, "after": self.after}

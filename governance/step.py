@@ -1,0 +1,90 @@
+"""One governance step, composing every component (spec: `specs/GovernedTraining.tla`).
+
+The order is DESIGN.md's: step t's observations move each governor, the
+hierarchy then activates the next level if due, and the budget and router
+decide from the *new* state what step t+1 may use. Step t's own update has
+already completed unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from governance import budget, convergence, hierarchy, routing
+from governance.config import GovernanceConfig
+from governance.errors import ObservationError
+from governance.state import GovernanceState, GroupObservation, GroupState, Phase, Transition
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the next step may use: budget units and routed-sample quota per group."""
+
+    allocations: tuple[int, ...]
+    quotas: tuple[int, ...]
+    budget_action: str  # "Allocate" or "Ration"
+    warmup: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    state: GovernanceState
+    transitions: tuple[Transition, ...]
+    decision: Decision
+
+
+def initial_state(cfg: GovernanceConfig) -> GovernanceState:
+    """Level 0 active, every other group DORMANT (frozen from the start)."""
+    groups = tuple(
+        GroupState(Phase.ACTIVE if g.level == 0 else Phase.DORMANT) for g in cfg.groups
+    )
+    return GovernanceState(clock=0, active_level=0, groups=groups)
+
+
+def decide(
+    state: GovernanceState, needs: Sequence[float], cfg: GovernanceConfig
+) -> Decision:
+    """Allocate the budget by need x phase multiplier, then turn units into quotas."""
+    mult = cfg.governor.multipliers
+    weights = [
+        None if g.phase.frozen else need * mult[g.phase]
+        for g, need in zip(state.groups, needs, strict=True)
+    ]
+    alloc = budget.allocate(weights, cfg.budget)
+    quotas = tuple(routing.quota(state, i, u, cfg) for i, u in enumerate(alloc.units))
+    return Decision(alloc.units, quotas, alloc.action, routing.in_warmup(state, cfg))
+
+
+def govern(
+    state: GovernanceState, observations: Sequence[GroupObservation], cfg: GovernanceConfig
+) -> StepResult:
+    """The pure step function: (state, observations, config) -> (new state, transitions, decision)."""
+    _validate(observations, cfg)
+    thr, wake_thr = cfg.governor.signal_threshold, cfg.governor.wake_threshold
+    groups: list[GroupState] = []
+    transitions: list[Transition] = []
+    for spec, g, obs in zip(cfg.groups, state.groups, observations, strict=True):
+        new, action = convergence.observe(g, obs.signal >= thr, obs.wake >= wake_thr, cfg.governor)
+        groups.append(new)
+        if action is not None:
+            transitions.append(Transition(action, spec.name, g.phase.value, new.phase.value))
+    moved = GovernanceState(min(state.clock + 1, cfg.horizon), state.active_level, tuple(groups))
+    new_state, activations = hierarchy.activate_levels(moved, cfg)
+    decision = decide(new_state, [o.need for o in observations], cfg)
+    return StepResult(new_state, (*transitions, *activations), decision)
+
+
+def _validate(observations: Sequence[GroupObservation], cfg: GovernanceConfig) -> None:
+    if len(observations) != len(cfg.groups):
+        raise ObservationError(
+            f"expected {len(cfg.groups)} group observations, got {len(observations)}"
+        )
+    for spec, obs in zip(cfg.groups, observations, strict=True):
+        for field in ("signal", "wake", "need"):
+            value = getattr(obs, field)
+            if not math.isfinite(value) or value < 0:
+                raise ObservationError(
+                    f"group {spec.name}: {field} must be finite and >= 0, got {value!r}"
+                )
