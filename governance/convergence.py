@@ -1,4 +1,4 @@
-"""The per-group convergence governor (spec: `specs/ConvergenceGovernor.tla`).
+r"""The per-group convergence governor (spec: `specs/ConvergenceGovernor.tla`).
 
     DORMANT --Activate--> ACTIVE --BeginCooling--> COOLING --Converge--> CONVERGED
                             ^  \--Learn (first high)    |  \--Cool (a low, not yet patient)
@@ -26,7 +26,7 @@ def patience_reached(lows: int, patience: int) -> bool:
 
 
 def may_awaken(group: GroupState, max_awakenings: int) -> bool:
-    """AwakeningsBounded: a group wakes at most `max_awakenings` times, so nothing oscillates forever."""
+    """AwakeningsBounded: at most `max_awakenings` wakes, so nothing oscillates forever."""
     return group.awakenings < max_awakenings
 
 

@@ -43,9 +43,7 @@ class Violation:
         lines = [f"invariant {self.invariant} violated: {self.reason}"]
         lines.append(f"shortest path ({len(self.path)} steps):")
         for n, step in enumerate(self.path, 1):
-            obs = " ".join(
-                f"[s={o.signal:g} w={o.wake:g} n={o.need:g}]" for o in step.observation
-            )
+            obs = " ".join(f"[s={o.signal:g} w={o.wake:g} n={o.need:g}]" for o in step.observation)
             acts = ", ".join(step.actions) or "-"
             lines.append(f"  {n}. obs {obs} -> {acts} -> {render(step.state)}")
         return "\n".join(lines)

@@ -49,7 +49,7 @@ def TypeOK(c: Checked) -> str | None:
     def bad(i: int) -> bool:
         g = s.groups[i]
         lows_ok = 0 <= g.lows < cfg.governor.patience and (g.lows == 0 or g.phase is Phase.COOLING)
-        return not (isinstance(g.phase, Phase) and lows_ok and 0 <= g.awakenings)
+        return not (isinstance(g.phase, Phase) and lows_ok and g.awakenings >= 0)
 
     n = len(cfg.groups)
     d = c.decision
@@ -102,9 +102,7 @@ def ActivationGated(c: Checked) -> str | None:
         return None
     level = c.post.active_level
     below_converged = all(
-        g.phase is Phase.CONVERGED
-        for i, g in enumerate(c.post.groups)
-        if c.cfg.level_of(i) < level
+        g.phase is Phase.CONVERGED for i, g in enumerate(c.post.groups) if c.cfg.level_of(i) < level
     )
     if below_converged or c.post.clock >= c.cfg.deadline(level):
         return None
@@ -154,9 +152,7 @@ def NoBudgetForFrozen(c: Checked) -> str | None:
 
 def QuotaWithinBatch(c: Checked) -> str | None:
     batch = c.cfg.router.batch_size
-    return _first(
-        c, lambda i: not 0 <= c.decision.quotas[i] <= batch, f"quota outside 0..{batch}"
-    )
+    return _first(c, lambda i: not 0 <= c.decision.quotas[i] <= batch, f"quota outside 0..{batch}")
 
 
 def FrozenGetsNoGradient(c: Checked) -> str | None:

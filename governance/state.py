@@ -77,4 +77,9 @@ class Transition:
     after: str
 
     def as_dict(self) -> dict[str, str | None]:
-        return {"action": self.action, "group": self.group, "before": self.before, "after": self.after}
+        return {
+            "action": self.action,
+            "group": self.group,
+            "before": self.before,
+            "after": self.after,
+        }

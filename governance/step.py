@@ -37,15 +37,11 @@ class StepResult:
 
 def initial_state(cfg: GovernanceConfig) -> GovernanceState:
     """Level 0 active, every other group DORMANT (frozen from the start)."""
-    groups = tuple(
-        GroupState(Phase.ACTIVE if g.level == 0 else Phase.DORMANT) for g in cfg.groups
-    )
+    groups = tuple(GroupState(Phase.ACTIVE if g.level == 0 else Phase.DORMANT) for g in cfg.groups)
     return GovernanceState(clock=0, active_level=0, groups=groups)
 
 
-def decide(
-    state: GovernanceState, needs: Sequence[float], cfg: GovernanceConfig
-) -> Decision:
+def decide(state: GovernanceState, needs: Sequence[float], cfg: GovernanceConfig) -> Decision:
     """Allocate the budget by need x phase multiplier, then turn units into quotas."""
     mult = cfg.governor.multipliers
     weights = [
@@ -60,7 +56,7 @@ def decide(
 def govern(
     state: GovernanceState, observations: Sequence[GroupObservation], cfg: GovernanceConfig
 ) -> StepResult:
-    """The pure step function: (state, observations, config) -> (new state, transitions, decision)."""
+    """The pure step: (state, observations, config) -> (new state, transitions, decision)."""
     _validate(observations, cfg)
     thr, wake_thr = cfg.governor.signal_threshold, cfg.governor.wake_threshold
     groups: list[GroupState] = []
