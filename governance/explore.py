@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
@@ -35,13 +35,25 @@ class PathStep:
 
 @dataclass(frozen=True)
 class Violation:
-    invariant: str
-    reason: str
+    """The first bad step found: every invariant it breaks, and how to get there."""
+
+    broken: tuple[tuple[str, str], ...]  # (invariant, reason), in INVARIANTS order
     path: tuple[PathStep, ...]
 
+    @property
+    def invariant(self) -> str:
+        return self.broken[0][0]
+
+    @property
+    def invariants(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.broken)
+
     def describe(self) -> str:
-        lines = [f"invariant {self.invariant} violated: {self.reason}"]
-        lines.append(f"shortest path ({len(self.path)} steps):")
+        lines = [f"invariant {name} violated: {reason}" for name, reason in self.broken]
+        if not self.path:
+            lines.append("shortest path: the initial state itself")
+        else:
+            lines.append(f"shortest path ({len(self.path)} steps):")
         for n, step in enumerate(self.path, 1):
             obs = " ".join(f"[s={o.signal:g} w={o.wake:g} n={o.need:g}]" for o in step.observation)
             acts = ", ".join(step.actions) or "-"
@@ -71,19 +83,19 @@ def label(actions: Sequence[str]) -> str:
 
 
 def observations(
-    state: GovernanceState, cfg: GovernanceConfig, needs: Sequence[float]
+    state: GovernanceState, cfg: GovernanceConfig
 ) -> list[tuple[GroupObservation, ...]]:
-    """All abstract observations that can make a difference in `state`."""
+    """All abstract signal/wake observations that can move the state (need fixed at 1)."""
     low, high = 0.0, cfg.governor.signal_threshold
     asleep, awake = 0.0, cfg.governor.wake_threshold
     per_group = []
     for g in state.groups:
         if g.phase is Phase.CONVERGED:
-            options = [GroupObservation(low, w, n) for w in (asleep, awake) for n in needs]
+            options = [GroupObservation(low, w) for w in (asleep, awake)]
         elif g.phase is Phase.DORMANT:
-            options = [GroupObservation(low, asleep, n) for n in needs]
+            options = [GroupObservation(low, asleep)]
         else:
-            options = [GroupObservation(s, asleep, n) for s in (low, high) for n in needs]
+            options = [GroupObservation(s, asleep) for s in (low, high)]
         per_group.append(options)
     return list(itertools.product(*per_group))
 
@@ -91,21 +103,25 @@ def observations(
 def explore(
     cfg: GovernanceConfig, needs: Sequence[float] = (1.0, 3.0), max_states: int = 200_000
 ) -> Exploration:
-    """Visit every reachable state (up to `max_states`), checking every invariant."""
+    """Visit every reachable state (up to `max_states`), checking every invariant.
+
+    Needs only weight the budget, never move a state, so each state's decisions
+    are checked once per need vector when it is discovered, not once per edge.
+    """
     init = initial_state(cfg)
     graph = nx.MultiDiGraph()
     graph.add_node(init)
     parent: dict[GovernanceState, tuple[GovernanceState, PathStep] | None] = {init: None}
     result = Exploration(graph, init)
-    for need in needs:
-        bad = violations(Checked(None, init, decide(init, [need] * len(cfg.groups), cfg), cfg))
-        if bad:
-            result.violation = Violation(*bad[0], ())
-            return result
+    need_vectors = list(itertools.product(needs, repeat=len(cfg.groups)))
+    bad, _ = _check_decisions(None, init, cfg, need_vectors)
+    if bad:
+        result.violation = Violation(bad, ())
+        return result
     queue = deque([init])
     while queue:
         state = queue.popleft()
-        for obs in observations(state, cfg, needs):
+        for obs in observations(state, cfg):
             step = govern(state, obs, cfg)
             actions = tuple(
                 f"{t.action}({t.group})" if t.group else f"{t.action}({t.after})"
@@ -113,9 +129,13 @@ def explore(
             )
             graph.add_edge(state, step.state, key=label(actions))
             path_step = PathStep(tuple(obs), actions, step.state)
-            bad = violations(Checked(state, step.state, step.decision, cfg))
+            bad = tuple(violations(Checked(state, step.state, step.decision, cfg)))
+            if not bad and step.state not in parent:
+                bad, needs_used = _check_decisions(state, step.state, cfg, need_vectors)
+                obs_used = tuple(replace(o, need=n) for o, n in zip(obs, needs_used, strict=True))
+                path_step = replace(path_step, observation=obs_used)
             if bad:
-                result.violation = Violation(*bad[0], (*_path_to(parent, state), path_step))
+                result.violation = Violation(bad, (*_path_to(parent, state), path_step))
                 return result
             if step.state not in parent:
                 if len(parent) >= max_states:
@@ -125,6 +145,20 @@ def explore(
                 parent[step.state] = (state, path_step)
                 queue.append(step.state)
     return result
+
+
+def _check_decisions(
+    pre: GovernanceState | None,
+    post: GovernanceState,
+    cfg: GovernanceConfig,
+    need_vectors: Sequence[Sequence[float]],
+) -> tuple[tuple[tuple[str, str], ...], Sequence[float]]:
+    """The first need vector whose decision breaks an invariant, with what it breaks."""
+    for needs in need_vectors:
+        bad = violations(Checked(pre, post, decide(post, needs, cfg), cfg))
+        if bad:
+            return tuple(bad), needs
+    return (), need_vectors[0]
 
 
 def _path_to(parent: dict, state: GovernanceState) -> list[PathStep]:

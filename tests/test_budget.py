@@ -1,0 +1,95 @@
+"""The federated budget: proportional, integer, conserving, zero for frozen groups."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from governance.budget import allocate
+from governance.config import BudgetConfig
+
+
+def cfg(master: int, floor: int, ceiling: int) -> BudgetConfig:
+    return BudgetConfig(master=master, floor=floor, ceiling=ceiling)
+
+
+def test_frozen_groups_get_nothing() -> None:
+    alloc = allocate([1.0, None, 1.0], cfg(10, 1, 10))
+    assert alloc.units == (5, 0, 5) and alloc.action == "Allocate"
+
+
+def test_no_eligible_group_allocates_nothing() -> None:
+    assert allocate([None, None], cfg(10, 1, 10)).units == (0, 0)
+
+
+def test_proportional_to_weight() -> None:
+    assert allocate([3.0, 1.0], cfg(8, 0, 8)).units == (6, 2)
+
+
+def test_floors_first_then_dhondt() -> None:
+    # floors 2 each; the 6 left go 5:1 by D'Hondt at weights 3:1 (the sixth unit ties 1 vs 1
+    # and goes to the group with fewer units)
+    assert allocate([3.0, 1.0], cfg(10, 2, 10)).units == (7, 3)
+
+
+def test_ceiling_caps_and_the_rest_flows_on() -> None:
+    assert allocate([100.0, 1.0, 1.0], cfg(12, 0, 5)).units == (5, 4, 3)
+
+
+def test_surplus_over_all_ceilings_stays_unallocated() -> None:
+    alloc = allocate([1.0, 2.0], cfg(100, 1, 7))
+    assert alloc.units == (7, 7)
+
+
+def test_ties_go_to_fewer_units_then_lower_index() -> None:
+    assert allocate([1.0, 1.0, 1.0], cfg(4, 0, 4)).units == (2, 1, 1)
+    assert allocate([0.0, 0.0, 0.0], cfg(5, 0, 5)).units == (2, 2, 1)
+
+
+def test_exact_arithmetic_decides_ties() -> None:
+    # 0.3/3 and 0.1/1 differ as floats; as exact fractions of those floats, too.
+    a = allocate([0.3, 0.1], cfg(4, 0, 4)).units
+    assert sum(a) == 4 and a == allocate([0.3, 0.1], cfg(4, 0, 4)).units
+
+
+def test_infeasible_floors_ration_equally() -> None:
+    alloc = allocate([1.0, 5.0, 2.0], cfg(7, 3, 5))
+    assert alloc.action == "Ration"
+    assert alloc.units == (2, 3, 2)  # 7 // 3 = 2 each, remainder to the heaviest
+
+
+weights = st.lists(
+    st.one_of(st.none(), st.floats(0, 100, allow_nan=False, allow_infinity=False)),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(weights, st.integers(1, 60), st.integers(0, 10), st.integers(1, 20))
+def test_allocation_invariants(ws: list, master: int, floor: int, ceiling: int) -> None:
+    floor = min(floor, ceiling)
+    b = cfg(master, floor, ceiling)
+    alloc = allocate(ws, b)
+    eligible = [i for i, w in enumerate(ws) if w is not None]
+    assert sum(alloc.units) <= master  # BudgetConserved
+    assert all(alloc.units[i] == 0 for i, w in enumerate(ws) if w is None)  # NoBudgetForFrozen
+    assert all(u <= ceiling for u in alloc.units)
+    if sum(alloc.units) < master:  # BudgetWorkConserving
+        assert all(alloc.units[i] == ceiling for i in eligible)
+    if alloc.action == "Allocate":
+        assert all(alloc.units[i] >= floor for i in eligible)
+    else:
+        assert len(eligible) * floor > master
+        shares = [alloc.units[i] for i in eligible]
+        assert max(shares) - min(shares) <= 1
+
+
+@given(st.lists(st.floats(0.01, 50), min_size=2, max_size=6), st.integers(1, 40))
+def test_more_weight_never_means_fewer_units(ws: list[float], master: int) -> None:
+    units = allocate(ws, cfg(master, 0, 40)).units
+    for i in range(len(ws)):
+        for j in range(len(ws)):
+            if Fraction(ws[i]) > Fraction(ws[j]):
+                assert units[i] >= units[j]

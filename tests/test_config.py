@@ -1,0 +1,120 @@
+"""Config schema: every invalid value is rejected naming the field and the value."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from governance.errors import ConfigError
+from pipeline.config import load_config, parse_config
+
+
+def _mutate(raw: dict, path: str, value: object) -> dict:
+    data = copy.deepcopy(raw)
+    *parents, leaf = path.split(".")
+    node = data
+    for p in parents:
+        node = node[int(p)] if isinstance(node, list) else node[p]
+    if value is _DELETE:
+        del node[leaf]
+    elif isinstance(node, list):
+        node[int(leaf)] = value
+    else:
+        node[leaf] = value
+    return data
+
+
+_DELETE = object()
+
+# (dotted path to change, new value, text the error must contain)
+INVALID = [
+    ("governance.total_steps", 0, "governance.total_steps"),
+    ("governance.total_steps", "many", "governance.total_steps"),
+    ("governance.groups", [], "governance.groups"),
+    ("governance.groups.0.name", "bad name", "governance.groups.0.name"),
+    ("governance.groups.0.patterns", [], "governance.groups.0.patterns"),
+    ("governance.groups.0.patterns", ["  "], "governance.groups.0.patterns"),
+    ("governance.groups.0.level", -1, "governance.groups.0.level"),
+    ("governance.groups.1.name", "embed", "duplicate group names ['embed']"),
+    ("governance.groups.2.level", 2, "every level 0..1 needs a group"),
+    ("governance.governor.signal_threshold", 0, "governance.governor.signal_threshold"),
+    ("governance.governor.signal_threshold", float("nan"), "governance.governor.signal_threshold"),
+    ("governance.governor.window", 0, "governance.governor.window"),
+    ("governance.governor.patience", 0, "governance.governor.patience"),
+    ("governance.governor.wake_threshold", -0.1, "governance.governor.wake_threshold"),
+    ("governance.governor.max_awakenings", -1, "governance.governor.max_awakenings"),
+    ("governance.governor.multipliers", {"ACTIVE": 1, "COOLING": 1}, "AWAKENED"),
+    (
+        "governance.governor.multipliers",
+        {"ACTIVE": 1, "COOLING": 1, "AWAKENED": 1, "DORMANT": 1},
+        "governance.governor.multipliers",
+    ),
+    ("governance.governor.multipliers.COOLING", -1, "COOLING multiplier must be finite"),
+    ("governance.governor.multipliers.SLEEPY", 1, "governance.governor.multipliers.SLEEPY"),
+    ("governance.hierarchy.levels", 0, "governance.hierarchy.levels"),
+    ("governance.hierarchy.levels", 3, "hierarchy.levels is 3"),
+    ("governance.hierarchy.emergency_fraction", 0, "governance.hierarchy.emergency_fraction"),
+    ("governance.hierarchy.emergency_fraction", 1.5, "governance.hierarchy.emergency_fraction"),
+    ("governance.budget.master", 0, "governance.budget.master"),
+    ("governance.budget.floor", -1, "governance.budget.floor"),
+    ("governance.budget.floor", 5, "floor (5) exceeds ceiling (4)"),
+    ("governance.budget.ceiling", 9, "budget.ceiling (9) exceeds router.batch_size (4)"),
+    ("governance.router.batch_size", 0, "governance.router.batch_size"),
+    ("governance.router.warmup_steps", -2, "governance.router.warmup_steps"),
+    ("governance.router.warmup_steps", 8, "router.warmup_steps (8) must be below total_steps"),
+    ("governance.router.scorer", "oracle", "governance.router.scorer"),
+    ("governance.router.warmup", 1, "governance.router.warmup"),
+    ("governance.budget", _DELETE, "governance.budget: Field required"),
+    ("seed", -3, "seed"),
+    ("name", "", "name"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "needle"), INVALID, ids=[f"{p}={v!r}" for p, v, _ in INVALID]
+)
+def test_invalid_config_names_field(small_raw: dict, path: str, value: object, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(_mutate(small_raw, path, value))
+    assert needle in str(err.value)
+
+
+def test_invalid_value_is_shown(small_raw: dict) -> None:
+    with pytest.raises(ConfigError, match=r"governance\.budget\.master: .*\(got -7\)"):
+        parse_config(_mutate(small_raw, "governance.budget.master", -7))
+
+
+def test_valid_config_loads(small_raw: dict) -> None:
+    cfg = parse_config(small_raw).governance
+    assert [g.name for g in cfg.groups] == ["embed", "body", "head"]
+    assert cfg.deadline(1) == 6 and cfg.horizon == 6
+
+
+def test_deadlines_spread_over_levels(small_raw: dict) -> None:
+    data = _mutate(small_raw, "governance.hierarchy.levels", 3)
+    data = _mutate(data, "governance.groups.2.level", 2)
+    data["governance"]["groups"].append({"name": "mid", "patterns": ["mid.*"], "level": 1})
+    data = _mutate(data, "governance.total_steps", 100)
+    data = _mutate(data, "governance.hierarchy.emergency_fraction", 0.8)
+    cfg = parse_config(data).governance
+    assert [cfg.deadline(k) for k in range(3)] == [0, 40, 80]
+
+
+def test_yaml_errors_are_config_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("governance: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(listy)
+
+
+def test_every_shipped_config_is_valid() -> None:
+    for path in sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")):
+        load_config(path)

@@ -1,0 +1,68 @@
+"""The hierarchy activator: gated, emergency, one level at a time, never backwards."""
+
+from __future__ import annotations
+
+from governance.config import GovernanceConfig
+from governance.hierarchy import activate_levels, gate_open
+from governance.state import GovernanceState, GroupState, Phase
+
+C, A, D = Phase.CONVERGED, Phase.ACTIVE, Phase.DORMANT
+
+
+def state(clock: int, level: int, *phases: Phase) -> GovernanceState:
+    return GovernanceState(clock, level, tuple(GroupState(p, seen_high=p is C) for p in phases))
+
+
+def test_gate_needs_every_lower_group_converged(small_cfg: GovernanceConfig) -> None:
+    assert not gate_open(state(1, 0, C, A, D), small_cfg)
+    assert gate_open(state(1, 0, C, C, D), small_cfg)
+
+
+def test_gated_activation(small_cfg: GovernanceConfig) -> None:
+    new, transitions = activate_levels(state(1, 0, C, C, D), small_cfg)
+    assert new.active_level == 1
+    assert new.groups[2] == GroupState(Phase.ACTIVE)
+    assert [(t.action, t.group, t.before, t.after) for t in transitions] == [
+        ("ActivateLevel", None, "0", "1"),
+        ("Activate", "head", "DORMANT", "ACTIVE"),
+    ]
+
+
+def test_no_activation_before_gate_or_deadline(small_cfg: GovernanceConfig) -> None:
+    s = state(small_cfg.deadline(1) - 1, 0, C, A, D)
+    assert activate_levels(s, small_cfg) == (s, ())
+
+
+def test_emergency_activation_at_deadline(small_cfg: GovernanceConfig) -> None:
+    new, transitions = activate_levels(state(small_cfg.deadline(1), 0, A, A, D), small_cfg)
+    assert new.active_level == 1 and transitions[0].action == "ActivateLevel"
+
+
+def test_top_level_stays(small_cfg: GovernanceConfig) -> None:
+    s = state(4, 1, C, C, C)
+    assert activate_levels(s, small_cfg) == (s, ())
+
+
+def test_one_level_per_step_even_when_two_are_due(small_cfg: GovernanceConfig) -> None:
+    cfg = small_cfg.model_copy(
+        update={
+            "hierarchy": small_cfg.hierarchy.model_copy(update={"levels": 3}),
+            "groups": (
+                small_cfg.groups[0],
+                small_cfg.groups[1].model_copy(update={"level": 1}),
+                small_cfg.groups[2].model_copy(update={"level": 2}),
+            ),
+        }
+    )
+    s = state(cfg.horizon, 0, A, D, D)  # both deadlines have passed
+    s1, _ = activate_levels(s, cfg)
+    assert s1.active_level == 1 and s1.groups[2].phase is D
+    s2, _ = activate_levels(s1, cfg)
+    assert s2.active_level == 2
+
+
+def test_reawakened_lower_group_closes_the_gate(small_cfg: GovernanceConfig) -> None:
+    s = GovernanceState(
+        1, 0, (GroupState(C, True), GroupState(Phase.AWAKENED, awakenings=1), GroupState(D))
+    )
+    assert activate_levels(s, small_cfg) == (s, ())

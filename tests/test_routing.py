@@ -1,0 +1,50 @@
+"""The gradient router: quotas from allocations, warmup, deterministic top-k."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from governance.config import GovernanceConfig
+from governance.errors import ObservationError
+from governance.routing import in_warmup, quota, route
+from governance.state import GovernanceState, GroupState, Phase
+
+
+def state(clock: int, *phases: Phase) -> GovernanceState:
+    return GovernanceState(clock, 0, tuple(GroupState(p) for p in phases))
+
+
+def test_warmup_routes_the_whole_batch(small_cfg: GovernanceConfig) -> None:
+    s = state(0, Phase.ACTIVE, Phase.CONVERGED, Phase.DORMANT)
+    assert in_warmup(s, small_cfg)
+    assert [quota(s, i, 1, small_cfg) for i in range(3)] == [small_cfg.router.batch_size, 0, 0]
+
+
+def test_after_warmup_quota_is_the_allocation(small_cfg: GovernanceConfig) -> None:
+    s = state(small_cfg.router.warmup_steps, Phase.ACTIVE, Phase.COOLING, Phase.DORMANT)
+    assert not in_warmup(s, small_cfg)
+    assert [quota(s, i, 3, small_cfg) for i in range(3)] == [3, 3, 0]
+
+
+def test_route_picks_highest_scores_ties_to_lower_index() -> None:
+    assert route([0.1, 0.9, 0.5, 0.9], 2) == (1, 3)
+    assert route([1.0, 1.0, 1.0], 2) == (0, 1)
+    assert route([3.0, 1.0], 0) == ()
+    assert route([3.0, 1.0], 5) == (0, 1)
+
+
+def test_route_rejects_non_finite_scores() -> None:
+    with pytest.raises(ObservationError):
+        route([1.0, float("nan")], 1)
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=64), st.integers(0, 70))
+def test_route_is_top_k(scores: list[float], k: int) -> None:
+    chosen = route(scores, k)
+    assert len(chosen) == min(k, len(scores)) and list(chosen) == sorted(set(chosen))
+    rest = [i for i in range(len(scores)) if i not in chosen]
+    for i in chosen:
+        for j in rest:
+            assert scores[i] > scores[j] or (scores[i] == scores[j] and i < j)
