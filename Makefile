@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint
 run: $(VENV)/.installed
-	$(BIN)/govtrain explore configs/small.yaml
+	$(BIN)/govtrain run
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q

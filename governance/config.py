@@ -98,11 +98,15 @@ class BudgetConfig(_Strict):
 
 
 class RouterConfig(_Strict):
-    """Per-step sample routing: batch size, observation-only warmup, and the scorer."""
+    """Per-step sample routing: batch size, observation-only warmup, and the scorer.
+
+    `loss` routes the highest per-sample losses (selective backprop); `random`
+    routes a seeded uniform sample, the ablation baseline.
+    """
 
     batch_size: int = Field(ge=1)
     warmup_steps: int = Field(ge=0)
-    scorer: Literal["loss", "learned"] = "loss"
+    scorer: Literal["loss", "random"] = "loss"
 
 
 class GovernanceConfig(_Strict):

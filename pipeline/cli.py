@@ -51,3 +51,87 @@ def explore(config: Path, max_states: int) -> None:
     click.echo(f"explored {states} states, {edges} transitions before the violation", err=True)
     click.echo(result.violation.describe(), err=True)
     sys.exit(1)
+
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
+
+
+@main.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the run goes (default: runs/NAME-UTCTIME).",
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Verify and continue the run in this directory.",
+)
+@click.option(
+    "--stop-after",
+    type=click.IntRange(min=1),
+    help="Stop (checkpointed, log sealed) after this many steps in all.",
+)
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Ed25519 private key to sign with (default: the run's own, in RUN_DIR/keys).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def run(
+    config: Path | None,
+    run_dir: Path | None,
+    resume_dir: Path | None,
+    stop_after: int | None,
+    key_path: Path | None,
+    no_progress: bool,
+) -> None:
+    """Train under governance: CONFIG, or configs/quickstart.yaml when none is given."""
+    from datetime import UTC, datetime
+
+    from pipeline.config import load_config
+    from pipeline.logs import configure_logging
+    from pipeline.trainer import GovernedTrainer
+
+    configure_logging()
+    if resume_dir is not None:
+        if config is not None or run_dir is not None:
+            raise click.UsageError("--resume takes the config and directory from the run itself")
+        trainer = GovernedTrainer.resume(resume_dir, key_path=key_path)
+    else:
+        cfg = load_config(config or DEFAULT_CONFIG)
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        trainer = GovernedTrainer(
+            cfg, run_dir or Path("runs") / f"{cfg.name}-{stamp}", key_path=key_path
+        )
+        trainer.start()
+    summary = trainer.train(stop_after=stop_after, progress=not no_progress)
+    _print_summary(summary, stopped=summary.steps < trainer.cfg.governance.total_steps)
+
+
+def _print_summary(s, stopped: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title="stopped early: resume with --resume" if stopped else "run complete",
+        show_header=False,
+    )
+    table.add_row("run directory", str(s.run_dir))
+    table.add_row("steps", str(s.steps))
+    table.add_row("final train / eval loss", f"{s.train_loss:.4f} / {s.eval_loss:.4f}")
+    table.add_row(
+        "backward FLOPs skipped",
+        f"{s.skipped_share:.1%} of dense ({s.backward_flops / 1e12:.2f} of "
+        f"{s.dense_backward_flops / 1e12:.2f} TFLOP, torch.utils.flop_counter)",
+    )
+    table.add_row(
+        "transitions", ", ".join(f"{a} {n}" for a, n in sorted(s.transitions.items())) or "none"
+    )
+    table.add_row("final states", ", ".join(f"{g} {p}" for g, p in s.final_state.items()))
+    table.add_row("active level", str(s.active_level))
+    table.add_row("verify with", f"govtrain audit verify {s.run_dir}")
+    Console().print(table)

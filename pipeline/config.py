@@ -1,27 +1,97 @@
 """Run configs: YAML files in `configs/` validated into pydantic models.
 
-A run config wires components together (which governance rules, and later which
-model, data and audit settings); it never contains logic.
+A run config wires components together (which governance rules, model, data,
+optimiser and audit settings); it never contains logic. This module imports no
+torch, so validating a config is instant.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from governance.config import GovernanceConfig, format_validation_error
 from governance.errors import ConfigError
 
 
-class RunConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+
+class ModelConfig(_Section):
+    """A GPT-2 architecture built from these numbers (no download)."""
+
+    name: Literal["gpt2"] = "gpt2"
+    n_layer: int = Field(ge=1)
+    n_embd: int = Field(ge=8)
+    n_head: int = Field(ge=1)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelConfig:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        return self
+
+
+class DataConfig(_Section):
+    """`synthetic`: a deterministic order-2 Markov corpus made in code; `text`: a local file."""
+
+    source: Literal["synthetic", "text"]
+    path: Path | None = None
+    seq_len: int = Field(ge=2)
+    vocab_size: int = Field(ge=8)
+    sequences: int = Field(default=4096, ge=16)
+    eval_fraction: float = Field(default=0.1, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _path_for_text(self) -> DataConfig:
+        if self.source == "text" and self.path is None:
+            raise ValueError("source 'text' needs a path")
+        if self.source == "synthetic" and self.path is not None:
+            raise ValueError("source 'synthetic' takes no path")
+        return self
+
+
+class TrainConfig(_Section):
+    """Optimiser and loop settings; the batch size and step count live in `governance`."""
+
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    eval_every: int = Field(default=50, ge=1)
+    eval_batches: int = Field(default=4, ge=1)
+    checkpoint_every: int = Field(default=100, ge=1)
+    probe_every: int = Field(default=10, ge=1)
+    awaken_optimizer_state: Literal["reset", "keep"] = "reset"
+    max_nonfinite: int = Field(default=3, ge=1)
+
+
+class AuditConfig(_Section):
+    checkpoint_every: int = Field(default=256, ge=1)
+    fsync: Literal["always", "every_n", "checkpoint"] = "checkpoint"
+
+
+class RunConfig(_Section):
     name: str = Field(min_length=1)
     seed: int = Field(default=0, ge=0)
     governance: GovernanceConfig
+    model: ModelConfig | None = None
+    data: DataConfig | None = None
+    train: TrainConfig | None = None
+    audit: AuditConfig = AuditConfig()
+
+    def trainable(self) -> RunConfig:
+        """This config, checked to have the sections a training run needs."""
+        missing = [s for s in ("model", "data", "train") if getattr(self, s) is None]
+        if missing:
+            raise ConfigError(f"config {self.name!r} lacks section(s) needed to train: {missing}")
+        return self
 
 
 def parse_config(data: Any, source: str = "config") -> RunConfig:
@@ -35,13 +105,18 @@ def parse_config(data: Any, source: str = "config") -> RunConfig:
 
 
 def load_config(path: Path) -> RunConfig:
-    """Read and validate a YAML run config."""
+    """Read and validate a YAML run config; relative data paths resolve against the file."""
+    path = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(data, str(path))
+    cfg = parse_config(data, str(path))
+    if cfg.data is not None and cfg.data.path is not None and not cfg.data.path.is_absolute():
+        resolved = (path.parent / cfg.data.path).resolve()
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": resolved})})
+    return cfg

@@ -1,0 +1,103 @@
+"""Training data: a synthetic corpus made in code, or a local text file.
+
+Batches are a pure function of (seed, step), so a resumed run needs nothing
+but the step number to continue on exactly the same samples.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from governance.errors import ConfigError
+from pipeline.config import DataConfig
+
+COPY_OFFSET = 4
+
+
+@dataclass(frozen=True)
+class Corpus:
+    train: Tensor  # [N, seq_len] token ids
+    eval: Tensor  # [M, seq_len]
+    vocab_size: int
+    files: tuple[Path, ...]  # input files, hashed into the run's provenance
+
+    def batch(self, step: int, batch_size: int, seed: int) -> Tensor:
+        """The training batch of `step`: epochs are seeded permutations of the train set."""
+        n = self.train.shape[0]
+        start = step * batch_size
+        rows = []
+        while len(rows) < batch_size:
+            epoch, offset = divmod(start + len(rows), n)
+            perm = torch.randperm(
+                n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            )
+            take = min(batch_size - len(rows), n - offset)
+            rows.extend(perm[offset : offset + take].tolist())
+        return self.train[rows]
+
+    def eval_batches(self, batch_size: int, count: int) -> list[Tensor]:
+        return [b for b in self.eval.split(batch_size)[:count] if b.shape[0] > 0]
+
+
+def load_corpus(cfg: DataConfig, seed: int) -> Corpus:
+    if cfg.source == "synthetic":
+        return synthetic_corpus(cfg, seed)
+    return text_corpus(cfg)
+
+
+def synthetic_corpus(cfg: DataConfig, seed: int) -> Corpus:
+    """A bigram chain with a copy rule: two things of different difficulty to learn.
+
+    Each token has four likely successors (probabilities .4/.3/.2/.1), which
+    embeddings and lower layers pick up quickly; every fourth position instead
+    repeats the token four places back, which takes attention to learn.
+    """
+    g = torch.Generator().manual_seed(seed)
+    v, n, t_len = cfg.vocab_size, cfg.sequences, cfg.seq_len
+    successors = torch.randint(0, v, (v, 4), generator=g)
+    choice = torch.multinomial(
+        torch.tensor([0.4, 0.3, 0.2, 0.1]), n * t_len, replacement=True, generator=g
+    ).view(n, t_len)
+    seqs = torch.empty(n, t_len, dtype=torch.long)
+    seqs[:, 0] = torch.randint(0, v, (n,), generator=g)
+    for t in range(1, t_len):
+        if t >= COPY_OFFSET and t % COPY_OFFSET == 0:
+            seqs[:, t] = seqs[:, t - COPY_OFFSET]
+        else:
+            seqs[:, t] = successors[seqs[:, t - 1], choice[:, t]]
+    return _split(seqs, cfg, v, ())
+
+
+def text_corpus(cfg: DataConfig) -> Corpus:
+    """A local text file through `datasets`, tokenised by a byte-level BPE trained on it."""
+    path = cfg.path
+    assert path is not None  # guaranteed by DataConfig
+    if not path.is_file():
+        raise ConfigError(f"data.path: no such file {path}")
+    if path.stat().st_size == 0:
+        raise ConfigError(f"data.path: {path} is empty")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    from datasets import load_dataset
+    from tokenizers import ByteLevelBPETokenizer
+
+    lines = load_dataset("text", data_files=str(path), split="train", keep_linebreaks=True)["text"]
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator(
+        lines, vocab_size=cfg.vocab_size, min_frequency=2, show_progress=False
+    )
+    ids = [i for enc in tokenizer.encode_batch(lines) for i in enc.ids]
+    usable = len(ids) // cfg.seq_len * cfg.seq_len
+    if usable < 2 * cfg.seq_len:
+        raise ConfigError(f"data.path: {path} has too little text for seq_len {cfg.seq_len}")
+    seqs = torch.tensor(ids[:usable], dtype=torch.long).view(-1, cfg.seq_len)
+    return _split(seqs, cfg, tokenizer.get_vocab_size(), (path,))
+
+
+def _split(seqs: Tensor, cfg: DataConfig, vocab: int, files: tuple[Path, ...]) -> Corpus:
+    n_eval = max(1, int(seqs.shape[0] * cfg.eval_fraction))
+    return Corpus(seqs[n_eval:], seqs[:n_eval], vocab, files)

@@ -1,0 +1,293 @@
+"""The governed step for any PyTorch loop: measure, decide (pure core), apply, audit.
+
+    gov = Governor(model, optimizer, cfg.governance, probe=probe_loss, audit=log)
+    for step, batch in enumerate(batches):
+        per_sample = per_sample_loss(model, batch)     # [B], one loss per sample
+        gov.route(per_sample)                          # who reaches which group's weights
+        per_sample.mean().backward()                   # routed backward: skipped work is skipped
+        optimizer.step()
+        gov.commit(loss=per_sample.mean().item(), lr=lr)   # govern; takes effect next step
+        optimizer.zero_grad(set_to_none=True)
+
+Every decision comes from `governance.step.govern`, a pure function of the
+observations measured here; this module only measures and applies:
+
+* freezing (DORMANT, CONVERGED): `requires_grad=False` and `.grad=None`, so
+  autograd skips the work and no optimiser touches the weights (no weight
+  decay, no momentum drift). Parameters never leave the optimiser's groups,
+  which keeps `state_dict()` and resume intact.
+* awakening: parameters train again; optimiser state is reset (default:
+  stale Adam moments from before convergence would be applied to a changed
+  landscape) or kept, per `awaken_optimizer_state`.
+* the decision's quota: the number of samples, of the batch, whose gradient
+  reaches the group's weights on the next step, chosen by the router.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from governance import routing, taxonomy
+from governance.config import GovernanceConfig
+from governance.state import GovernanceState, GroupObservation, GroupState, Phase
+from governance.step import Decision, StepResult, decide, govern, initial_state
+from pipeline.routed import RoutingPlan, make_routable
+from pipeline.signals import SignalMeter
+
+
+class AuditSink(Protocol):
+    def append(self, kind: str, body: dict[str, Any]) -> Any: ...
+
+
+ProbeLoss = Callable[[nn.Module], Tensor]
+
+
+class Governor:
+    """Owns the governance state of one model and applies its decisions."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        cfg: GovernanceConfig,
+        *,
+        probe: ProbeLoss | None = None,
+        probe_every: int = 10,
+        awaken_optimizer_state: str = "reset",
+        audit: AuditSink | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.model, self.optimizer, self.cfg = model, optimizer, cfg
+        self.probe, self.probe_every = probe, probe_every
+        self.awaken_policy, self.audit, self.seed = awaken_optimizer_state, audit, seed
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        group_of = taxonomy.assign(trainable, cfg.groups)
+        self.names = [g.name for g in cfg.groups]
+        self.params: dict[str, list[nn.Parameter]] = {g: [] for g in self.names}
+        for name, p in model.named_parameters():
+            if name in group_of:
+                self.params[group_of[name]].append(p)
+        self.plan: RoutingPlan = make_routable(model, group_of)
+        self._sq: dict[str, float] = dict.fromkeys(self.names, 0.0)
+        self.observing = True  # False while probes and FLOP counts run their own backward
+        for name, ps in self.params.items():
+            for p in ps:
+                p.register_post_accumulate_grad_hook(self._grad_hook(name))
+        self.meter = SignalMeter(self.names, cfg.governor.window)
+        self.state: GovernanceState = initial_state(cfg)
+        self.decision: Decision = decide(self.state, [1.0] * len(self.names), cfg)
+        self.step = 0
+        self.routed: dict[str, dict[str, Any]] = {}
+        self._t0 = time.perf_counter()
+        self._apply_freezing()
+
+    # -- the three calls of a step -------------------------------------------------
+
+    def route(self, per_sample_loss: Tensor) -> dict[str, tuple[int, ...] | None]:
+        """Choose, per group, the samples whose gradient reaches its weights this step."""
+        self._t0 = time.perf_counter()
+        batch = per_sample_loss.shape[0]
+        scores = self._scores(per_sample_loss)
+        chosen: dict[str, tuple[int, ...] | None] = {}
+        self.routed = {}
+        for i, name in enumerate(self.names):
+            k = 0 if self.state.frozen(i) else self.decision.quotas[i]
+            index = None if k >= batch else routing.route(scores, k)
+            chosen[name] = index
+            self.plan.set(name, None if index is None else torch.tensor(index), batch)
+            self.routed[name] = {"quota": min(k, batch), "digest": _digest(index, batch)}
+        return chosen
+
+    def commit(self, loss: float, lr: float) -> StepResult:
+        """After the optimiser step: observe, run the pure core, apply, audit."""
+        observations = self._observe()
+        result = govern(self.state, observations, self.cfg)
+        before = self.state
+        self.state, self.decision = result.state, result.decision
+        self._apply_transitions(before, result)
+        if self.audit is not None:
+            self.audit.append("step", self._record(loss, lr, observations, result))
+        self.step += 1
+        return result
+
+    def skip(self) -> None:
+        """A step whose update was skipped (non-finite loss): nothing observed, clock still."""
+        self.step += 1
+        for name in self.names:
+            self._sq[name] = 0.0
+
+    # -- observing -------------------------------------------------------------------
+
+    def _grad_hook(self, group: str) -> Callable[[Tensor], None]:
+        """Add each gradient's squared norm to its group's as the backward produces it.
+
+        Reading gradients here, not at commit, sees them before any clipping
+        rescales them, so the signal tracks the group and not the clip factor.
+        """
+
+        def hook(p: Tensor) -> None:
+            if self.observing and p.grad is not None:
+                self._sq[group] += float(p.grad.detach().float().pow(2).sum())
+
+        return hook
+
+    def _scores(self, per_sample_loss: Tensor) -> list[float]:
+        if self.cfg.router.scorer == "random":
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step)
+            return torch.rand(per_sample_loss.shape[0], generator=g).tolist()
+        return per_sample_loss.detach().float().tolist()
+
+    def _observe(self) -> list[GroupObservation]:
+        probe_due = self.probe is not None and self.step % self.probe_every == 0
+        converged = [
+            n
+            for n, g in zip(self.names, self.state.groups, strict=True)
+            if g.phase is Phase.CONVERGED
+        ]
+        probes = self._probe(converged) if probe_due and converged else {}
+        out = []
+        for name, g in zip(self.names, self.state.groups, strict=True):
+            sq, self._sq[name] = self._sq[name], 0.0
+            if not g.phase.frozen:
+                self.meter.record(name, sq**0.5)
+            signal = 0.0 if g.phase.frozen else self.meter.signal(name)
+            wake = self.meter.wake(name, probes[name]) if name in probes else 0.0
+            out.append(GroupObservation(signal=signal, wake=wake, need=signal))
+        return out
+
+    def _probe(self, groups: list[str]) -> dict[str, float]:
+        """Gradient norms of (frozen) `groups` on the probe batch; nothing is updated."""
+        assert self.probe is not None
+        saved = {id(p): (p.requires_grad, p.grad) for p in self.model.parameters()}
+        wanted = {id(p) for g in groups for p in self.params[g]}
+        was_training = self.model.training
+        self.observing = False
+        try:
+            for p in self.model.parameters():
+                p.requires_grad_(id(p) in wanted)
+                p.grad = None
+            self.plan.route_all()
+            self.model.eval()
+            self.probe(self.model).backward()
+            return {g: _grad_norm(self.params[g]) for g in groups}
+        finally:
+            self.observing = True
+            self.model.train(was_training)
+            for p in self.model.parameters():
+                p.requires_grad_(saved[id(p)][0])
+                p.grad = saved[id(p)][1]
+
+    # -- applying --------------------------------------------------------------------
+
+    def _apply_transitions(self, before: GovernanceState, result: StepResult) -> None:
+        converged_now = []
+        for t in result.transitions:
+            if t.group is None:
+                continue
+            if t.action in ("Activate", "Awaken"):
+                self.meter.reset(t.group)
+            if t.action == "Awaken" and self.awaken_policy == "reset":
+                for p in self.params[t.group]:
+                    self.optimizer.state.pop(p, None)
+            if t.action == "Converge":
+                converged_now.append(t.group)
+        if converged_now and self.probe is not None:
+            self.meter.baseline.update(self._probe(converged_now))
+        self._apply_freezing()
+
+    def _apply_freezing(self) -> None:
+        for name, g in zip(self.names, self.state.groups, strict=True):
+            for p in self.params[name]:
+                p.requires_grad_(not g.phase.frozen)
+                if g.phase.frozen:
+                    p.grad = None
+
+    # -- recording -------------------------------------------------------------------
+
+    def _record(
+        self, loss: float, lr: float, obs: list[GroupObservation], result: StepResult
+    ) -> dict[str, Any]:
+        d = result.decision
+        return {
+            "step": self.step,
+            "loss": loss,
+            "lr": lr,
+            "step_time_ms": round((time.perf_counter() - self._t0) * 1000, 3),
+            "routed": self.routed,
+            "observations": {
+                n: {"signal": o.signal, "wake": o.wake, "need": o.need}
+                for n, o in zip(self.names, obs, strict=True)
+            },
+            "transitions": [t.as_dict() for t in result.transitions],
+            "state": state_to_dict(result.state, self.names),
+            "decision": {
+                "allocations": dict(zip(self.names, d.allocations, strict=True)),
+                "quotas": dict(zip(self.names, d.quotas, strict=True)),
+                "budget_action": d.budget_action,
+                "warmup": d.warmup,
+            },
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "state": state_to_dict(self.state, self.names),
+            "meter": self.meter.state_dict(),
+        }
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        """Restore the core state; the next decision is recomputed from it, as the core would."""
+        self.step = sd["step"]
+        self.state = state_from_dict(sd["state"], self.names)
+        self.meter.load_state_dict(sd["meter"])
+        self._apply_freezing()
+
+
+def state_to_dict(state: GovernanceState, names: list[str]) -> dict[str, Any]:
+    return {
+        "clock": state.clock,
+        "active_level": state.active_level,
+        "groups": {
+            n: {
+                "phase": g.phase.value,
+                "seen_high": g.seen_high,
+                "lows": g.lows,
+                "awakenings": g.awakenings,
+            }
+            for n, g in zip(names, state.groups, strict=True)
+        },
+    }
+
+
+def state_from_dict(d: dict[str, Any], names: list[str]) -> GovernanceState:
+    groups = tuple(
+        GroupState(
+            Phase(d["groups"][n]["phase"]),
+            d["groups"][n]["seen_high"],
+            d["groups"][n]["lows"],
+            d["groups"][n]["awakenings"],
+        )
+        for n in names
+    )
+    return GovernanceState(d["clock"], d["active_level"], groups)
+
+
+def _grad_norm(params: list[nn.Parameter]) -> float:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    return float(
+        torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    )
+
+
+def _digest(index: tuple[int, ...] | None, batch: int) -> str:
+    """SHA-256 of the routed indices (all of them when the whole batch is routed)."""
+    rows = range(batch) if index is None else index
+    return hashlib.sha256(",".join(map(str, rows)).encode()).hexdigest()

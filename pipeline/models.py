@@ -1,0 +1,45 @@
+"""Models built from a config (no hub download): a GPT-2 architecture from `transformers`."""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from pipeline.config import ModelConfig
+
+
+def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int) -> nn.Module:
+    """A freshly initialised GPT-2 (the caller seeds torch first)."""
+    config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=seq_len,
+        n_embd=cfg.n_embd,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        resid_pdrop=cfg.dropout,
+        embd_pdrop=cfg.dropout,
+        attn_pdrop=cfg.dropout,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def structure_digest(model: nn.Module) -> str:
+    """SHA-256 over parameter names, shapes and dtypes: what the architecture is."""
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        h.update(f"{name}:{tuple(p.shape)}:{p.dtype}\n".encode())
+    return h.hexdigest()
+
+
+def parameter_digest(model: nn.Module) -> str:
+    """SHA-256 over every parameter's bytes, in name order: what the weights are."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

@@ -1,0 +1,211 @@
+"""Routed autograd: a group's weight gradient comes from its routed samples only.
+
+Each Linear-like, LayerNorm and Embedding module of the model is switched (by
+`__class__`, so parameter names and state dicts are unchanged) to a subclass
+whose forward is ordinary but whose backward computes the *parameter*
+gradients from the routed rows of the batch only (`g[idx].T @ x[idx]`), while
+the *input* gradient stays dense so lower layers still learn from every
+sample. The unrouted rows' weight-gradient work is never done: this is where
+the compute saving comes from, not from masking afterwards.
+
+A group's gradient is the gradient of the mean loss over its routed samples
+(the batch-mean gradient rescaled by batch/routed), so its magnitude does not
+depend on the quota. Routing is per sample (dim 0 of every activation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers.pytorch_utils import Conv1D
+
+
+@dataclass
+class RouteSlot:
+    """The routed sample indices for one group, set after the forward, read in backward.
+
+    `index=None` routes every sample. `batch` is the full batch size, used to
+    rescale the routed sum into a routed mean.
+    """
+
+    index: Tensor | None = None
+    batch: int = 1
+
+    def rows(self, t: Tensor) -> Tensor:
+        return t if self.index is None else t.index_select(0, self.index)
+
+    @property
+    def scale(self) -> float:
+        if self.index is None:
+            return 1.0
+        return self.batch / max(1, int(self.index.numel()))
+
+
+_ALL = RouteSlot()  # for parameters that are not governed (none in practice; safe default)
+
+
+def _flat(t: Tensor) -> Tensor:
+    return t.reshape(-1, t.shape[-1])
+
+
+class _RoutedAffine(torch.autograd.Function):
+    """y = x @ W (+ b), with W stored (in, out) when `transposed`, else (out, in) as nn.Linear."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, w_slot, b_slot, transposed):
+        ctx.save_for_backward(x, weight)
+        ctx.slots, ctx.transposed = (w_slot, b_slot), transposed
+        w = weight if transposed else weight.t()
+        out = x.matmul(w)
+        return out if bias is None else out + bias
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        w_slot, b_slot = ctx.slots
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = g.matmul(weight.t() if ctx.transposed else weight)
+        if ctx.needs_input_grad[1]:
+            xs, gs = _flat(w_slot.rows(x)), _flat(w_slot.rows(g))
+            gw = xs.t().mm(gs) if ctx.transposed else gs.t().mm(xs)
+            gw = gw.mul_(w_slot.scale) if w_slot.scale != 1.0 else gw
+        if ctx.needs_input_grad[2]:
+            gb = _flat(b_slot.rows(g)).sum(0).mul_(b_slot.scale)
+        return gx, gw, gb, None, None, None
+
+
+class _RoutedLayerNorm(torch.autograd.Function):
+    """LayerNorm over the last dim; affine gradients from routed rows only."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps, w_slot, b_slot):
+        mu = x.mean(-1, keepdim=True)
+        rstd = torch.rsqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
+        xhat = (x - mu) * rstd
+        ctx.save_for_backward(xhat, rstd, weight)
+        ctx.slots = (w_slot, b_slot)
+        return xhat * weight + bias
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat, rstd, weight = ctx.saved_tensors
+        w_slot, b_slot = ctx.slots
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gxhat = g * weight
+            gx = rstd * (
+                gxhat - gxhat.mean(-1, keepdim=True) - xhat * (gxhat * xhat).mean(-1, keepdim=True)
+            )
+        if ctx.needs_input_grad[1]:
+            gw = _flat(w_slot.rows(g) * w_slot.rows(xhat)).sum(0).mul_(w_slot.scale)
+        if ctx.needs_input_grad[2]:
+            gb = _flat(b_slot.rows(g)).sum(0).mul_(b_slot.scale)
+        return gx, gw, gb, None, None, None
+
+
+class _RoutedEmbedding(torch.autograd.Function):
+    """Row lookup; the table's gradient is scattered from routed samples only."""
+
+    @staticmethod
+    def forward(ctx, ids, weight, slot):
+        ctx.save_for_backward(ids)
+        ctx.slot, ctx.rows = slot, weight.shape[0]
+        return F.embedding(ids, weight)
+
+    @staticmethod
+    def backward(ctx, g):
+        (ids,) = ctx.saved_tensors
+        slot = ctx.slot
+        if not ctx.needs_input_grad[1]:
+            return None, None, None
+        sel = slot.rows(ids).reshape(-1)
+        gw = g.new_zeros(ctx.rows, g.shape[-1]).index_add_(0, sel, _flat(slot.rows(g)))
+        return None, gw.mul_(slot.scale), None
+
+
+class RoutedConv1D(Conv1D):
+    """HF GPT-2's Conv1D (weight stored in x out) with routed weight gradients."""
+
+    route: dict[str, RouteSlot]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _RoutedAffine.apply(
+            x, self.weight, self.bias, self.route["weight"], self.route["bias"], True
+        )
+
+
+class RoutedLinear(nn.Linear):
+    route: dict[str, RouteSlot]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _RoutedAffine.apply(
+            x, self.weight, self.bias, self.route["weight"], self.route.get("bias", _ALL), False
+        )
+
+
+class RoutedLayerNorm(nn.LayerNorm):
+    route: dict[str, RouteSlot]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _RoutedLayerNorm.apply(
+            x, self.weight, self.bias, self.eps, self.route["weight"], self.route["bias"]
+        )
+
+
+class RoutedEmbedding(nn.Embedding):
+    route: dict[str, RouteSlot]
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return _RoutedEmbedding.apply(ids, self.weight, self.route["weight"])
+
+
+_ROUTED: dict[type[nn.Module], type[nn.Module]] = {
+    Conv1D: RoutedConv1D,
+    nn.Linear: RoutedLinear,
+    nn.LayerNorm: RoutedLayerNorm,
+    nn.Embedding: RoutedEmbedding,
+}
+
+
+@dataclass
+class RoutingPlan:
+    """One RouteSlot per group; `set` fills them between the forward and the backward."""
+
+    slots: dict[str, RouteSlot] = field(default_factory=dict)
+
+    def set(self, group: str, index: Tensor | None, batch: int) -> None:
+        slot = self.slots[group]
+        slot.index, slot.batch = index, batch
+
+    def route_all(self) -> None:
+        for slot in self.slots.values():
+            slot.index = None
+
+
+def make_routable(model: nn.Module, group_of: dict[str, str]) -> RoutingPlan:
+    """Switch every supported module to its routed twin, wired to its parameters' groups.
+
+    `group_of` maps full parameter names to group names. A parameter held by a
+    module type that cannot be routed is an error, since its gradient would
+    silently ignore the router.
+    """
+    plan = RoutingPlan({g: RouteSlot() for g in sorted(set(group_of.values()))})
+    # id(param) -> group, so a tied weight (GPT-2's lm_head is wte) routes with its owner
+    owners = {id(p): group_of[name] for name, p in model.named_parameters()}
+    for mod_name, module in model.named_modules():
+        own = dict(module.named_parameters(recurse=False))
+        if not own:
+            continue
+        routed = _ROUTED.get(type(module))
+        if routed is None:
+            raise TypeError(
+                f"module {mod_name or '<root>'} ({type(module).__name__}) holds parameters "
+                f"{sorted(own)} but has no routed implementation"
+            )
+        module.__class__ = routed
+        module.route = {p: plan.slots[owners[id(t)]] for p, t in own.items()}
+    return plan

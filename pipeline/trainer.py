@@ -1,0 +1,366 @@
+"""GovernedTrainer: the recipe for the common case, a thin loop over the components.
+
+One step reads top to bottom: batch -> forward -> per-sample loss -> route ->
+routed backward -> clip -> optimiser step -> govern (takes effect next step)
+-> audit. Evaluations and model checkpoints are audited too; a checkpoint is a
+file whose SHA-256 goes into the log, and resuming verifies log and file first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from audit.keys import Signer, ensure_run_key, load_signing_key
+from audit.log import AuditLog, FsyncPolicy
+from audit.provenance import build_run_start, read_records
+from audit.verify import LOG_FILE
+from governance.errors import GovtrainError
+from pipeline.config import RunConfig, parse_config
+from pipeline.data import Corpus, load_corpus
+from pipeline.flops import FlopMeter
+from pipeline.governor import Governor
+from pipeline.models import build_model, parameter_digest, structure_digest
+
+log = structlog.get_logger("govtrain")
+
+PROBE_SAMPLES = 8
+
+
+class RunError(GovtrainError):
+    """A run cannot start or continue (existing directory, bad checkpoint, NaN storm)."""
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    steps: int
+    train_loss: float
+    eval_loss: float
+    backward_flops: int
+    dense_backward_flops: int
+    transitions: Counter = field(default_factory=Counter)
+    final_state: dict[str, str] = field(default_factory=dict)
+    active_level: int = 0
+
+    @property
+    def skipped_share(self) -> float:
+        if not self.dense_backward_flops:
+            return 0.0
+        return 1.0 - self.backward_flops / self.dense_backward_flops
+
+
+def per_sample_loss(model: nn.Module, ids: Tensor) -> Tensor:
+    """Next-token cross-entropy averaged over each sequence: one loss per sample."""
+    batch, seq = ids.shape
+    positions = torch.arange(seq, device=ids.device).expand(batch, seq)
+    logits = model(input_ids=ids, position_ids=positions).logits
+    losses = F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none"
+    )
+    return losses.view(batch, -1).mean(1)
+
+
+class GovernedTrainer:
+    """Builds model, data, optimiser, governor and audit log from a RunConfig, then trains."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, *, key_path: Path | None = None) -> None:
+        self.cfg = cfg.trainable()
+        self.run_dir = Path(run_dir)
+        self.key_path = key_path
+        gcfg, tcfg = cfg.governance, cfg.train
+        assert tcfg is not None and cfg.model is not None and cfg.data is not None
+        _seed_everything(cfg.seed)
+        self.corpus: Corpus = load_corpus(cfg.data, cfg.seed)
+        self.model = build_model(cfg.model, self.corpus.vocab_size, cfg.data.seq_len)
+        self.model.train()
+        self.optimizer = _optimizer(self.model, tcfg)
+        probe_ids = self.corpus.train[:PROBE_SAMPLES]
+        self.gov = Governor(
+            self.model,
+            self.optimizer,
+            gcfg,
+            probe=lambda m: per_sample_loss(m, probe_ids).mean(),
+            probe_every=tcfg.probe_every,
+            awaken_optimizer_state=tcfg.awaken_optimizer_state,
+            seed=cfg.seed,
+        )
+        flop_ids = self.corpus.train[: gcfg.router.batch_size]
+        self.flops = FlopMeter(self.gov, lambda m: per_sample_loss(m, flop_ids))
+        self.audit: AuditLog | None = None
+        self.step = 0
+        self.backward_flops = 0
+        self.transitions: Counter = Counter()
+        self.last_loss = math.nan
+        self.last_eval = math.nan
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the run directory and the audit log, committing to what this run is."""
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            raise RunError(f"run directory {self.run_dir} exists; pass --resume to continue it")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        run_start = build_run_start(
+            config=self.cfg.model_dump(mode="json"),
+            seed=self.cfg.seed,
+            data_files=self.corpus.files,
+            model_structure_digest=f"sha256:{structure_digest(self.model)}",
+            initial_params_digest=f"sha256:{parameter_digest(self.model)}",
+        )
+        self.audit = AuditLog.create(
+            self.run_dir,
+            signer=_signer(self.run_dir, self.key_path),
+            run_start=run_start,
+            checkpoint_every=self.cfg.audit.checkpoint_every,
+            fsync=FsyncPolicy(self.cfg.audit.fsync),
+        )
+        self.gov.audit = self.audit
+        log.info("run_start", run_dir=str(self.run_dir), groups=self.gov.names)
+
+    @classmethod
+    def resume(cls, run_dir: Path, *, key_path: Path | None = None) -> GovernedTrainer:
+        """Verify the log and the last checkpoint's hash, then restore everything.
+
+        The config comes from the log's run_start record, so a resumed run is
+        the run that was committed to, whatever the YAML file says today.
+        """
+        run_dir = Path(run_dir)
+        if not (run_dir / LOG_FILE).is_file():
+            raise RunError(f"{run_dir}: no {LOG_FILE} to resume")
+        records = read_records(run_dir / LOG_FILE)
+        config = parse_config(records[0].body["config"], f"{run_dir} run_start")
+        cfg_audit = config.audit
+        audit = AuditLog.open(
+            run_dir,
+            signer=_signer(run_dir, key_path),
+            checkpoint_every=cfg_audit.checkpoint_every,
+            fsync=FsyncPolicy(cfg_audit.fsync),
+        )
+        ckpts = [r.body for r in records if r.kind == "checkpoint"]
+        try:
+            if not ckpts:
+                raise RunError(f"{run_dir}: no model checkpoint to resume from")
+            ckpt = ckpts[-1]
+            path = run_dir / ckpt["path"]
+            digest = _sha256(path) if path.is_file() else "missing"
+            if digest != ckpt["sha256"]:
+                raise RunError(f"checkpoint {path}: SHA-256 {digest} does not match the log")
+            trainer = cls(config, run_dir, key_path=key_path)
+            trainer._load(torch.load(path, weights_only=False))
+        except BaseException:
+            audit.close({"status": "resume refused"})
+            raise
+        trainer.audit = audit
+        trainer.gov.audit = audit
+        audit.append(
+            "resume", {"from_step": trainer.step, "checkpoint": ckpt["path"], "sha256": digest}
+        )
+        log.info("resume", run_dir=str(run_dir), from_step=trainer.step)
+        return trainer
+
+    def train(self, stop_after: int | None = None, progress: bool = True) -> RunSummary:
+        """Train to the end (or to `stop_after` steps), checkpoint, seal the log."""
+        assert self.audit is not None, "call start() or resume() first"
+        total = self.cfg.governance.total_steps
+        end = total if stop_after is None else min(total, stop_after)
+        nonfinite = 0
+        with _progress(progress, total, self.step) as bar:
+            while self.step < end:
+                ok = self.train_step()
+                nonfinite = 0 if ok else nonfinite + 1
+                if nonfinite >= self.cfg.train.max_nonfinite:
+                    self._checkpoint()
+                    self.audit.close()
+                    raise RunError(
+                        f"{nonfinite} non-finite losses in a row at step {self.step}; "
+                        f"stopped (log sealed, last checkpoint kept)"
+                    )
+                if self.step % self.cfg.train.eval_every == 0 or self.step == total:
+                    self.evaluate()
+                if self.step % self.cfg.train.checkpoint_every == 0 or self.step == end:
+                    self._checkpoint()
+                bar(self.step, self.last_loss, self.gov.state.active_level)
+        self.audit.close()
+        return self.summary()
+
+    # -- one step ---------------------------------------------------------------------
+
+    def train_step(self) -> bool:
+        """One governed step; False when the loss was not finite and the update was skipped."""
+        assert self.audit is not None
+        ids = self.corpus.batch(self.step, self.cfg.governance.router.batch_size, self.cfg.seed)
+        losses = per_sample_loss(self.model, ids)
+        loss = losses.mean()
+        if not torch.isfinite(loss):
+            self.audit.append("nonfinite", {"step": self.step, "loss": float(loss)})
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            self.gov.skip()
+            return False
+        self.gov.route(losses)
+        if loss.requires_grad:  # False once every group is frozen: nothing to learn, no backward
+            self.backward_flops += self.flops.step_flops(self._frozen(), self._quotas())
+            loss.backward()
+            if self.cfg.train.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            self.optimizer.step()
+        result = self.gov.commit(loss=loss.item(), lr=self.optimizer.param_groups[0]["lr"])
+        self.optimizer.zero_grad(set_to_none=True)
+        for t in result.transitions:
+            self.transitions[t.action] += 1
+            if t.action in ("Converge", "Awaken", "ActivateLevel"):
+                log.info(t.action, step=self.step, group=t.group, to=t.after)
+        self.step += 1
+        self.last_loss = loss.item()
+        return True
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        assert self.audit is not None
+        self.model.eval()
+        batches = self.corpus.eval_batches(
+            self.cfg.governance.router.batch_size, self.cfg.train.eval_batches
+        )
+        losses = [float(per_sample_loss(self.model, b).mean()) for b in batches]
+        self.model.train()
+        self.last_eval = sum(losses) / len(losses)
+        self.audit.append("eval", {"step": self.step, "loss": self.last_eval})
+        return self.last_eval
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        assert self.audit is not None
+        rel = Path("checkpoints") / f"step_{self.step:06d}.pt"
+        path = self.run_dir / rel
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(self._state(), tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        self.audit.append(
+            "checkpoint", {"step": self.step, "path": rel.as_posix(), "sha256": _sha256(path)}
+        )
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "governor": self.gov.state_dict(),
+            "decision": self.gov.decision,
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+            "backward_flops": self.backward_flops,
+            "transitions": dict(self.transitions),
+            "last_loss": self.last_loss,
+            "last_eval": self.last_eval,
+        }
+
+    def _load(self, sd: dict[str, Any]) -> None:
+        self.step = sd["step"]
+        self.model.load_state_dict(sd["model"])
+        self.gov.load_state_dict(sd["governor"])
+        self.optimizer.load_state_dict(sd["optimizer"])
+        self.gov.decision = sd["decision"]
+        torch.set_rng_state(sd["rng"]["torch"])
+        random.setstate(sd["rng"]["python"])
+        self.backward_flops = sd["backward_flops"]
+        self.transitions = Counter(sd["transitions"])
+        self.last_loss, self.last_eval = sd["last_loss"], sd["last_eval"]
+
+    # -- reporting --------------------------------------------------------------------
+
+    def _frozen(self) -> frozenset[str]:
+        return frozenset(
+            n for n, g in zip(self.gov.names, self.gov.state.groups, strict=True) if g.phase.frozen
+        )
+
+    def _quotas(self) -> dict[str, int]:
+        return {n: r["quota"] for n, r in self.gov.routed.items()}
+
+    def summary(self) -> RunSummary:
+        return RunSummary(
+            run_dir=self.run_dir,
+            steps=self.step,
+            train_loss=self.last_loss,
+            eval_loss=self.last_eval,
+            backward_flops=self.backward_flops,
+            dense_backward_flops=self.flops.dense * self.step,
+            transitions=self.transitions,
+            final_state={
+                n: g.phase.value for n, g in zip(self.gov.names, self.gov.state.groups, strict=True)
+            },
+            active_level=self.gov.state.active_level,
+        )
+
+
+def _signer(run_dir: Path, key_path: Path | None) -> Signer:
+    """The run key: a given private key file, else the run's own under run_dir/keys/."""
+    return load_signing_key(key_path) if key_path is not None else ensure_run_key(run_dir)
+
+
+def _optimizer(model: nn.Module, tcfg) -> torch.optim.Optimizer:
+    params = list(model.parameters())
+    if tcfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=tcfg.lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay
+        )
+    return torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _progress:
+    """A rich progress bar (or nothing), updated with step, loss and active level."""
+
+    def __init__(self, enabled: bool, total: int, done: int) -> None:
+        self.enabled, self.total, self.done = enabled, total, done
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda *a: None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self.progress.__enter__()
+        task = self.progress.add_task("train", total=self.total, completed=self.done, info="")
+
+        def update(step: int, loss: float, level: int) -> None:
+            self.progress.update(task, completed=step, info=f"loss {loss:.3f} level {level}")
+
+        return update
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.progress.__exit__(*exc)
