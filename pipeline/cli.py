@@ -12,7 +12,9 @@ from pathlib import Path
 
 import click
 
+from audit.errors import AuditError
 from governance.errors import GovtrainError
+from pipeline.audit_cli import audit, keys
 
 
 class _Group(click.Group):
@@ -24,12 +26,19 @@ class _Group(click.Group):
         except GovtrainError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except AuditError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
 
 
 @click.group(cls=_Group)
 @click.version_option(package_name="govtrain")
 def main() -> None:
     """govtrain: governed PyTorch training with TLA+-checked rules and a verifiable audit log."""
+
+
+main.add_command(audit)
+main.add_command(keys)
 
 
 @main.command()

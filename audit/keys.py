@@ -1,0 +1,213 @@
+"""Ed25519 run keys in the C2SP signed-note key formats, and where they live on disk.
+
+A verifier key is the one-line C2SP vkey ``<name>+<hex key id>+<base64(0x01 || pub)>``;
+a private key file holds ``PRIVATE+KEY+<name>+<hex key id>+<base64(0x01 || seed)>``,
+the format Go's golang.org/x/mod/sumdb/note uses, so other note tooling can read them.
+The key id is the first 4 bytes of SHA-256(name || 0x0A || 0x01 || pub); the
+fingerprint committed in run_start is the whole of that hash, so the key id is its
+prefix.
+
+Default location: ``<run_dir>/keys/audit.key`` (mode 0600) and ``<run_dir>/keys/audit.pub``
+(`ensure_run_key`). A key stored beside the log lets the run resume and sign at close,
+but anyone who can write the run directory can then re-sign a forged log with it: for
+evidence against that, generate the key elsewhere (``govtrain keys generate DIR``), pass
+it with `load_signing_key`, and give verifiers the .pub file out of band (``--pubkey``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from audit.errors import KeyFileError
+
+ALG_ED25519 = 0x01
+DEFAULT_KEY_NAME = "govtrain-audit"
+PRIVATE_KEY_FILE = "audit.key"
+PUBLIC_KEY_FILE = "audit.pub"
+RUN_KEY_DIR = "keys"
+# C2SP: a key name is non-empty UTF-8 without whitespace or "+".
+_NAME = re.compile(r"[^\s+]+")
+
+
+def b64decode_strict(text: str) -> bytes:
+    """Standard base64 that must re-encode to the same text (no slack in the padding bits)."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"bad base64: {exc}") from exc
+    if base64.b64encode(raw).decode() != text:
+        raise ValueError("non-canonical base64")
+    return raw
+
+
+def key_hash(name: str, public: bytes) -> bytes:
+    """SHA-256(name || 0x0A || 0x01 || pub): the key id is its first 4 bytes."""
+    return hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + public).digest()
+
+
+def _check_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise KeyFileError(f"key name {name!r} must be non-empty, without whitespace or '+'")
+    return name
+
+
+@dataclass(frozen=True)
+class VerifierKey:
+    """A named Ed25519 public key, as a C2SP note verifier."""
+
+    name: str
+    public: bytes
+
+    @property
+    def key_id(self) -> bytes:
+        return key_hash(self.name, self.public)[:4]
+
+    @property
+    def fingerprint(self) -> str:
+        return "sha256:" + key_hash(self.name, self.public).hex()
+
+    @property
+    def vkey(self) -> str:
+        """The one-line C2SP verifier key."""
+        data = base64.b64encode(bytes([ALG_ED25519]) + self.public).decode()
+        return f"{self.name}+{self.key_id.hex()}+{data}"
+
+    def verify(self, signature: bytes, message: bytes) -> bool:
+        try:
+            Ed25519PublicKey.from_public_bytes(self.public).verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    @classmethod
+    def parse(cls, vkey: str) -> VerifierKey:
+        """Parse a C2SP vkey line; KeyFileError when it is malformed or its id is wrong."""
+        parts = vkey.strip().split("+", 2)  # base64 may itself hold "+"
+        if len(parts) != 3:
+            raise KeyFileError("a verifier key is <name>+<hex id>+<base64 key>")
+        name, hex_id, data = parts
+        _check_name(name)
+        try:
+            raw = b64decode_strict(data)
+        except ValueError as exc:
+            raise KeyFileError(f"verifier key {name}: {exc}") from exc
+        if len(raw) != 33 or raw[0] != ALG_ED25519:
+            raise KeyFileError(f"verifier key {name} is not an Ed25519 key")
+        key = cls(name, raw[1:])
+        if hex_id != key.key_id.hex():
+            raise KeyFileError(f"verifier key {name}: id {hex_id} does not match the key")
+        return key
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A named Ed25519 private key that signs notes and DSSE envelopes."""
+
+    name: str
+    private: Ed25519PrivateKey
+
+    @property
+    def verifier(self) -> VerifierKey:
+        return VerifierKey(
+            self.name, self.private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        )
+
+    def sign(self, message: bytes) -> bytes:
+        return self.private.sign(message)
+
+    def to_text(self) -> str:
+        """The private key line (Go note format): keep it secret."""
+        seed = self.private.private_bytes_raw()
+        data = base64.b64encode(bytes([ALG_ED25519]) + seed).decode()
+        return f"PRIVATE+KEY+{self.name}+{self.verifier.key_id.hex()}+{data}"
+
+    @classmethod
+    def parse(cls, text: str) -> Signer:
+        parts = text.strip().split("+", 4)
+        if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
+            raise KeyFileError("a private key is PRIVATE+KEY+<name>+<hex id>+<base64 key>")
+        name, hex_id, data = parts[2:]
+        _check_name(name)
+        try:
+            raw = b64decode_strict(data)
+        except ValueError as exc:
+            raise KeyFileError(f"private key {name}: {exc}") from exc
+        if len(raw) != 33 or raw[0] != ALG_ED25519:
+            raise KeyFileError(f"private key {name} is not an Ed25519 key")
+        signer = cls(name, Ed25519PrivateKey.from_private_bytes(raw[1:]))
+        if hex_id != signer.verifier.key_id.hex():
+            raise KeyFileError(f"private key {name}: id {hex_id} does not match the key")
+        return signer
+
+
+def generate_signer(name: str = DEFAULT_KEY_NAME) -> Signer:
+    return Signer(_check_name(name), Ed25519PrivateKey.generate())
+
+
+def _write_new(path: Path, text: str, mode: int) -> None:
+    """Create `path` with `mode` from the start (never briefly world-readable); never overwrite."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError as exc:
+        raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from exc
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_key_pair(directory: Path, signer: Signer) -> tuple[Path, Path]:
+    """Write `audit.key` (0600) and `audit.pub` into `directory`; returns both paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    private, public = directory / PRIVATE_KEY_FILE, directory / PUBLIC_KEY_FILE
+    for path in (private, public):
+        if path.exists():
+            raise KeyFileError(f"{path} already exists; refusing to overwrite a key")
+    _write_new(private, signer.to_text(), 0o600)
+    _write_new(public, signer.verifier.vkey, 0o644)
+    return private, public
+
+
+def load_signing_key(path: Path) -> Signer:
+    """Read a private key file; refuses one that group or others may read (like ssh)."""
+    path = Path(path)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        text = path.read_text()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read private key {path}: {exc.strerror}") from exc
+    if mode & 0o077:
+        raise KeyFileError(f"private key {path} has mode {mode:04o}; it must be 0600 or stricter")
+    return Signer.parse(text)
+
+
+def load_verifier_key(source: str | Path) -> VerifierKey:
+    """A verifier key from a .pub file, or the vkey text itself."""
+    path = Path(source)
+    if path.is_file():
+        return VerifierKey.parse(path.read_text())
+    if isinstance(source, str) and source.count("+") >= 2:
+        return VerifierKey.parse(source)
+    raise KeyFileError(f"{source} is neither a public key file nor a verifier key")
+
+
+def ensure_run_key(run_dir: Path, name: str = DEFAULT_KEY_NAME) -> Signer:
+    """The run's key from ``run_dir/keys/``, generated there on first use."""
+    key_dir = Path(run_dir) / RUN_KEY_DIR
+    if (key_dir / PRIVATE_KEY_FILE).exists():
+        return load_signing_key(key_dir / PRIVATE_KEY_FILE)
+    signer = generate_signer(name)
+    write_key_pair(key_dir, signer)
+    return signer

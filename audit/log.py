@@ -1,0 +1,304 @@
+"""The audit log writer: append-only records, periodic signed checkpoints, crash safety.
+
+Typical use from the pipeline::
+
+    signer = load_signing_key(path)            # or ensure_run_key(run_dir)
+    log = AuditLog.create(run_dir, signer=signer, run_start=build_run_start(...),
+                          checkpoint_every=1000, fsync=FsyncPolicy.CHECKPOINT)
+    log.append("step", {...})
+    log.append("checkpoint", {"path": "ckpt/step_100.pt", "sha256": "..."})
+    log.close()                                # run_end record + final checkpoint
+    log = AuditLog.open(run_dir, signer=signer)  # resume: verifies first
+
+A run directory holds ``audit.jsonl`` (one record per line) and ``checkpoints.note``
+(one signed C2SP checkpoint note per checkpoint). Each record is written with a
+single ``os.write`` on an ``O_APPEND`` descriptor, so a crash leaves at worst one
+incomplete final line (a torn tail). Creating the files fsyncs the directory.
+
+Durability (`FsyncPolicy`, default ``CHECKPOINT``): ``ALWAYS`` fsyncs every record,
+``EVERY_N`` every ``fsync_every`` records, ``CHECKPOINT`` only when a checkpoint is
+written. Whatever the policy, a checkpoint first fsyncs audit.jsonl and only then
+appends and fsyncs its note, so a signed checkpoint never covers records that are
+not on disk. The default trades at most ``checkpoint_every`` records lost to a power
+failure (never to a process crash: the page cache survives those) for appends that
+do not wait on the disk; those records are reported as unsealed, not as tampering.
+
+A checkpoint is written right after run_start, every ``checkpoint_every`` records,
+after a resume, and at close. `AuditLog.open` verifies the existing log with the
+signer's public key as the trust anchor, refuses a torn tail (run ``govtrain audit
+repair`` first), appends a run_resume record and checkpoints it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from audit.errors import LogStateError
+from audit.keys import Signer, VerifierKey
+from audit.merkle import CompactRange, leaf_hash
+from audit.notes import Checkpoint, sign_checkpoint
+from audit.records import GENESIS_PREV, Record, log_origin
+from audit.verify import LOG_FILE, NOTES_FILE, verify_run
+
+DEFAULT_CHECKPOINT_EVERY = 1000
+DEFAULT_FSYNC_EVERY = 100
+
+
+class FsyncPolicy(StrEnum):
+    """When appended records are forced to disk (checkpoints always force them)."""
+
+    ALWAYS = "always"
+    EVERY_N = "every_n"
+    CHECKPOINT = "checkpoint"
+
+
+DEFAULT_FSYNC = FsyncPolicy.CHECKPOINT
+
+
+def key_commitment(key: VerifierKey) -> dict[str, str]:
+    """What run_start records about the run key (verify reads `vkey` and checks `fingerprint`)."""
+    return {"name": key.name, "vkey": key.vkey, "fingerprint": key.fingerprint}
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file or directory by path (a directory's entries become durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_append(path: Path, create: bool) -> int:
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | (os.O_CREAT | os.O_EXCL if create else 0)
+    return os.open(path, flags, 0o644)
+
+
+class AuditLog:
+    """An open audit log; make one with `create` or `open`, finish it with `close`."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        signer: Signer,
+        fds: tuple[int, int],
+        *,
+        origin: str,
+        prev: str,
+        frontier: CompactRange,
+        checkpoint_size: int,
+        checkpoint_every: int,
+        fsync: FsyncPolicy,
+        fsync_every: int,
+    ) -> None:
+        if checkpoint_every < 1 or fsync_every < 1:
+            raise LogStateError("checkpoint_every and fsync_every must be at least 1")
+        self.run_dir = run_dir
+        self._signer = signer
+        self._log_fd, self._notes_fd = fds
+        self._origin = origin
+        self._prev = prev
+        self._tree = frontier
+        self._checkpoint_size = checkpoint_size
+        self._checkpoint_every = checkpoint_every
+        self._fsync = FsyncPolicy(fsync)
+        self._fsync_every = fsync_every
+        self._unsynced = 0
+        self._state = "open"
+
+    @classmethod
+    def create(
+        cls,
+        run_dir: Path,
+        *,
+        signer: Signer,
+        run_start: Mapping[str, Any],
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        fsync: FsyncPolicy = DEFAULT_FSYNC,
+        fsync_every: int = DEFAULT_FSYNC_EVERY,
+    ) -> AuditLog:
+        """Start a new log in `run_dir` with `run_start` as record 0, and sign it.
+
+        The run_start body gets the signer's `key_commitment` under "key" (an
+        existing "key" entry must match the signer).
+        """
+        run_dir = Path(run_dir)
+        body = dict(run_start)
+        commitment = key_commitment(signer.verifier)
+        if body.setdefault("key", commitment) != commitment:
+            raise LogStateError("run_start commits a different key than the signer's")
+        first = Record.build(0, "run_start", GENESIS_PREV, body)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in (LOG_FILE, NOTES_FILE):
+            if (run_dir / name).exists():
+                raise LogStateError(f"{run_dir / name} already exists; use AuditLog.open to resume")
+        log_fd = _open_append(run_dir / LOG_FILE, create=True)
+        notes_fd = _open_append(run_dir / NOTES_FILE, create=True)
+        fsync_path(run_dir)
+        log = cls(
+            run_dir,
+            signer,
+            (log_fd, notes_fd),
+            origin=log_origin(first.line),
+            prev=GENESIS_PREV,
+            frontier=CompactRange(),
+            checkpoint_size=0,
+            checkpoint_every=checkpoint_every,
+            fsync=fsync,
+            fsync_every=fsync_every,
+        )
+        log._lock()
+        log._write_record(first)
+        log.checkpoint()
+        return log
+
+    @classmethod
+    def open(
+        cls,
+        run_dir: Path,
+        *,
+        signer: Signer,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        fsync: FsyncPolicy = DEFAULT_FSYNC,
+        fsync_every: int = DEFAULT_FSYNC_EVERY,
+    ) -> AuditLog:
+        """Resume the log in `run_dir`: verify it against the signer's key, then append."""
+        run_dir = Path(run_dir)
+        report = verify_run(run_dir, pubkey=signer.verifier)
+        if not (run_dir / NOTES_FILE).exists():
+            raise LogStateError(f"cannot resume: {run_dir / NOTES_FILE} is missing")
+        fds = (
+            _open_append(run_dir / LOG_FILE, create=False),
+            _open_append(run_dir / NOTES_FILE, create=False),
+        )
+        log = cls(
+            run_dir,
+            signer,
+            fds,
+            origin=report.origin,
+            prev=report.last_hash,
+            frontier=report.frontier,
+            checkpoint_size=report.checkpoint_size,
+            checkpoint_every=checkpoint_every,
+            fsync=fsync,
+            fsync_every=fsync_every,
+        )
+        log._lock()
+        log.append(
+            "run_resume",
+            {"records": report.records, "previous": "closed" if report.closed else "interrupted"},
+        )
+        log.checkpoint()
+        return log
+
+    @property
+    def size(self) -> int:
+        """Number of records written."""
+        return self._tree.size
+
+    @property
+    def root(self) -> bytes:
+        """Merkle root over all records written."""
+        return self._tree.root()
+
+    def _lock(self) -> None:
+        try:
+            fcntl.flock(self._log_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._release()
+            raise LogStateError(f"another writer has {self.run_dir / LOG_FILE} open") from exc
+
+    def _write(self, fd: int, data: bytes) -> None:
+        """One os.write; anything short of all of it leaves the log broken (a torn tail)."""
+        try:
+            written = os.write(fd, data)
+        except OSError as exc:
+            self._state = "broken"
+            raise LogStateError(f"write failed, the log may end in a torn tail: {exc}") from exc
+        if written != len(data):
+            self._state = "broken"
+            raise LogStateError(
+                f"short write ({written} of {len(data)} bytes): the log ends in a torn tail"
+            )
+
+    def _write_record(self, record: Record) -> None:
+        self._write(self._log_fd, record.line + b"\n")
+        self._prev = record.hash
+        self._tree.append(leaf_hash(record.line))
+        self._unsynced += 1
+        if self._fsync is FsyncPolicy.ALWAYS or (
+            self._fsync is FsyncPolicy.EVERY_N and self._unsynced >= self._fsync_every
+        ):
+            os.fsync(self._log_fd)
+            self._unsynced = 0
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise LogStateError(f"the audit log in {self.run_dir} is {self._state}")
+
+    def append(self, kind: str, body: Mapping[str, Any]) -> Record:
+        """Write one record (RecordError before anything is written if it cannot be encoded)."""
+        self._check_open()
+        record = Record.build(self.size, kind, self._prev, body)
+        self._write_record(record)
+        if self.size % self._checkpoint_every == 0:
+            self.checkpoint()
+        return record
+
+    def checkpoint(self) -> Checkpoint:
+        """Sign (size, root) now: fsync the log, then append and fsync the note."""
+        self._check_open()
+        checkpoint = Checkpoint(self._origin, self.size, self._tree.root())
+        if self.size == self._checkpoint_size:
+            return checkpoint
+        os.fsync(self._log_fd)
+        self._unsynced = 0
+        self._write(self._notes_fd, sign_checkpoint(checkpoint, self._signer).encode())
+        os.fsync(self._notes_fd)
+        self._checkpoint_size = self.size
+        return checkpoint
+
+    def close(self, body: Mapping[str, Any] | None = None) -> Checkpoint | None:
+        """Append run_end (with `body`) and the final checkpoint; a no-op once closed.
+
+        A log left broken by a failed write is closed without either; returns the
+        final checkpoint, or None when nothing was signed.
+        """
+        if self._state == "closed":
+            return None
+        try:
+            if self._state == "open":
+                self.append("run_end", body or {})
+                return self.checkpoint()
+            return None
+        finally:
+            self._release()
+            self._state = "closed"
+
+    def _release(self) -> None:
+        for fd in (self._log_fd, self._notes_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        status = (
+            {"status": "ok"}
+            if exc_type is None
+            else {"status": "failed", "error": exc_type.__name__}
+        )
+        self.close(status)

@@ -1,0 +1,92 @@
+"""Inclusion proofs as self-contained JSON bundles, checkable offline.
+
+`prove` verifies the run and returns, for one record: its canonical line, leaf hash,
+index, the tree size and root of a signed checkpoint, the RFC 9162 audit path, and
+that checkpoint's signed note. `check_proof` needs only the bundle, a signed
+checkpoint note and a key: it checks the note's signature, that the note's (origin,
+size, root) are the bundle's, that the record is canonical with the claimed seq and
+hashes to the leaf, and the audit path. Nothing is read from the run directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from audit.errors import NoteError, ProofError, RecordError
+from audit.keys import VerifierKey
+from audit.merkle import MerkleTree, leaf_hash, verify_inclusion
+from audit.notes import Checkpoint, open_checkpoint, split_notes, unverified_text
+from audit.records import Record
+from audit.verify import read_run, verify_bytes
+
+PROOF_FORMAT = "govtrain.audit.inclusion/v1"
+
+
+def prove(
+    path: Path, seq: int, *, pubkey: VerifierKey | None = None, size: int | None = None
+) -> dict[str, Any]:
+    """The bundle for record `seq` against the last signed checkpoint (or the one of `size`)."""
+    log, notes = read_run(path)
+    report = verify_bytes(log, notes, pubkey=pubkey)
+    texts, _ = split_notes(notes)
+    signed = {Checkpoint.parse(unverified_text(text)).size: text for text in texts}
+    size = report.checkpoint_size if size is None else size
+    if size not in signed:
+        raise ProofError(f"there is no signed checkpoint of size {size} (sizes: {sorted(signed)})")
+    if not 0 <= seq < size:
+        raise ProofError(f"record {seq} is not covered by the signed checkpoint of size {size}")
+    lines = log.split(b"\n")[:size]
+    tree = MerkleTree(leaf_hash(line) for line in lines)
+    return {
+        "format": PROOF_FORMAT,
+        "origin": report.origin,
+        "key": report.key.vkey,
+        "seq": seq,
+        "record": lines[seq].decode(),
+        "leaf_hash": leaf_hash(lines[seq]).hex(),
+        "index": seq,
+        "tree_size": size,
+        "root": tree.root(size).hex(),
+        "proof": [node.hex() for node in tree.inclusion_proof(seq, size)],
+        "checkpoint": signed[size],
+    }
+
+
+def _hex(value: Any, what: str) -> bytes:
+    try:
+        return bytes.fromhex(value)
+    except (TypeError, ValueError) as exc:
+        raise ProofError(f"{what} is not hex") from exc
+
+
+def check_proof(bundle: Mapping[str, Any], checkpoint_note: str, key: VerifierKey) -> Record:
+    """The proven record once every check passes; otherwise the error names the failed check."""
+    if bundle.get("format") != PROOF_FORMAT:
+        raise ProofError(f"not a {PROOF_FORMAT} bundle")
+    checkpoint = open_checkpoint(checkpoint_note, key)
+    index, size = bundle.get("index"), bundle.get("tree_size")
+    if type(index) is not int or type(size) is not int:
+        raise ProofError("index and tree_size must be integers")
+    root = _hex(bundle.get("root"), "root")
+    if (checkpoint.origin, checkpoint.size, checkpoint.root) != (bundle.get("origin"), size, root):
+        raise NoteError(
+            f"the checkpoint signs {checkpoint.origin} size {checkpoint.size} root "
+            f"{checkpoint.root.hex()}, the proof is for {bundle.get('origin')} size {size} "
+            f"root {root.hex()}"
+        )
+    line = bundle.get("record")
+    if not isinstance(line, str):
+        raise RecordError("the bundle has no record text")
+    record = Record.from_line(line.encode())
+    if record.seq != index:
+        raise ProofError(f"the record has seq {record.seq}, the proof is for index {index}")
+    leaf = leaf_hash(record.line)
+    if leaf != _hex(bundle.get("leaf_hash"), "leaf_hash"):
+        raise ProofError(f"the record hashes to leaf {leaf.hex()}, not the bundle's leaf_hash")
+    nodes = bundle.get("proof")
+    if not isinstance(nodes, list):
+        raise ProofError("proof must be a list of hex hashes")
+    verify_inclusion(leaf, index, size, [_hex(node, "proof hash") for node in nodes], root)
+    return record

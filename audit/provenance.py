@@ -1,0 +1,269 @@
+"""What a run commits to in run_start, and its export as signed SLSA provenance.
+
+`build_run_start` assembles the first record's body from parts only the caller
+knows (config, seed, input files, model digests) plus what can be read here (git
+state, Python and package versions), so a run directory proves what produced it.
+`export_provenance` verifies the log, then states it as an in-toto Statement v1
+with an SLSA provenance v1 predicate whose subjects are the model checkpoint files
+recorded in the log (records of kind ``checkpoint`` with body ``path`` and
+``sha256``; the last record for a path wins), signed as a DSSE envelope with the
+run key. `check_artifacts` re-hashes those files, for resuming a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import re
+import subprocess
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from audit.dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
+from audit.errors import AuditError, RecordError
+from audit.keys import Signer, VerifierKey
+from audit.log import key_commitment
+from audit.records import Record, canonical_json
+from audit.verify import LOG_FILE, VerifyReport, read_run, verify_bytes
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+SLSA_PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
+BUILD_TYPE = "urn:govtrain:build-type:training-run:v1"
+BUILDER_ID = "urn:govtrain:builder:pipeline"
+DEFAULT_PACKAGES = (
+    "govtrain",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "datasets",
+    "numpy",
+    "pydantic",
+)
+UNKNOWN = "unknown"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _git(repo_dir: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=repo_dir, capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def code_version(repo_dir: Path | None = None) -> dict[str, Any]:
+    """Git commit and dirty flag of `repo_dir` (cwd by default); "unknown" outside git."""
+    repo_dir = Path.cwd() if repo_dir is None else Path(repo_dir)
+    commit = _git(repo_dir, "rev-parse", "HEAD")
+    if commit is None:
+        return {"git_commit": UNKNOWN, "dirty": UNKNOWN}
+    status = _git(repo_dir, "status", "--porcelain")
+    return {
+        "git_commit": commit.strip(),
+        "dirty": UNKNOWN if status is None else bool(status.strip()),
+    }
+
+
+def package_versions(names: Iterable[str]) -> dict[str, str | None]:
+    """Installed version of each distribution, None when it is not installed."""
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def data_manifest(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """SHA-256 and size of every input file, sorted by path."""
+    entries = []
+    for path in sorted({str(p) for p in paths}):
+        try:
+            entries.append(
+                {
+                    "path": path,
+                    "sha256": file_sha256(Path(path)),
+                    "bytes": Path(path).stat().st_size,
+                }
+            )
+        except OSError as exc:
+            raise AuditError(f"cannot hash input file {path}: {exc.strerror}") from exc
+    return entries
+
+
+def build_run_start(
+    *,
+    config: Mapping[str, Any],
+    seed: int,
+    data_files: Iterable[Path],
+    model_structure_digest: str,
+    initial_params_digest: str,
+    key: VerifierKey | None = None,
+    packages: Iterable[str] = DEFAULT_PACKAGES,
+    repo_dir: Path | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """The run_start body. `config` must be JSON data (e.g. a pydantic ``model_dump(mode="json")``).
+
+    The digests are strings the caller computes from the model (e.g.
+    "sha256:<hex>"); `key` may be left out, `AuditLog.create` adds the signer's.
+    """
+    for name, digest in (
+        ("model_structure_digest", model_structure_digest),
+        ("initial_params_digest", initial_params_digest),
+    ):
+        if not isinstance(digest, str) or not digest:
+            raise RecordError(f"{name} must be a non-empty string")
+    body: dict[str, Any] = {
+        "run_id": run_id or uuid.uuid4().hex,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": dict(config),
+        "config_sha256": hashlib.sha256(canonical_json(config)).hexdigest(),
+        "code": code_version(repo_dir),
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "platform": platform.platform(),
+        },
+        "packages": package_versions(packages),
+        "seed": seed,
+        "data": data_manifest(data_files),
+        "model": {
+            "structure_digest": model_structure_digest,
+            "init_params_digest": initial_params_digest,
+        },
+    }
+    if key is not None:
+        body["key"] = key_commitment(key)
+    return body
+
+
+def recorded_artifacts(records: Iterable[Record]) -> dict[str, str]:
+    """path -> sha256 of every model checkpoint the log records (the last record per path wins)."""
+    artifacts: dict[str, str] = {}
+    for record in records:
+        if record.kind != "checkpoint":
+            continue
+        path, digest = record.body.get("path"), record.body.get("sha256")
+        if (
+            not isinstance(path, str)
+            or not path
+            or not isinstance(digest, str)
+            or not _HEX64.fullmatch(digest)
+        ):
+            raise AuditError(f"checkpoint record seq {record.seq} needs a path and a hex sha256")
+        artifacts[path] = digest
+    return artifacts
+
+
+def check_artifacts(run_dir: Path, artifacts: Mapping[str, str]) -> None:
+    """Re-hash each recorded checkpoint file (relative to `run_dir`); AuditError on a mismatch."""
+    for path, digest in artifacts.items():
+        file = Path(run_dir) / path
+        try:
+            actual = file_sha256(file)
+        except OSError as exc:
+            raise AuditError(f"recorded checkpoint {path} cannot be read: {exc.strerror}") from exc
+        if actual != digest:
+            raise AuditError(f"checkpoint {path} has SHA-256 {actual}, the log recorded {digest}")
+
+
+def read_records(path: Path) -> list[Record]:
+    """Every complete record of a run (no verification: use verify_run for that)."""
+    return records_of(read_run(path)[0])
+
+
+def records_of(log: bytes) -> list[Record]:
+    """The complete records in a log's bytes (a torn tail is left out)."""
+    return [Record.from_line(line) for line in log.split(b"\n")[:-1]]
+
+
+def provenance_statement(
+    records: list[Record], report: VerifyReport, log_sha256: str
+) -> dict[str, Any]:
+    """The in-toto Statement v1 / SLSA provenance v1 for a verified run."""
+    start = records[0].body
+    code = start.get("code", {})
+    dependencies: list[dict[str, Any]] = [
+        {"name": entry["path"], "digest": {"sha256": entry["sha256"]}}
+        for entry in start.get("data", [])
+    ]
+    if code.get("git_commit", UNKNOWN) != UNKNOWN:
+        dependencies.insert(
+            0,
+            {
+                "name": "source",
+                "digest": {"gitCommit": code["git_commit"]},
+                "annotations": {"dirty": code.get("dirty")},
+            },
+        )
+    subjects = [
+        {"name": path, "digest": {"sha256": digest}}
+        for path, digest in recorded_artifacts(records).items()
+    ]
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": subjects,
+        "predicateType": SLSA_PREDICATE_TYPE,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": BUILD_TYPE,
+                "externalParameters": {
+                    "config": start.get("config"),
+                    "config_sha256": start.get("config_sha256"),
+                    "seed": start.get("seed"),
+                },
+                "internalParameters": {
+                    "code": code,
+                    "python": start.get("python"),
+                    "packages": start.get("packages"),
+                    "model": start.get("model"),
+                },
+                "resolvedDependencies": dependencies,
+            },
+            "runDetails": {
+                "builder": {"id": BUILDER_ID},
+                "metadata": {
+                    "invocationId": start.get("run_id"),
+                    "startedOn": start.get("created"),
+                },
+                "byproducts": [
+                    {
+                        "name": LOG_FILE,
+                        "digest": {"sha256": log_sha256},
+                        "annotations": {
+                            "tree_size": report.records,
+                            "merkle_root": report.root.hex(),
+                            "closed": report.closed,
+                            "key": report.key.vkey,
+                            "checkpoint": report.last_note,
+                        },
+                    }
+                ],
+            },
+        },
+    }
+
+
+def export_provenance(run_dir: Path, signer: Signer) -> tuple[dict[str, Any], VerifyReport]:
+    """Verify the run against the signer's key; its signed provenance envelope and the report."""
+    log, notes = read_run(run_dir)
+    report = verify_bytes(log, notes, pubkey=signer.verifier)
+    statement = provenance_statement(records_of(log), report, hashlib.sha256(log).hexdigest())
+    return sign_envelope(canonical_json(statement), INTOTO_PAYLOAD_TYPE, signer), report

@@ -1,0 +1,82 @@
+"""Repair of a torn tail, and of nothing else.
+
+A crash mid-write can leave an incomplete record at the end of audit.jsonl (or an
+incomplete note at the end of checkpoints.note). Like etcd and SQLite, that tail
+(and only that) may be cut off, keeping the original as ``<file>.broken``. Damage
+anywhere else is tampering and is refused, as is a torn record that a signed
+checkpoint already covered: a checkpoint is written only after its records are on
+disk, so no crash can tear one. The cut is planned and re-verified in memory
+before any file is touched.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from audit.errors import LogStateError, Reason, TornTailError, VerificationError
+from audit.log import fsync_path
+from audit.verify import LOG_FILE, NOTES_FILE, VerifyReport, read_run, run_files, verify_bytes
+
+
+@dataclass(frozen=True)
+class Cut:
+    """One repaired file: where it was cut, how many bytes went, where the original is."""
+
+    file: Path
+    offset: int
+    removed: int
+    backup: Path
+
+
+def _plan(log: bytes, notes: bytes) -> tuple[VerifyReport, dict[str, int]]:
+    cuts: dict[str, int] = {}
+    while True:
+        try:
+            return verify_bytes(log, notes), cuts
+        except TornTailError as torn:
+            if torn.covered:
+                raise VerificationError(
+                    Reason.TRUNCATED,
+                    "the torn record is covered by a signed checkpoint, so this is tampering, "
+                    "not a crash; refusing to repair",
+                    seq=torn.seq,
+                ) from torn
+            cuts[torn.file] = torn.offset
+            if torn.file == LOG_FILE:
+                log = log[: torn.offset]
+            else:
+                notes = notes[: torn.offset]
+
+
+def _cut(path: Path, data: bytes, offset: int) -> Cut:
+    backup = path.with_name(path.name + ".broken")
+    try:
+        fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError as exc:
+        raise LogStateError(
+            f"{backup} already exists; move it away before repairing again"
+        ) from exc
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.truncate(path, offset)
+    fsync_path(path)
+    return Cut(path, offset, len(data) - offset, backup)
+
+
+def repair_torn_tail(path: Path) -> tuple[VerifyReport, list[Cut]]:
+    """Cut torn tails off a run's files; returns the repaired run's report and the cuts made.
+
+    Raises VerificationError (never touching a file) when anything but a torn tail is wrong.
+    """
+    log, notes = read_run(path)
+    report, plan = _plan(log, notes)
+    log_path, notes_path = run_files(path)
+    files = {LOG_FILE: (log_path, log), NOTES_FILE: (notes_path, notes)}
+    cuts = [_cut(*files[name], offset) for name, offset in plan.items()]
+    if cuts:
+        fsync_path(log_path.parent)
+    return report, cuts

@@ -1,0 +1,298 @@
+"""Verify a run's audit.jsonl against its signed checkpoints, from a path or from bytes.
+
+One pass over the records checks: each complete line is a well-formed record in
+RFC 8785 canonical form; ``seq`` equals its position; ``prev`` is the SHA-256 of the
+previous line (`GENESIS_PREV` first); record 0 is the only run_start and commits the
+run key (which must equal ``pubkey`` when given); every note in checkpoints.note is
+signed by that key, names this log, grows, and its root equals the Merkle root of the
+first ``size`` records. Then: bytes after the last newline are a torn tail (reported
+only once everything before them verified, as `TornTailError`), and a signed
+checkpoint covering more records than the log holds is truncation.
+
+What this guarantees against someone who can edit the files but lacks the key:
+
+* records up to the last signed checkpoint cannot be changed, removed, reordered or
+  added to, even with every later hash recomputed: a signed root stops matching;
+* records after it are protected by the hash chain only, so they could be dropped
+  or appended to; the report says how many (``unsealed``). A log closed by
+  `AuditLog.close` ends in a run_end record covered by the final checkpoint
+  (``closed``); the CLI exits 0 only for a closed log;
+* a whole log rewritten and re-signed with another key is caught only by ``pubkey``:
+  the trust anchor has to come from outside the log;
+* rolling a resumed log back to an earlier closed state is caught only by an
+  ``anchor`` (a checkpoint note kept outside the run directory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from audit.errors import (
+    NonCanonicalError,
+    NoteError,
+    Reason,
+    RecordError,
+    SignatureError,
+    TornTailError,
+    VerificationError,
+)
+from audit.keys import KeyFileError, VerifierKey
+from audit.merkle import CompactRange, leaf_hash
+from audit.notes import Checkpoint, open_checkpoint, split_notes
+from audit.records import GENESIS_PREV, log_origin, parse_line
+
+LOG_FILE = "audit.jsonl"
+NOTES_FILE = "checkpoints.note"
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The state of an intact log; `frontier` lets a writer resume without re-hashing."""
+
+    records: int
+    root: bytes
+    checkpoint_size: int
+    checkpoints: int
+    closed: bool
+    key: VerifierKey
+    origin: str
+    last_hash: str
+    last_note: str | None
+    frontier: CompactRange = field(repr=False, compare=False)
+
+    @property
+    def unsealed(self) -> int:
+        """Records after the last signed checkpoint (protected by the hash chain only)."""
+        return self.records - self.checkpoint_size
+
+    def summary(self) -> str:
+        if self.closed:
+            state = "ok: closed"
+        elif self.unsealed:
+            state = (
+                f"intact but not closed: {self.unsealed} records after the last signed checkpoint"
+            )
+        else:
+            state = "intact but not closed: no run_end record"
+        return (
+            f"{state}; records {self.records}, tree size {self.records}, "
+            f"last signed checkpoint {self.checkpoint_size} ({self.checkpoints} notes), "
+            f"root {self.root.hex()}"
+        )
+
+
+def run_files(path: Path) -> tuple[Path, Path]:
+    """(audit.jsonl, checkpoints.note) for a run directory or a path to its audit.jsonl."""
+    path = Path(path)
+    log = path / LOG_FILE if path.is_dir() else path
+    return log, log.with_name(NOTES_FILE)
+
+
+def read_run(path: Path) -> tuple[bytes, bytes]:
+    """The bytes of a run's log and notes; a missing notes file reads as empty."""
+    log_path, notes_path = run_files(path)
+    try:
+        log = log_path.read_bytes()
+        notes = notes_path.read_bytes() if notes_path.exists() else b""
+    except OSError as exc:
+        raise VerificationError(
+            Reason.MALFORMED, f"cannot read {exc.filename}: {exc.strerror}"
+        ) from exc
+    return log, notes
+
+
+def verify_run(
+    path: Path, *, pubkey: VerifierKey | None = None, anchors: Sequence[str] = ()
+) -> VerifyReport:
+    """Verify the run at `path` (directory or audit.jsonl)."""
+    log, notes = read_run(path)
+    return verify_bytes(log, notes, pubkey=pubkey, anchors=anchors)
+
+
+def _record_error(exc: RecordError, seq: int) -> VerificationError:
+    reason = Reason.NON_CANONICAL if isinstance(exc, NonCanonicalError) else Reason.MALFORMED
+    return VerificationError(reason, str(exc), seq=seq)
+
+
+def _run_key(first: dict, pubkey: VerifierKey | None) -> VerifierKey:
+    if first["kind"] != "run_start" or first["seq"] != 0 or first["prev"] != GENESIS_PREV:
+        raise VerificationError(
+            Reason.BAD_RUN_START,
+            "the first record must be run_start with seq 0 and the genesis prev",
+            seq=0,
+        )
+    committed = first["body"].get("key")
+    try:
+        key = VerifierKey.parse(committed["vkey"])
+        if committed.get("fingerprint") != key.fingerprint:
+            raise KeyFileError("its fingerprint does not match the key")
+    except (KeyFileError, TypeError, KeyError, AttributeError) as exc:
+        raise VerificationError(
+            Reason.BAD_RUN_START, f"committed key is unusable: {exc}", seq=0
+        ) from exc
+    if pubkey is not None and pubkey != key:
+        raise VerificationError(
+            Reason.KEY_MISMATCH,
+            f"run_start commits key {key.vkey}, the trusted key is {pubkey.vkey}",
+            seq=0,
+        )
+    return key
+
+
+def _open(note: str, key: VerifierKey, origin: str, index: int) -> Checkpoint:
+    try:
+        checkpoint = open_checkpoint(note, key)
+    except SignatureError as exc:
+        raise VerificationError(Reason.BAD_SIGNATURE, str(exc), note=index) from exc
+    except NoteError as exc:
+        raise VerificationError(Reason.BAD_CHECKPOINT, str(exc), note=index) from exc
+    if checkpoint.origin != origin:
+        raise VerificationError(
+            Reason.BAD_CHECKPOINT,
+            f"origin {checkpoint.origin!r} is not this log's {origin!r}",
+            note=index,
+        )
+    return checkpoint
+
+
+def _signed_checkpoints(
+    notes: bytes, key: VerifierKey, origin: str
+) -> tuple[list[Checkpoint], list[str], int]:
+    try:
+        texts, torn_at = split_notes(notes)
+    except NoteError as exc:
+        raise VerificationError(Reason.BAD_CHECKPOINT, str(exc)) from exc
+    checkpoints: list[Checkpoint] = []
+    for index, text in enumerate(texts, 1):
+        checkpoint = _open(text, key, origin, index)
+        if checkpoints and checkpoint.size <= checkpoints[-1].size:
+            raise VerificationError(
+                Reason.BAD_CHECKPOINT,
+                f"size {checkpoint.size} does not grow past the previous {checkpoints[-1].size}",
+                note=index,
+            )
+        checkpoints.append(checkpoint)
+    return checkpoints, texts, torn_at
+
+
+def verify_bytes(
+    log: bytes, notes: bytes, *, pubkey: VerifierKey | None = None, anchors: Sequence[str] = ()
+) -> VerifyReport:
+    """Verify a log and its notes held in memory; raises VerificationError or TornTailError.
+
+    `anchors` are checkpoint notes kept outside the run (signed by the same key):
+    the log must contain their size and reproduce their root.
+    """
+    lines = log.split(b"\n")
+    tail = lines.pop()
+    if not lines:
+        if tail:
+            raise TornTailError(
+                f"{len(tail)} bytes and no complete record",
+                file=LOG_FILE,
+                offset=0,
+                seq=0,
+                covered=False,
+            )
+        raise VerificationError(Reason.BAD_RUN_START, "the log is empty", seq=0)
+    try:
+        first = parse_line(lines[0])
+    except RecordError as exc:
+        raise _record_error(exc, 0) from exc
+    key = _run_key(first, pubkey)
+    origin = log_origin(lines[0])
+    checkpoints, texts, torn_at = _signed_checkpoints(notes, key, origin)
+    expected = {c.size: (c.root, f"checkpoint note {i}") for i, c in enumerate(checkpoints, 1)}
+    for i, note in enumerate(anchors, 1):
+        anchor = _open(note, key, origin, i)
+        known = expected.get(anchor.size)
+        if known is not None and known[0] != anchor.root:
+            raise VerificationError(
+                Reason.CHECKPOINT_MISMATCH,
+                f"trusted checkpoint {i} and {known[1]} sign different roots "
+                f"for size {anchor.size}",
+            )
+        expected[anchor.size] = (anchor.root, f"trusted checkpoint {i}")
+
+    frontier = CompactRange()
+    prev, matched, kind = GENESIS_PREV, 0, "run_start"
+    sha256 = hashlib.sha256
+    for seq, line in enumerate(lines):
+        try:
+            record = first if seq == 0 else parse_line(line)
+        except RecordError as exc:
+            raise _record_error(exc, seq) from exc
+        if record["seq"] != seq:
+            raise VerificationError(
+                Reason.BAD_SEQ, f"seq is {record['seq']}, expected {seq}", seq=seq
+            )
+        if record["prev"] != prev:
+            raise VerificationError(
+                Reason.BAD_LINK,
+                f"prev is {record['prev']}, SHA-256 of record {seq - 1} is {prev}",
+                seq=seq,
+            )
+        kind = record["kind"]
+        if kind == "run_start" and seq:
+            raise VerificationError(
+                Reason.BAD_RUN_START, "run_start may only be the first record", seq=seq
+            )
+        prev = sha256(line).hexdigest()
+        frontier.append(leaf_hash(line))
+        signed = expected.get(seq + 1)
+        if signed is not None:
+            root = frontier.root()
+            if root != signed[0]:
+                raise VerificationError(
+                    Reason.CHECKPOINT_MISMATCH,
+                    f"{signed[1]} signs root {signed[0].hex()} for size {seq + 1}, records "
+                    f"0..{seq} give {root.hex()}: one of records {matched}..{seq} was altered",
+                    seq=matched,
+                )
+            matched = seq + 1
+
+    count = len(lines)
+    beyond = max(expected, default=0)
+    if tail:
+        raise TornTailError(
+            f"{len(tail)} bytes after the last newline are an incomplete record"
+            + (
+                "; a signed checkpoint already covers it, so this was not a crash"
+                if beyond > count
+                else ""
+            ),
+            file=LOG_FILE,
+            offset=len(log) - len(tail),
+            seq=count,
+            covered=beyond > count,
+        )
+    if beyond > count:
+        raise VerificationError(
+            Reason.TRUNCATED,
+            f"{expected[beyond][1]} signs {beyond} records, the log holds {count}",
+            seq=count,
+        )
+    if torn_at < len(notes):
+        raise TornTailError(
+            f"{len(notes) - torn_at} bytes at the end of {NOTES_FILE} are an incomplete note",
+            file=NOTES_FILE,
+            offset=torn_at,
+            seq=None,
+            covered=False,
+        )
+    size = checkpoints[-1].size if checkpoints else 0
+    return VerifyReport(
+        records=count,
+        root=frontier.root(),
+        checkpoint_size=size,
+        checkpoints=len(checkpoints),
+        closed=size == count and kind == "run_end",
+        key=key,
+        origin=origin,
+        last_hash=prev,
+        last_note=texts[-1] if texts else None,
+        frontier=frontier,
+    )

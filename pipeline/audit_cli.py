@@ -1,0 +1,199 @@
+"""`govtrain keys ...` and `govtrain audit ...`: thin click commands over `audit/`.
+
+Exit codes: 0 success (for verify and repair: the log is intact and closed);
+1 tampering or any other error, naming the first bad record and why; 2 usage;
+3 torn tail (a crash mid-write: `govtrain audit repair` cuts it); 4 intact but not
+closed (the run crashed or is still running, or records were appended after the
+last signed checkpoint: those are protected by the hash chain only).
+Errors are raised as `audit.errors.AuditError`; `pipeline.cli` turns them into one
+line on stderr and their exit code. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from audit.errors import AuditError
+from audit.keys import (
+    DEFAULT_KEY_NAME,
+    PRIVATE_KEY_FILE,
+    RUN_KEY_DIR,
+    VerifierKey,
+    generate_signer,
+    load_signing_key,
+    load_verifier_key,
+    write_key_pair,
+)
+from audit.proofs import check_proof, prove
+from audit.provenance import export_provenance, read_records
+from audit.repair import repair_torn_tail
+from audit.verify import VerifyReport, verify_run
+
+EXIT_NOT_CLOSED = 4
+
+_run_path = click.argument("path", type=click.Path(exists=True, path_type=Path))
+_pubkey = click.option(
+    "--pubkey",
+    help="Trusted public key (.pub file or vkey text). Default: the key run_start commits, "
+    "which cannot catch a log re-signed end to end with another key.",
+)
+_output = click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file."
+)
+
+
+def _key(pubkey: str | None) -> VerifierKey | None:
+    return None if pubkey is None else load_verifier_key(pubkey)
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text + "\n")
+        click.echo(f"wrote {output}", err=True)
+
+
+def _finish(report: VerifyReport) -> None:
+    click.echo(report.summary())
+    if not report.closed:
+        sys.exit(EXIT_NOT_CLOSED)
+
+
+@click.group()
+def keys() -> None:
+    """Ed25519 keys that sign audit checkpoints and provenance."""
+
+
+@keys.command("generate")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", default=DEFAULT_KEY_NAME, show_default=True, help="Key name in notes.")
+def keys_generate(directory: Path, name: str) -> None:
+    """Write DIRECTORY/audit.key (mode 0600) and DIRECTORY/audit.pub."""
+    signer = generate_signer(name)
+    private, public = write_key_pair(directory, signer)
+    click.echo(f"private key {private} (mode 0600: keep it secret)")
+    click.echo(f"public key  {public} (give it to verifiers: --pubkey)")
+    click.echo(f"fingerprint {signer.verifier.fingerprint}")
+
+
+@click.group()
+def audit() -> None:
+    """Verify, inspect, prove and repair a run's audit log; export its provenance."""
+
+
+@audit.command()
+@_run_path
+@_pubkey
+@click.option(
+    "--checkpoint",
+    "anchors",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A signed checkpoint kept outside the run: the log must reproduce it (repeatable).",
+)
+def verify(path: Path, pubkey: str | None, anchors: tuple[Path, ...]) -> None:
+    """Verify PATH (a run directory or its audit.jsonl) and print a one-line summary."""
+    report = verify_run(path, pubkey=_key(pubkey), anchors=[a.read_text() for a in anchors])
+    _finish(report)
+
+
+@audit.command()
+@_run_path
+@click.option("--seq", type=click.IntRange(min=0), help="Only the record with this seq.")
+@click.option("--kind", help="Only records of this kind.")
+def show(path: Path, seq: int | None, kind: str | None) -> None:
+    """Print records of PATH as canonical JSON lines (no verification: use verify)."""
+    if seq is not None and kind is not None:
+        raise click.UsageError("--seq and --kind exclude each other")
+    records = read_records(path)
+    if seq is not None:
+        if seq >= len(records):
+            raise AuditError(f"no record with seq {seq}: the log holds {len(records)}")
+        records = [records[seq]]
+    for record in records:
+        if kind is None or record.kind == kind:
+            click.echo(record.line.decode())
+
+
+@audit.command("prove")
+@_run_path
+@click.option("--seq", required=True, type=click.IntRange(min=0), help="The record to prove.")
+@click.option("--size", type=click.IntRange(min=1), help="Signed checkpoint size (default: last).")
+@_pubkey
+@_output
+def prove_command(
+    path: Path, seq: int, size: int | None, pubkey: str | None, output: Path | None
+) -> None:
+    """Print the inclusion proof of record SEQ as JSON, with the signed checkpoint it is for."""
+    bundle = prove(path, seq, pubkey=_key(pubkey), size=size)
+    _emit(json.dumps(bundle, indent=2), output)
+
+
+@audit.command("check-proof")
+@click.argument("proof", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The signed checkpoint note you trust.",
+)
+@_pubkey
+def check_proof_command(proof: Path, checkpoint: Path, pubkey: str | None) -> None:
+    """Check PROOF offline: the checkpoint's signature, the record and its audit path."""
+    try:
+        bundle = json.loads(proof.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AuditError(f"{proof} is not a JSON proof: {exc}") from exc
+    if not isinstance(bundle, dict):
+        raise AuditError(f"{proof} is not a JSON proof object")
+    key = _key(pubkey)
+    if key is None:
+        key = load_verifier_key(str(bundle.get("key", "")))
+        click.echo(
+            "warning: checked against the key the proof names; pass --pubkey to use one you trust",
+            err=True,
+        )
+    record = check_proof(bundle, checkpoint.read_text(), key)
+    click.echo(
+        f"ok: record seq {record.seq} (kind {record.kind}) is leaf {record.seq} of the tree of "
+        f"size {bundle['tree_size']} with root {bundle['root']}, signed by {key.name} "
+        f"({key.key_id.hex()})"
+    )
+
+
+@audit.command()
+@_run_path
+def repair(path: Path) -> None:
+    """Cut a torn tail off PATH, keeping the original as .broken; refuse anything else."""
+    report, cuts = repair_torn_tail(path)
+    for cut in cuts:
+        click.echo(
+            f"cut {cut.removed} bytes off {cut.file} at offset {cut.offset}; original kept as "
+            f"{cut.backup}"
+        )
+    if not cuts:
+        click.echo("nothing to repair")
+    _finish(report)
+
+
+@audit.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=f"The run's private key (default: RUN/{RUN_KEY_DIR}/{PRIVATE_KEY_FILE}).",
+)
+@_output
+def provenance(run: Path, key_path: Path | None, output: Path | None) -> None:
+    """Export RUN's in-toto/SLSA provenance as a DSSE envelope signed with the run key."""
+    signer = load_signing_key(key_path or run / RUN_KEY_DIR / PRIVATE_KEY_FILE)
+    envelope, report = export_provenance(run, signer)
+    if not report.closed:
+        click.echo(f"warning: the run is not closed ({report.summary()})", err=True)
+    _emit(json.dumps(envelope, indent=2), output)
