@@ -129,7 +129,6 @@ def _print_summary(s, stopped: bool) -> None:
         title="stopped early: resume with --resume" if stopped else "run complete",
         show_header=False,
     )
-    table.add_row("run directory", str(s.run_dir))
     table.add_row("steps", str(s.steps))
     table.add_row("final train / eval loss", f"{s.train_loss:.4f} / {s.eval_loss:.4f}")
     table.add_row(
@@ -142,5 +141,6 @@ def _print_summary(s, stopped: bool) -> None:
     )
     table.add_row("final states", ", ".join(f"{g} {p}" for g, p in s.final_state.items()))
     table.add_row("active level", str(s.active_level))
-    table.add_row("verify with", f"govtrain audit verify {s.run_dir}")
     Console().print(table)
+    click.echo(f"run directory: {s.run_dir}")
+    click.echo(f"verify it with: govtrain audit verify {s.run_dir}")

@@ -204,7 +204,7 @@ class GovernedTrainer:
         losses = per_sample_loss(self.model, ids)
         loss = losses.mean()
         if not torch.isfinite(loss):
-            self.audit.append("nonfinite", {"step": self.step, "loss": float(loss)})
+            self.audit.append("nonfinite", {"step": self.step, "loss": loss.item()})
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
             self.gov.skip()

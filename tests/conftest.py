@@ -22,3 +22,55 @@ def small_raw() -> dict:
     import yaml
 
     return yaml.safe_load((ROOT / "configs" / "small.yaml").read_text())
+
+
+def tiny_run(**overrides) -> dict:
+    """A run config small enough to train in a second or two on 2 CPU cores."""
+    data = {
+        "name": "tiny",
+        "seed": 3,
+        "model": {"name": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2},
+        "data": {"source": "synthetic", "seq_len": 16, "vocab_size": 32, "sequences": 256},
+        "train": {
+            "lr": 3e-3,
+            "weight_decay": 0.01,
+            "eval_every": 10,
+            "eval_batches": 2,
+            "checkpoint_every": 10,
+            "probe_every": 5,
+        },
+        "governance": {
+            "total_steps": 40,
+            "groups": [
+                {
+                    "name": "embed",
+                    "patterns": ["transformer.wte.*", "transformer.wpe.*"],
+                    "level": 0,
+                },
+                {"name": "block0", "patterns": ["transformer.h.0.*"], "level": 0},
+                {
+                    "name": "top",
+                    "patterns": ["transformer.h.1.*", "transformer.ln_f.*"],
+                    "level": 1,
+                },
+            ],
+            "governor": {
+                "signal_threshold": 0.05,
+                "window": 3,
+                "patience": 2,
+                "wake_threshold": 0.5,
+                "max_awakenings": 1,
+            },
+            "hierarchy": {"levels": 2, "emergency_fraction": 0.5},
+            "budget": {"master": 12, "floor": 2, "ceiling": 6},
+            "router": {"batch_size": 8, "warmup_steps": 2, "scorer": "loss"},
+        },
+        "audit": {"checkpoint_every": 16},
+    }
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return data

@@ -1,0 +1,145 @@
+"""Decisions really applied: freezing, dormancy, awakening policy, quotas, FLOP meter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from governance.state import GroupObservation, Phase
+from pipeline.config import parse_config
+from pipeline.data import load_corpus
+from pipeline.flops import FlopMeter
+from pipeline.governor import Governor
+from pipeline.models import build_model
+from pipeline.trainer import per_sample_loss
+from tests.conftest import tiny_run
+
+HIGH, LOW = GroupObservation(1.0), GroupObservation(0.0)
+WAKE = GroupObservation(0.0, wake=10.0)
+
+
+def setup(optimizer: str, awaken: str = "reset", **overrides):
+    cfg = parse_config(tiny_run(**overrides))
+    torch.manual_seed(cfg.seed)
+    corpus = load_corpus(cfg.data, cfg.seed)
+    model = build_model(cfg.model, corpus.vocab_size, cfg.data.seq_len)
+    params = model.parameters()
+    opt = (
+        torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1)
+        if optimizer == "adamw"
+        else torch.optim.SGD(params, lr=1e-2, momentum=0.9, weight_decay=0.1)
+    )
+    gov = Governor(
+        model,
+        opt,
+        cfg.governance,
+        awaken_optimizer_state=awaken,
+        probe=lambda m: per_sample_loss(m, corpus.train[:4]).mean(),
+    )
+    return cfg, corpus, model, opt, gov
+
+
+def train(gov, model, opt, corpus, steps: int, script=None) -> None:
+    """Real steps; `script` (a list of per-group observations) replaces the measured ones."""
+    for _ in range(steps):
+        ids = corpus.batch(gov.step, 8, 0)
+        losses = per_sample_loss(model, ids)
+        gov.route(losses)
+        if losses.requires_grad:
+            losses.mean().backward()
+            opt.step()
+        if script:
+            obs = script.pop(0)
+            gov._observe = lambda obs=obs: list(obs)  # the measurement, not the decision
+        gov.commit(loss=losses.mean().item(), lr=1e-2)
+        opt.zero_grad(set_to_none=True)
+
+
+def snapshot(gov, group: str) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in gov.params[group]]
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_dormant_group_is_frozen_from_the_start(optimizer: str) -> None:
+    _, corpus, model, opt, gov = setup(optimizer)
+    before = snapshot(gov, "top")
+    assert all(not p.requires_grad for p in gov.params["top"])
+    train(gov, model, opt, corpus, 8)
+    assert gov.state.groups[2].phase is Phase.DORMANT
+    assert all(torch.equal(a, b) for a, b in zip(before, gov.params["top"], strict=True))
+    assert all(opt.state.get(p) in (None, {}) for p in gov.params["top"])
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_converged_group_stays_bit_identical(optimizer: str) -> None:
+    _, corpus, model, opt, gov = setup(optimizer)
+    train(gov, model, opt, corpus, 3)  # build momentum / Adam moments for embed
+    assert all(opt.state[p] for p in gov.params["embed"])
+    script = [(HIGH, HIGH, LOW), (LOW, HIGH, LOW), (LOW, HIGH, LOW), (LOW, HIGH, LOW)]
+    train(gov, model, opt, corpus, 4, script)
+    assert gov.state.groups[0].phase is Phase.CONVERGED
+    frozen = snapshot(gov, "embed")
+    moving = snapshot(gov, "block0")
+    train(gov, model, opt, corpus, 12, [(LOW, HIGH, LOW)] * 12)
+    assert all(p.grad is None and not p.requires_grad for p in gov.params["embed"])
+    assert all(torch.equal(a, b) for a, b in zip(frozen, gov.params["embed"], strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(moving, gov.params["block0"], strict=True))
+
+
+@pytest.mark.parametrize(("policy", "kept"), [("reset", False), ("keep", True)])
+def test_awakening_optimizer_state_policy(policy: str, kept: bool) -> None:
+    _, corpus, model, opt, gov = setup("adamw", awaken=policy)
+    train(gov, model, opt, corpus, 2)
+    script = [(HIGH, HIGH, LOW)] + [(LOW, HIGH, LOW)] * 3
+    train(gov, model, opt, corpus, 4, script)
+    assert gov.state.groups[0].phase is Phase.CONVERGED
+    stale = [opt.state[p]["exp_avg"].clone() for p in gov.params["embed"]]
+    train(gov, model, opt, corpus, 1, [(WAKE, HIGH, LOW)])
+    assert gov.state.groups[0].phase is Phase.AWAKENED
+    assert all(p.requires_grad for p in gov.params["embed"])
+    if kept:
+        assert all(
+            torch.equal(opt.state[p]["exp_avg"], s)
+            for p, s in zip(gov.params["embed"], stale, strict=True)
+        )
+    else:
+        assert all(not opt.state.get(p) for p in gov.params["embed"])
+    train(gov, model, opt, corpus, 1, [(HIGH, HIGH, LOW)])  # trains again, fresh or kept
+    assert all(opt.state[p]["step"] > 0 for p in gov.params["embed"])
+
+
+def test_quota_routes_the_highest_loss_samples() -> None:
+    _, corpus, model, opt, gov = setup("adamw")
+    train(gov, model, opt, corpus, 3)  # past warmup
+    losses = per_sample_loss(model, corpus.batch(gov.step, 8, 0))
+    chosen = gov.route(losses)
+    quotas = dict(zip(gov.names, gov.decision.quotas, strict=True))
+    for name, index in chosen.items():
+        if quotas[name] >= 8:
+            assert index is None
+            continue
+        assert len(index) == quotas[name]
+        threshold = sorted(losses.tolist(), reverse=True)[quotas[name] - 1]
+        assert all(losses[i] >= threshold for i in index)
+    assert gov.routed["top"]["quota"] == 0
+
+
+def test_flop_meter_matches_a_direct_count() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _, corpus, model, _opt, gov = setup("adamw")
+    meter = FlopMeter(gov, lambda m: per_sample_loss(m, corpus.train[:8]))
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        quotas = {g: int(torch.randint(0, 9, (1,), generator=gen)) for g in gov.names}
+        frozen = frozenset({"top"})
+        for p in gov.params["top"]:
+            p.requires_grad_(False)
+        losses = per_sample_loss(model, corpus.train[:8])
+        for g, q in quotas.items():
+            gov.plan.set(g, torch.arange(q), 8)
+        with FlopCounterMode(display=False) as counter:
+            losses.mean().backward()
+        model.zero_grad(set_to_none=True)
+        assert meter.step_flops(frozen, quotas) == counter.get_total_flops()
+    assert meter.dense > meter.step_flops(frozenset({"top"}), dict.fromkeys(gov.names, 8))

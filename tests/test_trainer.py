@@ -1,0 +1,208 @@
+"""GovernedTrainer end to end: audited steps, resume equivalence, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from audit.provenance import read_records
+from audit.verify import verify_run
+from pipeline.cli import main
+from pipeline.config import parse_config
+from pipeline.trainer import GovernedTrainer
+from tests.conftest import tiny_run
+
+TIMING = {"step_time_ms"}
+
+
+def run_full(run_dir: Path, stop_after: int | None = None, **overrides) -> GovernedTrainer:
+    trainer = GovernedTrainer(parse_config(tiny_run(**overrides)), run_dir)
+    trainer.start()
+    trainer.train(stop_after=stop_after, progress=False)
+    return trainer
+
+
+def step_records(run_dir: Path) -> list[dict]:
+    out = []
+    for r in read_records(run_dir / "audit.jsonl"):
+        if r.kind in ("step", "eval"):
+            out.append({"kind": r.kind, **{k: v for k, v in r.body.items() if k not in TIMING}})
+    return out
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory) -> tuple[Path, GovernedTrainer]:
+    run_dir = tmp_path_factory.mktemp("runs") / "full"
+    return run_dir, run_full(run_dir)
+
+
+def test_every_step_is_audited_and_the_log_verifies(full_run) -> None:
+    run_dir, _trainer = full_run
+    report = verify_run(run_dir)
+    assert report.closed and report.checkpoint_size == report.records
+    records = read_records(run_dir / "audit.jsonl")
+    steps = [r.body for r in records if r.kind == "step"]
+    assert [s["step"] for s in steps] == list(range(40))
+    first = steps[0]
+    assert set(first) >= {
+        "loss",
+        "lr",
+        "routed",
+        "observations",
+        "transitions",
+        "state",
+        "decision",
+        "step_time_ms",
+    }
+    assert set(first["routed"]["embed"]) == {"quota", "digest"}
+    assert records[0].kind == "run_start"
+    start = records[0].body
+    assert start["config"]["name"] == "tiny" and start["seed"] == 3
+    assert start["model"]["structure_digest"].startswith("sha256:")
+    ckpts = [r.body for r in records if r.kind == "checkpoint"]
+    assert [c["step"] for c in ckpts] == [10, 20, 30, 40]
+    evals = [r.body for r in records if r.kind == "eval"]
+    assert [e["step"] for e in evals] == [10, 20, 30, 40]
+    assert all(math.isfinite(e["loss"]) for e in evals)
+
+
+def test_hierarchy_advances_and_decisions_apply_next_step(full_run) -> None:
+    run_dir, _ = full_run
+    steps = [r.body for r in read_records(run_dir / "audit.jsonl") if r.kind == "step"]
+    levels = [s["state"]["active_level"] for s in steps]
+    assert levels[0] == 0 and levels[-1] == 1 and levels == sorted(levels)
+    for before, after in itertools.pairwise(steps):
+        for group, routed in after["routed"].items():
+            phase = before["state"]["groups"][group]["phase"]
+            expected = (
+                0 if phase in ("DORMANT", "CONVERGED") else before["decision"]["quotas"][group]
+            )
+            assert routed["quota"] == min(expected, 8), (after["step"], group)
+
+
+def test_resume_reproduces_the_uninterrupted_run(full_run, tmp_path: Path) -> None:
+    full_dir, full = full_run
+    part = tmp_path / "part"
+    first = run_full(part, stop_after=20)
+    assert first.step == 20
+    resumed = GovernedTrainer.resume(part)
+    assert resumed.step == 20
+    resumed.train(progress=False)
+    for (name, a), (_, b) in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert step_records(part) == step_records(full_dir)
+    kinds = [r.kind for r in read_records(part / "audit.jsonl")]
+    assert "run_resume" in kinds and "resume" in kinds
+    assert verify_run(part).closed
+
+
+def test_resume_refuses_a_tampered_checkpoint(tmp_path: Path) -> None:
+    from governance.errors import GovtrainError
+
+    part = tmp_path / "part"
+    run_full(part, stop_after=10)
+    ckpt = part / "checkpoints" / "step_000010.pt"
+    ckpt.write_bytes(ckpt.read_bytes() + b"x")
+    with pytest.raises(GovtrainError, match="does not match the log"):
+        GovernedTrainer.resume(part)
+
+
+def _write_cfg(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(json.dumps(data))  # JSON is YAML
+    return path
+
+
+def test_cli_run_then_verify(tmp_path: Path) -> None:
+    cfg = _write_cfg(tmp_path, tiny_run(**{"governance__total_steps": 12}))
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", str(cfg), "--run-dir", str(run_dir), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert f"govtrain audit verify {run_dir}" in result.output.replace("\n", "")
+    verified = CliRunner().invoke(main, ["audit", "verify", str(run_dir)])
+    assert verified.exit_code == 0, verified.output
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"model__name": "llama"}, "model.name"),
+        ({"data__source": "text", "data__path": "/nonexistent/corpus.txt"}, "data.path"),
+        (
+            {
+                "governance__groups": [
+                    {"name": "everything", "patterns": ["transformer.*"], "level": 0},
+                    {"name": "ghost", "patterns": ["nothing.*"], "level": 1},
+                ]
+            },
+            "matching no parameter: ghost",
+        ),
+        (
+            {
+                "governance__groups": [
+                    {"name": "blocks", "patterns": ["transformer.h.*"], "level": 0},
+                    {"name": "emb", "patterns": ["transformer.wte.*"], "level": 1},
+                ]
+            },
+            "match no group pattern: transformer.wpe.weight",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, overrides, needle) -> None:
+    cfg = _write_cfg(tmp_path, tiny_run(**overrides))
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", str(cfg), "--run-dir", str(run_dir), "--no-progress"])
+    assert result.exit_code == 1
+    assert needle in result.output and result.output.startswith("error: ")
+    assert result.output.strip().count("\n") == 0
+    assert not run_dir.exists()
+
+
+def test_empty_data_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    cfg = _write_cfg(tmp_path, tiny_run(data__source="text", data__path=str(empty)))
+    result = CliRunner().invoke(main, ["run", str(cfg), "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "is empty" in result.output
+
+
+def test_existing_run_directory_is_refused(full_run) -> None:
+    run_dir, _ = full_run
+    before = (run_dir / "audit.jsonl").read_bytes()
+    cfg = parse_config(tiny_run())
+    from governance.errors import GovtrainError
+
+    with pytest.raises(GovtrainError, match="exists; pass --resume"):
+        GovernedTrainer(cfg, run_dir).start()
+    assert (run_dir / "audit.jsonl").read_bytes() == before
+
+
+def test_nonfinite_losses_skip_updates_then_stop(tmp_path: Path, monkeypatch) -> None:
+    import pipeline.trainer as trainer_mod
+    from governance.errors import GovtrainError
+
+    real = trainer_mod.per_sample_loss
+    calls = {"n": 0}
+
+    def flaky(model, ids):
+        calls["n"] += 1
+        out = real(model, ids)
+        return out * float("nan") if model.training and calls["n"] > 14 else out
+
+    trainer = GovernedTrainer(parse_config(tiny_run()), tmp_path / "nan")
+    trainer.start()
+    monkeypatch.setattr(trainer_mod, "per_sample_loss", flaky)
+    with pytest.raises(GovtrainError, match="3 non-finite losses in a row"):
+        trainer.train(progress=False)
+    records = read_records(tmp_path / "nan" / "audit.jsonl")
+    nonfinite = [r.body for r in records if r.kind == "nonfinite"]
+    assert len(nonfinite) == 3 and all(math.isnan(r["loss"]) for r in nonfinite)
+    assert verify_run(tmp_path / "nan").closed
