@@ -74,3 +74,21 @@ def tiny_run(**overrides) -> dict:
             node = node[p]
         node[leaf] = value
     return data
+
+
+def train_tiny(run_dir: Path, stop_after: int | None = None, **overrides):
+    """Train the tiny config into `run_dir` (imports torch only when called)."""
+    from pipeline.config import parse_config
+    from pipeline.trainer import GovernedTrainer
+
+    trainer = GovernedTrainer(parse_config(tiny_run(**overrides)), run_dir)
+    trainer.start()
+    trainer.train(stop_after=stop_after, progress=False)
+    return trainer
+
+
+@pytest.fixture(scope="session")
+def tiny_full_run(tmp_path_factory):
+    """One uninterrupted tiny run shared by the tests that only read it."""
+    run_dir = tmp_path_factory.mktemp("runs") / "full"
+    return run_dir, train_tiny(run_dir)

@@ -16,16 +16,9 @@ from audit.verify import verify_run
 from pipeline.cli import main
 from pipeline.config import parse_config
 from pipeline.trainer import GovernedTrainer
-from tests.conftest import tiny_run
+from tests.conftest import tiny_run, train_tiny
 
 TIMING = {"step_time_ms"}
-
-
-def run_full(run_dir: Path, stop_after: int | None = None, **overrides) -> GovernedTrainer:
-    trainer = GovernedTrainer(parse_config(tiny_run(**overrides)), run_dir)
-    trainer.start()
-    trainer.train(stop_after=stop_after, progress=False)
-    return trainer
 
 
 def step_records(run_dir: Path) -> list[dict]:
@@ -36,14 +29,8 @@ def step_records(run_dir: Path) -> list[dict]:
     return out
 
 
-@pytest.fixture(scope="module")
-def full_run(tmp_path_factory) -> tuple[Path, GovernedTrainer]:
-    run_dir = tmp_path_factory.mktemp("runs") / "full"
-    return run_dir, run_full(run_dir)
-
-
-def test_every_step_is_audited_and_the_log_verifies(full_run) -> None:
-    run_dir, _trainer = full_run
+def test_every_step_is_audited_and_the_log_verifies(tiny_full_run) -> None:
+    run_dir, _trainer = tiny_full_run
     report = verify_run(run_dir)
     assert report.closed and report.checkpoint_size == report.records
     records = read_records(run_dir / "audit.jsonl")
@@ -72,8 +59,8 @@ def test_every_step_is_audited_and_the_log_verifies(full_run) -> None:
     assert all(math.isfinite(e["loss"]) for e in evals)
 
 
-def test_hierarchy_advances_and_decisions_apply_next_step(full_run) -> None:
-    run_dir, _ = full_run
+def test_hierarchy_advances_and_decisions_apply_next_step(tiny_full_run) -> None:
+    run_dir, _ = tiny_full_run
     steps = [r.body for r in read_records(run_dir / "audit.jsonl") if r.kind == "step"]
     levels = [s["state"]["active_level"] for s in steps]
     assert levels[0] == 0 and levels[-1] == 1 and levels == sorted(levels)
@@ -86,10 +73,10 @@ def test_hierarchy_advances_and_decisions_apply_next_step(full_run) -> None:
             assert routed["quota"] == min(expected, 8), (after["step"], group)
 
 
-def test_resume_reproduces_the_uninterrupted_run(full_run, tmp_path: Path) -> None:
-    full_dir, full = full_run
+def test_resume_reproduces_the_uninterrupted_run(tiny_full_run, tmp_path: Path) -> None:
+    full_dir, full = tiny_full_run
     part = tmp_path / "part"
-    first = run_full(part, stop_after=20)
+    first = train_tiny(part, stop_after=20)
     assert first.step == 20
     resumed = GovernedTrainer.resume(part)
     assert resumed.step == 20
@@ -108,7 +95,7 @@ def test_resume_refuses_a_tampered_checkpoint(tmp_path: Path) -> None:
     from governance.errors import GovtrainError
 
     part = tmp_path / "part"
-    run_full(part, stop_after=10)
+    train_tiny(part, stop_after=10)
     ckpt = part / "checkpoints" / "step_000010.pt"
     ckpt.write_bytes(ckpt.read_bytes() + b"x")
     with pytest.raises(GovtrainError, match="does not match the log"):
@@ -174,8 +161,8 @@ def test_empty_data_file(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "is empty" in result.output
 
 
-def test_existing_run_directory_is_refused(full_run) -> None:
-    run_dir, _ = full_run
+def test_existing_run_directory_is_refused(tiny_full_run) -> None:
+    run_dir, _ = tiny_full_run
     before = (run_dir / "audit.jsonl").read_bytes()
     cfg = parse_config(tiny_run())
     from governance.errors import GovtrainError

@@ -1,0 +1,133 @@
+"""Replay validation: re-run the governance core on a run's recorded observations.
+
+Every `step` record carries the observations the core consumed, the
+transitions it took, the state it reached and the decision it made for the
+next step. Replaying the pure core from the config committed in `run_start`
+must reproduce every one of them exactly, every named invariant must hold at
+every recorded state, and the routing a step used must be the decision of the
+step before. The first record that disagrees is reported with its `seq`.
+
+A `resume` record rewinds the replay to the state after step `from_step - 1`:
+step records written after the checkpoint a crashed run resumed from are
+superseded by the ones the resumed run writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from audit.records import Record
+from governance.config import GovernanceConfig, parse_governance
+from governance.invariants import Checked, violations
+from governance.state import GovernanceState, GroupObservation
+from governance.step import Decision, decide, govern, initial_state
+from pipeline.governor import state_to_dict
+
+
+@dataclass(frozen=True)
+class Divergence:
+    seq: int
+    step: int | None
+    what: str
+
+    def __str__(self) -> str:
+        where = f"record seq {self.seq}" + (f" (step {self.step})" if self.step is not None else "")
+        return f"{where}: {self.what}"
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    steps: int
+    transitions: int
+    divergence: Divergence | None
+
+    @property
+    def ok(self) -> bool:
+        return self.divergence is None
+
+
+def decision_to_dict(d: Decision, names: list[str]) -> dict[str, Any]:
+    return {
+        "allocations": dict(zip(names, d.allocations, strict=True)),
+        "quotas": dict(zip(names, d.quotas, strict=True)),
+        "budget_action": d.budget_action,
+        "warmup": d.warmup,
+    }
+
+
+def replay(records: Sequence[Record]) -> ReplayReport:
+    """Replay every governance step of a run; stop at the first divergence."""
+    if not records or records[0].kind != "run_start":
+        return ReplayReport(0, 0, Divergence(0, None, "the log does not start with run_start"))
+    cfg = parse_governance(records[0].body["config"]["governance"])
+    names = [g.name for g in cfg.groups]
+    state = initial_state(cfg)
+    decision = decide(state, [1.0] * len(names), cfg)
+    after: dict[int, tuple[GovernanceState, Decision]] = {-1: (state, decision)}
+    steps = transitions = 0
+    for rec in records[1:]:
+        body = rec.body
+        if rec.kind == "resume":
+            back = after.get(body["from_step"] - 1)
+            if back is None:
+                return ReplayReport(
+                    steps,
+                    transitions,
+                    Divergence(
+                        rec.seq,
+                        None,
+                        f"resume from step {body['from_step']} that was never recorded",
+                    ),
+                )
+            state, decision = back
+            continue
+        if rec.kind != "step":
+            continue
+        problem = _check_step(body, state, decision, cfg, names)
+        if isinstance(problem, str):
+            return ReplayReport(steps, transitions, Divergence(rec.seq, body.get("step"), problem))
+        state, decision, taken = problem
+        after[body["step"]] = (state, decision)
+        steps += 1
+        transitions += taken
+    return ReplayReport(steps, transitions, None)
+
+
+def _check_step(
+    body: dict[str, Any],
+    state: GovernanceState,
+    decision: Decision,
+    cfg: GovernanceConfig,
+    names: list[str],
+) -> str | tuple[GovernanceState, Decision, int]:
+    batch = cfg.router.batch_size
+    for i, name in enumerate(names):
+        expected = 0 if state.frozen(i) else min(decision.quotas[i], batch)
+        used = body["routed"][name]["quota"]
+        if used != expected:
+            return (
+                f"group {name} was routed {used} samples; the previous decision allows {expected}"
+            )
+    obs = [
+        GroupObservation(**{k: body["observations"][n][k] for k in ("signal", "wake", "need")})
+        for n in names
+    ]
+    result = govern(state, obs, cfg)
+    recorded = [(t["action"], t["group"], t["before"], t["after"]) for t in body["transitions"]]
+    replayed = [(t.action, t.group, t.before, t.after) for t in result.transitions]
+    if recorded != replayed:
+        return f"recorded transitions {recorded} but the core takes {replayed}"
+    reached = state_to_dict(result.state, names)
+    if body["state"] != reached:
+        return f"recorded state {body['state']} but the core reaches {reached}"
+    if body["decision"] != decision_to_dict(result.decision, names):
+        return (
+            f"recorded decision {body['decision']} but the core decides "
+            f"{decision_to_dict(result.decision, names)}"
+        )
+    broken = violations(Checked(state, result.state, result.decision, cfg))
+    if broken:
+        return "invariant " + "; invariant ".join(f"{n} violated: {r}" for n, r in broken)
+    return result.state, result.decision, len(result.transitions)
