@@ -69,6 +69,9 @@ class TrainConfig(_Section):
     checkpoint_every: int = Field(default=100, ge=1)
     probe_every: int = Field(default=10, ge=1)
     awaken_optimizer_state: Literal["reset", "keep"] = "reset"
+    # "observe": measure, decide and audit, but apply nothing (shadow mode; the
+    # overhead benchmark's middle arm). Every sample reaches every group.
+    mode: Literal["governed", "observe"] = "governed"
     max_nonfinite: int = Field(default=3, ge=1)
 
 

@@ -21,6 +21,9 @@ observations measured here; this module only measures and applies:
   landscape) or kept, per `awaken_optimizer_state`.
 * the decision's quota: the number of samples, of the batch, whose gradient
   reaches the group's weights on the next step, chosen by the router.
+
+With `enforce=False` (shadow mode) everything is measured, decided and audited
+but nothing is applied: every group trains on every sample.
 """
 
 from __future__ import annotations
@@ -60,12 +63,14 @@ class Governor:
         probe: ProbeLoss | None = None,
         probe_every: int = 10,
         awaken_optimizer_state: str = "reset",
+        enforce: bool = True,
         audit: AuditSink | None = None,
         seed: int = 0,
     ) -> None:
         self.model, self.optimizer, self.cfg = model, optimizer, cfg
         self.probe, self.probe_every = probe, probe_every
         self.awaken_policy, self.audit, self.seed = awaken_optimizer_state, audit, seed
+        self.enforce = enforce
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
         group_of = taxonomy.assign(trainable, cfg.groups)
         self.names = [g.name for g in cfg.groups]
@@ -98,6 +103,8 @@ class Governor:
         self.routed = {}
         for i, name in enumerate(self.names):
             k = 0 if self.state.frozen(i) else self.decision.quotas[i]
+            if not self.enforce:
+                k = batch
             index = None if k >= batch else routing.route(scores, k)
             chosen[name] = index
             self.plan.set(name, None if index is None else torch.tensor(index), batch)
@@ -192,7 +199,7 @@ class Governor:
                 continue
             if t.action in ("Activate", "Awaken"):
                 self.meter.reset(t.group)
-            if t.action == "Awaken" and self.awaken_policy == "reset":
+            if t.action == "Awaken" and self.awaken_policy == "reset" and self.enforce:
                 for p in self.params[t.group]:
                     self.optimizer.state.pop(p, None)
             if t.action == "Converge":
@@ -203,9 +210,10 @@ class Governor:
 
     def _apply_freezing(self) -> None:
         for name, g in zip(self.names, self.state.groups, strict=True):
+            frozen = g.phase.frozen and self.enforce
             for p in self.params[name]:
-                p.requires_grad_(not g.phase.frozen)
-                if g.phase.frozen:
+                p.requires_grad_(not frozen)
+                if frozen:
                     p.grad = None
 
     # -- recording -------------------------------------------------------------------

@@ -94,6 +94,7 @@ class GovernedTrainer:
             probe=lambda m: per_sample_loss(m, probe_ids).mean(),
             probe_every=tcfg.probe_every,
             awaken_optimizer_state=tcfg.awaken_optimizer_state,
+            enforce=tcfg.mode == "governed",
             seed=cfg.seed,
         )
         flop_ids = self.corpus.train[: gcfg.router.batch_size]
@@ -284,6 +285,8 @@ class GovernedTrainer:
     # -- reporting --------------------------------------------------------------------
 
     def _frozen(self) -> frozenset[str]:
+        if not self.gov.enforce:
+            return frozenset()
         return frozenset(
             n for n, g in zip(self.gov.names, self.gov.state.groups, strict=True) if g.phase.frozen
         )

@@ -93,3 +93,13 @@ def test_routing_that_ignores_the_decision_is_caught(tiny_full_run) -> None:
     report = replay(altered(recs, target.seq, lambda b: b["routed"][group].update(quota=0)))
     assert report.divergence.seq == target.seq
     assert f"group {group} was routed 0 samples" in str(report.divergence)
+
+
+def test_shadow_mode_decides_and_audits_but_applies_nothing(tmp_path: Path) -> None:
+    trainer = train_tiny(tmp_path / "shadow", **{"train__mode": "observe"})
+    recs = records(tmp_path / "shadow")
+    assert replay(recs).ok
+    steps = [r.body for r in recs if r.kind == "step"]
+    assert all(v["quota"] == 8 for s in steps for v in s["routed"].values())
+    assert any(s["transitions"] for s in steps)
+    assert all(p.requires_grad for p in trainer.model.parameters())
