@@ -72,6 +72,8 @@ class TrainConfig(_Section):
     # "observe": measure, decide and audit, but apply nothing (shadow mode; the
     # overhead benchmark's middle arm). Every sample reaches every group.
     mode: Literal["governed", "observe"] = "governed"
+    # "auto": CUDA when available, else CPU. Decisions do not depend on it.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     max_nonfinite: int = Field(default=3, ge=1)
 
 

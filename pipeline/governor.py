@@ -107,7 +107,8 @@ class Governor:
                 k = batch
             index = None if k >= batch else routing.route(scores, k)
             chosen[name] = index
-            self.plan.set(name, None if index is None else torch.tensor(index), batch)
+            rows = None if index is None else torch.tensor(index, device=per_sample_loss.device)
+            self.plan.set(name, rows, batch)
             self.routed[name] = {"quota": min(k, batch), "digest": _digest(index, batch)}
         return chosen
 

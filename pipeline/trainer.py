@@ -83,10 +83,11 @@ class GovernedTrainer:
         assert tcfg is not None and cfg.model is not None and cfg.data is not None
         _seed_everything(cfg.seed)
         self.corpus: Corpus = load_corpus(cfg.data, cfg.seed)
+        self.device = _device(tcfg.device)
         self.model = build_model(cfg.model, self.corpus.vocab_size, cfg.data.seq_len)
-        self.model.train()
+        self.model.to(self.device).train()
         self.optimizer = _optimizer(self.model, tcfg)
-        probe_ids = self.corpus.train[:PROBE_SAMPLES]
+        probe_ids = self.corpus.train[:PROBE_SAMPLES].to(self.device)
         self.gov = Governor(
             self.model,
             self.optimizer,
@@ -97,7 +98,7 @@ class GovernedTrainer:
             enforce=tcfg.mode == "governed",
             seed=cfg.seed,
         )
-        flop_ids = self.corpus.train[: gcfg.router.batch_size]
+        flop_ids = self.corpus.train[: gcfg.router.batch_size].to(self.device)
         self.flops = FlopMeter(self.gov, lambda m: per_sample_loss(m, flop_ids))
         self.audit: AuditLog | None = None
         self.step = 0
@@ -159,7 +160,7 @@ class GovernedTrainer:
             if digest != ckpt["sha256"]:
                 raise RunError(f"checkpoint {path}: SHA-256 {digest} does not match the log")
             trainer = cls(config, run_dir, key_path=key_path)
-            trainer._load(torch.load(path, weights_only=False))
+            trainer._load(torch.load(path, weights_only=False, map_location="cpu"))
         except BaseException:
             audit.close({"status": "resume refused"})
             raise
@@ -202,6 +203,7 @@ class GovernedTrainer:
         """One governed step; False when the loss was not finite and the update was skipped."""
         assert self.audit is not None
         ids = self.corpus.batch(self.step, self.cfg.governance.router.batch_size, self.cfg.seed)
+        ids = ids.to(self.device, non_blocking=True)
         losses = per_sample_loss(self.model, ids)
         loss = losses.mean()
         if not torch.isfinite(loss):
@@ -234,7 +236,7 @@ class GovernedTrainer:
         batches = self.corpus.eval_batches(
             self.cfg.governance.router.batch_size, self.cfg.train.eval_batches
         )
-        losses = [float(per_sample_loss(self.model, b).mean()) for b in batches]
+        losses = [float(per_sample_loss(self.model, b.to(self.device)).mean()) for b in batches]
         self.model.train()
         self.last_eval = sum(losses) / len(losses)
         self.audit.append("eval", {"step": self.step, "loss": self.last_eval})
@@ -263,7 +265,11 @@ class GovernedTrainer:
             "optimizer": self.optimizer.state_dict(),
             "governor": self.gov.state_dict(),
             "decision": self.gov.decision,
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "python": random.getstate(),
+            },
             "backward_flops": self.backward_flops,
             "transitions": dict(self.transitions),
             "last_loss": self.last_loss,
@@ -277,6 +283,8 @@ class GovernedTrainer:
         self.optimizer.load_state_dict(sd["optimizer"])
         self.gov.decision = sd["decision"]
         torch.set_rng_state(sd["rng"]["torch"])
+        if sd["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(sd["rng"]["cuda"])
         random.setstate(sd["rng"]["python"])
         self.backward_flops = sd["backward_flops"]
         self.transitions = Counter(sd["transitions"])
@@ -308,6 +316,14 @@ class GovernedTrainer:
             },
             active_level=self.gov.state.active_level,
         )
+
+
+def _device(choice: str) -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RunError("train.device is 'cuda' but no CUDA device is available")
+    return torch.device(choice)
 
 
 def _signer(run_dir: Path, key_path: Path | None) -> Signer:
