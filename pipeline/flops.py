@@ -15,6 +15,7 @@ test checks the sum against a direct count at random quotas.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import torch
@@ -32,6 +33,7 @@ class FlopMeter:
         self.model, self.plan, self.params = gov.model, gov.plan, gov.params
         self._base: dict[frozenset[str], int] = {}
         self._per_sample: dict[str, int] = {}
+        self.seconds = 0.0  # time spent counting, so benchmarks can leave it out
         self.dense = self._dense()
 
     def step_flops(self, frozen: frozenset[str], quotas: dict[str, int]) -> int:
@@ -56,6 +58,7 @@ class FlopMeter:
         return self._count(frozenset(), None)
 
     def _count(self, frozen: frozenset[str], quotas: dict[str, int] | None) -> int:
+        start = time.perf_counter()
         saved = {id(p): (p.requires_grad, p.grad) for p in self.model.parameters()}
         slots = {g: (s.index, s.batch) for g, s in self.plan.slots.items()}
         try:
@@ -80,3 +83,4 @@ class FlopMeter:
                 p.grad = saved[id(p)][1]
             for g, (index, batch) in slots.items():
                 self.plan.set(g, index, batch)
+            self.seconds += time.perf_counter() - start
