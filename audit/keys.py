@@ -93,21 +93,28 @@ class VerifierKey:
     @classmethod
     def parse(cls, vkey: str) -> VerifierKey:
         """Parse a C2SP vkey line; KeyFileError when it is malformed or its id is wrong."""
-        parts = vkey.strip().split("+", 2)  # base64 may itself hold "+"
-        if len(parts) != 3:
-            raise KeyFileError("a verifier key is <name>+<hex id>+<base64 key>")
-        name, hex_id, data = parts
-        _check_name(name)
-        try:
-            raw = b64decode_strict(data)
-        except ValueError as exc:
-            raise KeyFileError(f"verifier key {name}: {exc}") from exc
-        if len(raw) != 33 or raw[0] != ALG_ED25519:
-            raise KeyFileError(f"verifier key {name} is not an Ed25519 key")
-        key = cls(name, raw[1:])
+        name, hex_id, raw = _key_fields(vkey, [], "verifier key")
+        key = cls(name, raw)
         if hex_id != key.key_id.hex():
             raise KeyFileError(f"verifier key {name}: id {hex_id} does not match the key")
         return key
+
+
+def _key_fields(text: str, prefix: list[str], what: str) -> tuple[str, str, bytes]:
+    """(name, hex id, 32 key bytes) of ``[prefix+]<name>+<hex id>+<base64(0x01 || key)>``."""
+    parts = text.strip().split("+", len(prefix) + 2)  # the base64 may itself hold "+"
+    if len(parts) != len(prefix) + 3 or parts[: len(prefix)] != prefix:
+        form = "+".join([*prefix, "<name>", "<hex id>", "<base64 key>"])
+        raise KeyFileError(f"a {what} is {form}")
+    name, hex_id, data = parts[len(prefix) :]
+    _check_name(name)
+    try:
+        raw = b64decode_strict(data)
+    except ValueError as exc:
+        raise KeyFileError(f"{what} {name}: {exc}") from exc
+    if len(raw) != 33 or raw[0] != ALG_ED25519:
+        raise KeyFileError(f"{what} {name} is not an Ed25519 key")
+    return name, hex_id, raw[1:]
 
 
 @dataclass(frozen=True)
@@ -134,18 +141,9 @@ class Signer:
 
     @classmethod
     def parse(cls, text: str) -> Signer:
-        parts = text.strip().split("+", 4)
-        if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
-            raise KeyFileError("a private key is PRIVATE+KEY+<name>+<hex id>+<base64 key>")
-        name, hex_id, data = parts[2:]
-        _check_name(name)
-        try:
-            raw = b64decode_strict(data)
-        except ValueError as exc:
-            raise KeyFileError(f"private key {name}: {exc}") from exc
-        if len(raw) != 33 or raw[0] != ALG_ED25519:
-            raise KeyFileError(f"private key {name} is not an Ed25519 key")
-        signer = cls(name, Ed25519PrivateKey.from_private_bytes(raw[1:]))
+        """Parse a private key line; KeyFileError when it is malformed or its id is wrong."""
+        name, hex_id, seed = _key_fields(text, ["PRIVATE", "KEY"], "private key")
+        signer = cls(name, Ed25519PrivateKey.from_private_bytes(seed))
         if hex_id != signer.verifier.key_id.hex():
             raise KeyFileError(f"private key {name}: id {hex_id} does not match the key")
         return signer

@@ -13,7 +13,10 @@ Typical use from the pipeline::
 A run directory holds ``audit.jsonl`` (one record per line) and ``checkpoints.note``
 (one signed C2SP checkpoint note per checkpoint). Each record is written with a
 single ``os.write`` on an ``O_APPEND`` descriptor, so a crash leaves at worst one
-incomplete final line (a torn tail). Creating the files fsyncs the directory.
+incomplete final line (a torn tail). audit.jsonl appears atomically with its
+run_start record (written to a temporary file, fsynced, then linked into place),
+and creating the files fsyncs the directory, so a crash during `create` leaves no
+log or a log whose run_start is whole.
 
 Durability (`FsyncPolicy`, default ``CHECKPOINT``): ``ALWAYS`` fsyncs every record,
 ``EVERY_N`` every ``fsync_every`` records, ``CHECKPOINT`` only when a checkpoint is
@@ -76,9 +79,30 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _open_append(path: Path, create: bool) -> int:
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | (os.O_CREAT | os.O_EXCL if create else 0)
+def _open_append(path: Path, *, create: bool | None = None) -> int:
+    """An O_APPEND descriptor: create=True must create, False must exist, None either."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+    if create is not False:
+        flags |= os.O_CREAT | (os.O_EXCL if create else 0)
     return os.open(path, flags, 0o644)
+
+
+def _publish(path: Path, data: bytes) -> None:
+    """Create `path` holding `data` atomically (write, fsync, link): complete or absent."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        if os.write(fd, data) != len(data):
+            raise LogStateError(f"short write to {tmp}")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError as exc:
+        raise LogStateError(f"{path} already exists; use AuditLog.open to resume") from exc
+    finally:
+        os.unlink(tmp)
 
 
 class AuditLog:
@@ -136,26 +160,28 @@ class AuditLog:
             raise LogStateError("run_start commits a different key than the signer's")
         first = Record.build(0, "run_start", GENESIS_PREV, body)
         run_dir.mkdir(parents=True, exist_ok=True)
-        for name in (LOG_FILE, NOTES_FILE):
-            if (run_dir / name).exists():
-                raise LogStateError(f"{run_dir / name} already exists; use AuditLog.open to resume")
-        log_fd = _open_append(run_dir / LOG_FILE, create=True)
-        notes_fd = _open_append(run_dir / NOTES_FILE, create=True)
+        log_path, notes_path = run_dir / LOG_FILE, run_dir / NOTES_FILE
+        for path in (log_path, notes_path):
+            if path.exists():
+                raise LogStateError(f"{path} already exists; use AuditLog.open to resume")
+        _publish(log_path, first.line + b"\n")
+        notes_fd = _open_append(notes_path, create=True)
         fsync_path(run_dir)
+        frontier = CompactRange()
+        frontier.append(leaf_hash(first.line))
         log = cls(
             run_dir,
             signer,
-            (log_fd, notes_fd),
+            (_open_append(log_path, create=False), notes_fd),
             origin=log_origin(first.line),
-            prev=GENESIS_PREV,
-            frontier=CompactRange(),
+            prev=first.hash,
+            frontier=frontier,
             checkpoint_size=0,
             checkpoint_every=checkpoint_every,
             fsync=fsync,
             fsync_every=fsync_every,
         )
         log._lock()
-        log._write_record(first)
         log.checkpoint()
         return log
 
@@ -172,12 +198,9 @@ class AuditLog:
         """Resume the log in `run_dir`: verify it against the signer's key, then append."""
         run_dir = Path(run_dir)
         report = verify_run(run_dir, pubkey=signer.verifier)
-        if not (run_dir / NOTES_FILE).exists():
-            raise LogStateError(f"cannot resume: {run_dir / NOTES_FILE} is missing")
-        fds = (
-            _open_append(run_dir / LOG_FILE, create=False),
-            _open_append(run_dir / NOTES_FILE, create=False),
-        )
+        # A crash inside `create` can leave run_start without checkpoints.note.
+        fds = (_open_append(run_dir / LOG_FILE, create=False), _open_append(run_dir / NOTES_FILE))
+        fsync_path(run_dir)
         log = cls(
             run_dir,
             signer,

@@ -138,7 +138,7 @@ def split_notes(data: bytes) -> tuple[list[str], int]:
                 return notes, pos
             end = newline + 1
         if end == blank + 2:
-            if end >= len(data):
+            if _SIG_PREFIX_BYTES.startswith(data[end:]):  # cut before or inside "— "
                 return notes, pos
             raise NoteError(f"note {len(notes) + 1} has no signature lines")
         try:

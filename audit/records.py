@@ -179,17 +179,22 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _is_canonical(line: bytes, parsed: Any) -> bool:
+def _canonical_value(line: bytes, parsed: Any) -> Any | None:
+    """The value of `line` if its bytes are canonical, else None.
+
+    Off the fast path the line is re-read with JSON number semantics (a 16+ digit
+    integer is a double), so a value that went in as 1e16 comes back as a float.
+    """
     if not _risky(line):
         try:
-            return _ENCODER.encode(parsed).encode() == line
+            return parsed if _ENCODER.encode(parsed).encode() == line else None
         except (ValueError, UnicodeEncodeError):  # NaN literal, lone surrogate
-            return False
+            return None
     try:
         exact = json.loads(line, parse_int=_jcs_int, parse_constant=_refuse_constant)
-        return rfc8785.dumps(exact) == line
+        return exact if rfc8785.dumps(exact) == line else None
     except (ValueError, rfc8785.CanonicalizationError):
-        return False
+        return None
 
 
 def parse_line(line: bytes) -> dict[str, Any]:
@@ -202,6 +207,10 @@ def parse_line(line: bytes) -> dict[str, Any]:
         parsed = json.loads(line)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise RecordError(f"not JSON ({exc})") from exc
+    if type(parsed) is dict and parsed.keys() == FIELDS:
+        parsed = _canonical_value(line, parsed)
+        if parsed is None:
+            raise NonCanonicalError("bytes are not the RFC 8785 canonical form of the record")
     if type(parsed) is not dict or parsed.keys() != FIELDS:
         keys = sorted(parsed) if isinstance(parsed, dict) else type(parsed).__name__
         raise RecordError(f"a record has exactly the fields {sorted(FIELDS)}, got {keys}")
@@ -214,8 +223,6 @@ def parse_line(line: bytes) -> dict[str, Any]:
         raise RecordError(f"prev must be 64 lowercase hex digits, got {prev!r}")
     if type(body) is not dict:
         raise RecordError(f"body must be an object, got {type(body).__name__}")
-    if not _is_canonical(line, parsed):
-        raise NonCanonicalError("bytes are not the RFC 8785 canonical form of the record")
     if b'"$float"' in line:
         _untagged(body)
     return parsed

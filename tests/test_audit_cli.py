@@ -1,0 +1,179 @@
+"""`govtrain keys` and `govtrain audit` through click's CliRunner: output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from audit.dsse import open_envelope
+from audit.keys import ensure_run_key, generate_signer, load_verifier_key
+from audit.verify import LOG_FILE, NOTES_FILE
+from pipeline.cli import main
+from tests.audit_support import make_run
+
+
+def govtrain(*args: object) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    run_dir = tmp_path / "run"
+    make_run(run_dir, 30, checkpoint_every=8, signer=ensure_run_key(run_dir))
+    return run_dir
+
+
+def test_keys_generate_writes_a_private_key_file_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    result = govtrain("keys", "generate", tmp_path / "k", "--name", "lab-key")
+    assert result.exit_code == 0 and "fingerprint sha256:" in result.output
+    assert stat.S_IMODE((tmp_path / "k" / "audit.key").stat().st_mode) == 0o600
+    assert load_verifier_key(tmp_path / "k" / "audit.pub").name == "lab-key"
+    again = govtrain("keys", "generate", tmp_path / "k")
+    assert again.exit_code == 1 and "refusing to overwrite" in again.output
+
+
+def test_verify_prints_one_summary_line(run: Path) -> None:
+    for path in (run, run / LOG_FILE):
+        result = govtrain("audit", "verify", path, "--pubkey", run / "keys" / "audit.pub")
+        assert result.exit_code == 0
+        assert result.output.count("\n") == 1
+        assert result.output.startswith(
+            "ok: closed; records 30, tree size 30, last signed checkpoint 30"
+        )
+
+
+def test_verify_names_the_first_bad_record(run: Path) -> None:
+    log = (run / LOG_FILE).read_bytes()
+    (run / LOG_FILE).write_bytes(log.replace(b'"step":4', b'"step":5', 1))
+    result = govtrain("audit", "verify", run)
+    assert result.exit_code == 1
+    assert "record seq 6 (line 7): bad hash link" in result.output
+
+
+def test_verify_with_another_trusted_key_fails(run: Path, tmp_path: Path) -> None:
+    result = govtrain("audit", "verify", run, "--pubkey", generate_signer().verifier.vkey)
+    assert result.exit_code == 1 and "key mismatch" in result.output
+
+
+def test_verify_reports_a_torn_tail_with_exit_3_and_repair_cuts_it(run: Path) -> None:
+    log = (run / LOG_FILE).read_bytes()
+    make_torn = log + b'{"body":{"step":'
+    (run / LOG_FILE).write_bytes(make_torn)
+    torn = govtrain("audit", "verify", run)
+    assert torn.exit_code == 3 and "torn tail" in torn.output
+    repaired = govtrain("audit", "repair", run)
+    assert repaired.exit_code == 0 and "cut 16 bytes" in repaired.output
+    assert (run / LOG_FILE).read_bytes() == log
+    assert (run / "audit.jsonl.broken").read_bytes() == make_torn
+    assert govtrain("audit", "verify", run).exit_code == 0
+
+
+def test_repair_refuses_tampering(run: Path) -> None:
+    log = (run / LOG_FILE).read_bytes().replace(b'"step":4', b'"step":5', 1)
+    (run / LOG_FILE).write_bytes(log + b"{")
+    result = govtrain("audit", "repair", run)
+    assert result.exit_code == 1 and "bad hash link" in result.output
+    assert (run / LOG_FILE).read_bytes() == log + b"{"
+
+
+def test_an_unclosed_run_exits_4(tmp_path: Path) -> None:
+    make_run(tmp_path, 12, checkpoint_every=5, close=False)
+    result = govtrain("audit", "verify", tmp_path)
+    assert result.exit_code == 4
+    assert result.output.startswith(
+        "intact but not closed: 2 records after the last signed checkpoint"
+    )
+
+
+def test_show_selects_by_seq_or_kind(run: Path) -> None:
+    one = govtrain("audit", "show", run, "--seq", 3)
+    assert one.exit_code == 0 and json.loads(one.output)["seq"] == 3
+    ends = govtrain("audit", "show", run, "--kind", "run_end").output.splitlines()
+    assert [json.loads(line)["kind"] for line in ends] == ["run_end"]
+    assert len(govtrain("audit", "show", run).output.splitlines()) == 30
+    assert govtrain("audit", "show", run, "--seq", 30).exit_code == 1
+    assert govtrain("audit", "show", run, "--seq", 1, "--kind", "step").exit_code == 2
+
+
+def test_prove_and_check_proof_offline(run: Path, tmp_path: Path) -> None:
+    proof = tmp_path / "proof.json"
+    assert govtrain("audit", "prove", run, "--seq", 17, "-o", proof).exit_code == 0
+    bundle = json.loads(proof.read_text())
+    assert (bundle["seq"], bundle["tree_size"], bundle["index"]) == (17, 30, 17)
+    checkpoint = tmp_path / "checkpoint.note"
+    checkpoint.write_text(bundle["checkpoint"])
+    pub = run / "keys" / "audit.pub"
+    offline = tmp_path / "elsewhere"
+    offline.mkdir()
+    for name, path in (("proof.json", proof), ("checkpoint.note", checkpoint), ("audit.pub", pub)):
+        (offline / name).write_bytes(path.read_bytes())
+    result = govtrain(
+        "audit",
+        "check-proof",
+        offline / "proof.json",
+        "--checkpoint",
+        offline / "checkpoint.note",
+        "--pubkey",
+        offline / "audit.pub",
+    )
+    assert result.exit_code == 0 and result.output.startswith(
+        "ok: record seq 17 (kind step) is leaf 17"
+    )
+    unanchored = govtrain("audit", "check-proof", proof, "--checkpoint", checkpoint)
+    assert (
+        unanchored.exit_code == 0
+        and "warning: checked against the key the proof names" in unanchored.output
+    )
+
+
+def test_check_proof_rejects_a_forged_record_an_old_checkpoint_or_another_key(
+    run: Path, tmp_path: Path
+) -> None:
+    bundle = json.loads(govtrain("audit", "prove", run, "--seq", 5).output)
+    checkpoint = tmp_path / "checkpoint.note"
+    checkpoint.write_text(bundle["checkpoint"])
+    pub = run / "keys" / "audit.pub"
+    forged = tmp_path / "forged.json"
+    forged.write_text(
+        json.dumps({**bundle, "record": bundle["record"].replace('"step":4', '"step":9')})
+    )
+    result = govtrain("audit", "check-proof", forged, "--checkpoint", checkpoint, "--pubkey", pub)
+    assert result.exit_code == 1 and "hashes to leaf" in result.output
+    older = json.loads(govtrain("audit", "prove", run, "--seq", 5, "--size", 8).output)
+    assert older["tree_size"] == 8
+    stale = tmp_path / "stale.note"
+    stale.write_text(older["checkpoint"])
+    genuine = tmp_path / "proof.json"
+    genuine.write_text(json.dumps(bundle))
+    result = govtrain("audit", "check-proof", genuine, "--checkpoint", stale, "--pubkey", pub)
+    assert result.exit_code == 1 and "the checkpoint signs" in result.output
+    result = govtrain(
+        "audit",
+        "check-proof",
+        genuine,
+        "--checkpoint",
+        checkpoint,
+        "--pubkey",
+        generate_signer().verifier.vkey,
+    )
+    assert result.exit_code == 1 and "no signature by key" in result.output
+    assert govtrain("audit", "prove", run, "--seq", 30).exit_code == 1
+
+
+def test_provenance_export_is_a_verifiable_envelope(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "provenance.json"
+    result = govtrain("audit", "provenance", run, "-o", out)
+    assert result.exit_code == 0
+    envelope = json.loads(out.read_text())
+    payload_type, payload = open_envelope(envelope, load_verifier_key(run / "keys" / "audit.pub"))
+    assert payload_type == "application/vnd.in-toto+json" and b"slsa.dev/provenance/v1" in payload
+
+
+def test_a_missing_notes_file_leaves_the_log_unsealed(run: Path) -> None:
+    (run / NOTES_FILE).unlink()
+    result = govtrain("audit", "verify", run)
+    assert result.exit_code == 4 and "30 records after the last signed checkpoint" in result.output

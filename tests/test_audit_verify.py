@@ -1,0 +1,242 @@
+"""The verifier names the first bad record and why; torn tails are told apart from tampering;
+repair cuts torn tails and nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from audit.errors import LogStateError, Reason, TornTailError, VerificationError
+from audit.keys import Signer, generate_signer
+from audit.log import AuditLog, key_commitment
+from audit.notes import Checkpoint, sign_checkpoint, split_notes, unverified_text
+from audit.records import Record
+from audit.repair import repair_torn_tail
+from audit.verify import LOG_FILE, NOTES_FILE, read_run, verify_bytes, verify_run
+from tests.audit_support import join, make_run, rechain, sign_sizes
+
+
+@pytest.fixture(scope="module")
+def closed_run(tmp_path_factory) -> tuple[Path, Signer, bytes, bytes]:
+    run = tmp_path_factory.mktemp("closed")
+    signer = make_run(run, 40, checkpoint_every=16)
+    return (run, signer, *read_run(run))
+
+
+def lines_of(log: bytes) -> list[bytes]:
+    return log.split(b"\n")[:-1]
+
+
+def failure(log: bytes, notes: bytes, key=None) -> VerificationError:
+    with pytest.raises(VerificationError) as info:
+        verify_bytes(log, notes, pubkey=key)
+    return info.value
+
+
+def test_an_intact_log_summarises_itself(closed_run) -> None:
+    run, signer, log, notes = closed_run
+    report = verify_run(run / LOG_FILE, pubkey=signer.verifier)
+    assert report == verify_bytes(log, notes)
+    assert report.summary().startswith(
+        "ok: closed; records 40, tree size 40, last signed checkpoint 40"
+    )
+    assert report.root.hex() in report.summary()
+
+
+def test_a_changed_byte_breaks_the_next_link(closed_run) -> None:
+    _, signer, log, notes = closed_run
+    lines = lines_of(log)
+    lines[7] = lines[7].replace(b'"step":6', b'"step":9')
+    error = failure(join(lines), notes, signer.verifier)
+    assert (error.reason, error.seq, error.line) == (Reason.BAD_LINK, 8, 9)
+    assert "record seq 8 (line 9): bad hash link" in str(error)
+
+
+def test_the_last_record_is_protected_by_the_final_checkpoint(closed_run) -> None:
+    _, signer, log, notes = closed_run
+    lines = lines_of(log)
+    lines[-1] = lines[-1].replace(b'"ok"', b'"OK"')
+    error = failure(join(lines), notes, signer.verifier)
+    assert error.reason is Reason.CHECKPOINT_MISMATCH and error.seq == 32
+
+
+def test_non_canonical_bytes_are_named(closed_run) -> None:
+    _, _, log, notes = closed_run
+    lines = lines_of(log)
+    lines[5] = lines[5].replace(b'"kind":', b'"kind": ')
+    error = failure(join(lines), notes)
+    assert (error.reason, error.seq) == (Reason.NON_CANONICAL, 5)
+
+
+def test_malformed_records_are_named(closed_run) -> None:
+    _, _, log, notes = closed_run
+    lines = lines_of(log)
+    lines[3] = b"{not json"
+    error = failure(join(lines), notes)
+    assert (error.reason, error.seq) == (Reason.MALFORMED, 3)
+
+
+def test_swapped_and_duplicated_records_have_a_bad_seq(closed_run) -> None:
+    _, _, log, notes = closed_run
+    lines = lines_of(log)
+    swapped = failure(join([*lines[:4], lines[5], lines[4], *lines[6:]]), notes)
+    assert (swapped.reason, swapped.seq) == (Reason.BAD_SEQ, 4)
+    duplicated = [*lines[:9], lines[8], *lines[9:]]
+    assert failure(join(duplicated), notes).reason is Reason.BAD_SEQ
+
+
+def test_a_forged_record_with_every_later_hash_recomputed_breaks_a_signed_root(closed_run) -> None:
+    _, signer, log, notes = closed_run
+    lines = lines_of(log)
+    forged = Record.build(20, "step", "00" * 32, {"step": 999, "loss": 0.0}).line
+    tampered = rechain([*lines[:20], forged, *lines[20:]], 20)
+    error = failure(join(tampered), notes, signer.verifier)
+    assert error.reason is Reason.CHECKPOINT_MISMATCH
+    assert error.seq == 16 and "one of records 16..31 was altered" in str(error)
+
+
+def test_records_missing_after_the_last_signed_checkpoint_are_truncation(closed_run) -> None:
+    _, _, log, notes = closed_run
+    error = failure(join(lines_of(log)[:37]), notes)
+    assert (error.reason, error.seq) == (Reason.TRUNCATED, 37)
+    assert "checkpoint note 4 signs 40 records, the log holds 37" in str(error)
+
+
+def test_checkpoint_notes_must_be_signed_by_the_run_key(closed_run) -> None:
+    _, _, log, notes = closed_run
+    altered = notes.replace(b"\n32\n", b"\n33\n")
+    assert failure(log, altered).reason is Reason.BAD_SIGNATURE
+    resigned = sign_sizes(lines_of(log), [1, 16, 32, 40], generate_signer())
+    error = failure(log, resigned)
+    assert (error.reason, error.note) == (Reason.BAD_SIGNATURE, 1)
+
+
+def test_checkpoints_of_another_log_or_out_of_order_are_refused(closed_run, tmp_path: Path) -> None:
+    _, signer, log, _ = closed_run
+    AuditLog.create(tmp_path, signer=signer, run_start={"run_id": "another"}).close()
+    other_notes = (tmp_path / NOTES_FILE).read_bytes()
+    error = failure(log, other_notes)
+    assert error.reason is Reason.BAD_CHECKPOINT and "is not this log's" in str(error)
+    reordered = sign_sizes(lines_of(log), [16], signer) + sign_sizes(lines_of(log), [1], signer)
+    assert failure(log, reordered).reason is Reason.BAD_CHECKPOINT
+
+
+def test_a_log_rewritten_with_another_key_is_caught_only_by_a_trusted_key(closed_run) -> None:
+    _, signer, log, _ = closed_run
+    attacker = generate_signer(signer.name)
+    lines = lines_of(log)
+    start = Record.from_line(lines[0])
+    body = {**start.body, "key": key_commitment(attacker.verifier)}
+    lines = rechain([Record.build(0, "run_start", start.prev, body).line, *lines[1:]])
+    forged_notes = sign_sizes(lines, [1, 16, 32, 40], attacker)
+    assert verify_bytes(join(lines), forged_notes).closed  # the documented limit
+    error = failure(join(lines), forged_notes, signer.verifier)
+    assert (error.reason, error.seq) == (Reason.KEY_MISMATCH, 0)
+
+
+def test_records_appended_after_the_close_are_reported_unsealed(closed_run) -> None:
+    _, signer, log, notes = closed_run
+    lines = lines_of(log)
+    extra = Record.build(40, "run_end", Record.from_line(lines[-1]).hash, {"status": "ok"}).line
+    report = verify_bytes(join([*lines, extra]), notes, pubkey=signer.verifier)
+    assert (report.closed, report.unsealed) == (False, 1)
+    assert "1 records after the last signed checkpoint" in report.summary()
+
+
+def test_a_trusted_checkpoint_catches_a_rollback(tmp_path: Path) -> None:
+    signer = make_run(tmp_path, 20, checkpoint_every=8)
+    log = AuditLog.open(tmp_path, signer=signer)
+    log.close()
+    log_bytes, notes = read_run(tmp_path)
+    texts, _ = split_notes(notes)
+    sizes = [Checkpoint.parse(unverified_text(t)).size for t in texts]
+    assert sizes == [1, 8, 16, 20, 21, 22]
+    saved = texts[-1]  # kept outside the run directory by a careful auditor
+    # Roll back to the first close: every record and note after it is dropped.
+    rolled_log, rolled_notes = join(lines_of(log_bytes)[:20]), "".join(texts[:4]).encode()
+    assert verify_bytes(rolled_log, rolled_notes).closed  # indistinguishable from the inside
+    with pytest.raises(VerificationError) as info:
+        verify_bytes(rolled_log, rolled_notes, anchors=[saved])
+    assert info.value.reason is Reason.TRUNCATED and "trusted checkpoint 1 signs 22" in str(
+        info.value
+    )
+    assert verify_bytes(log_bytes, notes, anchors=[saved]).closed
+    other = sign_checkpoint(Checkpoint(verify_bytes(log_bytes, notes).origin, 8, bytes(32)), signer)
+    with pytest.raises(VerificationError) as info:
+        verify_bytes(log_bytes, notes, anchors=[other])
+    assert info.value.reason is Reason.CHECKPOINT_MISMATCH
+
+
+def assert_torn(log: bytes, notes: bytes, covered: bool) -> TornTailError:
+    try:
+        report = verify_bytes(log, notes)
+    except TornTailError as torn:
+        assert torn.covered is covered and torn.reason is Reason.TORN_TAIL
+        return torn
+    raise AssertionError(f"a torn tail verified as {report}")
+
+
+def test_cutting_the_last_record_at_every_byte_is_a_torn_tail(closed_run, tmp_path: Path) -> None:
+    _, _, log, notes = closed_run
+    start = log.rindex(b"\n", 0, len(log) - 1) + 1
+    for cut in range(start + 1, len(log)):
+        torn = assert_torn(log[:cut], notes, covered=True)
+        assert (torn.seq, torn.offset) == (39, start)
+    assert failure(log[:start], notes).reason is Reason.TRUNCATED  # a whole record gone
+
+
+def test_a_crash_torn_tail_is_never_reported_as_tampering(tmp_path: Path) -> None:
+    make_run(tmp_path, 30, checkpoint_every=8, close=False)
+    log, notes = read_run(tmp_path)
+    start = log.rindex(b"\n", 0, len(log) - 1) + 1
+    for cut in range(start + 1, len(log)):
+        assert_torn(log[:cut], notes, covered=False)
+    assert verify_bytes(log[:start], notes).records == 29
+    note_start = notes.rindex(b"govtrain.audit/")
+    for cut in range(note_start + 1, len(notes)):
+        torn = assert_torn(log, notes[:cut], covered=False)
+        assert (torn.file, torn.offset) == (NOTES_FILE, note_start)
+
+
+def test_repair_cuts_a_torn_tail_and_keeps_the_original(tmp_path: Path) -> None:
+    make_run(tmp_path, 30, checkpoint_every=8, close=False)
+    log, notes = read_run(tmp_path)
+    (tmp_path / LOG_FILE).write_bytes(log + b'{"body":{"st')
+    (tmp_path / NOTES_FILE).write_bytes(notes + b"govtrain.audit/x\n3")
+    report, cuts = repair_torn_tail(tmp_path)
+    assert report.records == 30 and not report.closed
+    assert [(c.file.name, c.removed) for c in cuts] == [(LOG_FILE, 12), (NOTES_FILE, 18)]
+    assert read_run(tmp_path) == (log, notes)
+    assert (tmp_path / "audit.jsonl.broken").read_bytes() == log + b'{"body":{"st'
+    (tmp_path / LOG_FILE).write_bytes(log + b"{")
+    with pytest.raises(LogStateError, match="already exists"):
+        repair_torn_tail(tmp_path)
+
+
+def test_repair_refuses_tampering_and_touches_nothing(closed_run, tmp_path: Path) -> None:
+    _, _, log, notes = closed_run
+    lines = lines_of(log)
+    lines[4] = lines[4].replace(b'"step":3', b'"step":5')
+    (tmp_path / LOG_FILE).write_bytes(join(lines) + b'{"bo')
+    (tmp_path / NOTES_FILE).write_bytes(notes)
+    with pytest.raises(VerificationError) as info:
+        repair_torn_tail(tmp_path)
+    assert info.value.reason is Reason.BAD_LINK
+    assert (tmp_path / LOG_FILE).read_bytes() == join(lines) + b'{"bo'
+    assert not (tmp_path / "audit.jsonl.broken").exists()
+
+
+def test_repair_refuses_a_torn_record_that_a_checkpoint_covered(closed_run, tmp_path: Path) -> None:
+    _, _, log, notes = closed_run
+    (tmp_path / LOG_FILE).write_bytes(log[:-5])
+    (tmp_path / NOTES_FILE).write_bytes(notes)
+    with pytest.raises(VerificationError, match="not a crash"):
+        repair_torn_tail(tmp_path)
+    assert (tmp_path / LOG_FILE).read_bytes() == log[:-5]
+
+
+def test_an_empty_or_missing_log_is_an_error(tmp_path: Path) -> None:
+    assert failure(b"", b"").reason is Reason.BAD_RUN_START
+    with pytest.raises(VerificationError, match="cannot read"):
+        verify_run(tmp_path / LOG_FILE)
