@@ -74,6 +74,8 @@ class TrainConfig(_Section):
     mode: Literal["governed", "observe"] = "governed"
     # "auto": CUDA when available, else CPU. Decisions do not depend on it.
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Bit-exact resume on CUDA needs deterministic kernels (slower); CPU is exact anyway.
+    deterministic: bool = False
     max_nonfinite: int = Field(default=3, ge=1)
 
 

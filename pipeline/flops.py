@@ -70,7 +70,11 @@ class FlopMeter:
             losses = self.loss_fn(self.model)
             batch = losses.shape[0]
             for g in self.params:
-                index = None if quotas is None else torch.arange(min(quotas[g], batch))
+                index = (
+                    None
+                    if quotas is None
+                    else torch.arange(min(quotas[g], batch), device=losses.device)
+                )
                 self.plan.set(g, index, batch)
             with FlopCounterMode(display=False) as counter:
                 if losses.requires_grad:

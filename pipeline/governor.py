@@ -79,7 +79,7 @@ class Governor:
             if name in group_of:
                 self.params[group_of[name]].append(p)
         self.plan: RoutingPlan = make_routable(model, group_of)
-        self._sq: dict[str, float] = dict.fromkeys(self.names, 0.0)
+        self._sq: dict[str, list[Tensor]] = {g: [] for g in self.names}
         self.observing = True  # False while probes and FLOP counts run their own backward
         for name, ps in self.params.items():
             for p in ps:
@@ -128,7 +128,7 @@ class Governor:
         """A step whose update was skipped (non-finite loss): nothing observed, clock still."""
         self.step += 1
         for name in self.names:
-            self._sq[name] = 0.0
+            self._sq[name] = []
 
     # -- observing -------------------------------------------------------------------
 
@@ -141,7 +141,7 @@ class Governor:
 
         def hook(p: Tensor) -> None:
             if self.observing and p.grad is not None:
-                self._sq[group] += float(p.grad.detach().float().pow(2).sum())
+                self._sq[group].append(p.grad.detach().float().pow(2).sum())
 
         return hook
 
@@ -159,15 +159,26 @@ class Governor:
             if g.phase is Phase.CONVERGED
         ]
         probes = self._probe(converged) if probe_due and converged else {}
+        norms = self._take_norms()
         out = []
         for name, g in zip(self.names, self.state.groups, strict=True):
-            sq, self._sq[name] = self._sq[name], 0.0
             if not g.phase.frozen:
-                self.meter.record(name, sq**0.5)
+                self.meter.record(name, norms[name])
             signal = 0.0 if g.phase.frozen else self.meter.signal(name)
             wake = self.meter.wake(name, probes[name]) if name in probes else 0.0
             out.append(GroupObservation(signal=signal, wake=wake, need=signal))
         return out
+
+    def _take_norms(self) -> dict[str, float]:
+        """Each group's gradient L2 norm this step, read off the device in one sync."""
+        sums = [torch.stack(v).sum() if v else None for v in self._sq.values()]
+        present = [t for t in sums if t is not None]
+        values = iter(torch.stack(present).sqrt().tolist() if present else [])
+        norms = {
+            n: (0.0 if t is None else next(values)) for n, t in zip(self._sq, sums, strict=True)
+        }
+        self._sq = {g: [] for g in self.names}
+        return norms
 
     def _probe(self, groups: list[str]) -> dict[str, float]:
         """Gradient norms of (frozen) `groups` on the probe batch; nothing is updated."""

@@ -82,6 +82,10 @@ class GovernedTrainer:
         gcfg, tcfg = cfg.governance, cfg.train
         assert tcfg is not None and cfg.model is not None and cfg.data is not None
         _seed_everything(cfg.seed)
+        if tcfg.deterministic:
+            # process-wide by torch's design; cuBLAS reads this before its first use
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
         self.corpus: Corpus = load_corpus(cfg.data, cfg.seed)
         self.device = _device(tcfg.device)
         self.model = build_model(cfg.model, self.corpus.vocab_size, cfg.data.seq_len)

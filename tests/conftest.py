@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from governance.config import GovernanceConfig
 from pipeline.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
+# deterministic CUDA runs (train.deterministic) need this before cuBLAS first starts
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +35,7 @@ def tiny_run(**overrides) -> dict:
         "model": {"name": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2},
         "data": {"source": "synthetic", "seq_len": 16, "vocab_size": 32, "sequences": 256},
         "train": {
+            "deterministic": True,
             "lr": 3e-3,
             "weight_decay": 0.01,
             "eval_every": 10,
