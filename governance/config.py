@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -82,6 +83,12 @@ class HierarchyConfig(_Strict):
     levels: int = Field(ge=1)
     emergency_fraction: float = Field(gt=0, le=1)
 
+    @property
+    def emergency_ratio(self) -> Fraction:
+        """The fraction as the decimal written in the config, exactly (0.6 is 3/5, not
+        0.59999...), so deadlines are exact integers here and in the TLA+ spec."""
+        return Fraction(repr(self.emergency_fraction))
+
 
 class BudgetConfig(_Strict):
     """Integer compute units per step; one unit is one sample's weight gradient for one group."""
@@ -151,8 +158,8 @@ class GovernanceConfig(_Strict):
         """The step count by which `level` is activated even if lower levels never converge."""
         if level == 0:
             return 0
-        span = self.hierarchy.emergency_fraction * self.total_steps
-        return max(1, math.ceil(span * level / (self.hierarchy.levels - 1)))
+        span = self.hierarchy.emergency_ratio * self.total_steps * level
+        return max(1, math.ceil(span / (self.hierarchy.levels - 1)))
 
     @property
     def horizon(self) -> int:

@@ -53,16 +53,20 @@ def decide(state: GovernanceState, needs: Sequence[float], cfg: GovernanceConfig
     return Decision(alloc.units, quotas, alloc.action, routing.in_warmup(state, cfg))
 
 
+def abstract(obs: GroupObservation, cfg: GovernanceConfig) -> tuple[bool, bool]:
+    """What the governor reads of an observation: (signal high?, wake fired?)."""
+    return obs.signal >= cfg.governor.signal_threshold, obs.wake >= cfg.governor.wake_threshold
+
+
 def govern(
     state: GovernanceState, observations: Sequence[GroupObservation], cfg: GovernanceConfig
 ) -> StepResult:
     """The pure step: (state, observations, config) -> (new state, transitions, decision)."""
     _validate(observations, cfg)
-    thr, wake_thr = cfg.governor.signal_threshold, cfg.governor.wake_threshold
     groups: list[GroupState] = []
     transitions: list[Transition] = []
     for spec, g, obs in zip(cfg.groups, state.groups, observations, strict=True):
-        new, action = convergence.observe(g, obs.signal >= thr, obs.wake >= wake_thr, cfg.governor)
+        new, action = convergence.observe(g, *abstract(obs, cfg), cfg.governor)
         groups.append(new)
         if action is not None:
             transitions.append(Transition(action, spec.name, g.phase.value, new.phase.value))
