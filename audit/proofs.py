@@ -61,14 +61,34 @@ def _hex(value: Any, what: str) -> bytes:
         raise ProofError(f"{what} is not hex") from exc
 
 
-def check_proof(bundle: Mapping[str, Any], checkpoint_note: str, key: VerifierKey) -> Record:
-    """The proven record once every check passes; otherwise the error names the failed check."""
+def _note_of_size(notes: str, size: int) -> str:
+    """The note for tree `size` in one note or a whole checkpoints.note file (unverified yet)."""
+    texts, _ = split_notes(notes.encode())
+    sizes = {}
+    for text in texts:
+        try:
+            sizes[Checkpoint.parse(unverified_text(text)).size] = text
+        except NoteError:
+            continue  # not a checkpoint: it cannot be the one asked for
+    if size not in sizes:
+        raise NoteError(
+            f"the checkpoint file signs sizes {sorted(sizes)}, the proof is for size {size}"
+        )
+    return sizes[size]
+
+
+def check_proof(bundle: Mapping[str, Any], checkpoint_notes: str, key: VerifierKey) -> Record:
+    """The proven record once every check passes; otherwise the error names the failed check.
+
+    `checkpoint_notes` is one signed checkpoint note, or a whole checkpoints.note file
+    from which the note of the proof's tree size is taken.
+    """
     if bundle.get("format") != PROOF_FORMAT:
         raise ProofError(f"not a {PROOF_FORMAT} bundle")
-    checkpoint = open_checkpoint(checkpoint_note, key)
     index, size = bundle.get("index"), bundle.get("tree_size")
     if type(index) is not int or type(size) is not int:
         raise ProofError("index and tree_size must be integers")
+    checkpoint = open_checkpoint(_note_of_size(checkpoint_notes, size), key)
     root = _hex(bundle.get("root"), "root")
     if (checkpoint.origin, checkpoint.size, checkpoint.root) != (bundle.get("origin"), size, root):
         raise NoteError(

@@ -13,14 +13,14 @@ Numbers round-trip by value (JSON has one number type: ``2.0`` comes back as ``2
 ``-0.0`` as ``0``); integers beyond +-(2**53 - 1) and non-string keys are refused, as
 RFC 8785 refuses them.
 
-Speed: ``rfc8785.dumps`` is pure Python (about 90 us for an 800-byte record), too slow
-to append 20,000 records/s. `canonical_json` therefore serialises with the C ``json``
-encoder and keeps that output only when it provably equals the JCS form: every
-difference between the two (number formats, key order beyond the BMP, non-string
-keys) is either flagged by `_risky` or caught by a parse-back comparison, and then
-``rfc8785`` decides. `parse_line` applies the same argument in reverse when
-verifying: a line is accepted on the fast path only if the C encoder reproduces it
-byte for byte and `_risky` flags nothing in it.
+Speed: ``rfc8785.dumps`` is pure Python (about 150 us for a 1.8 kB step record), too
+slow to append 20,000 records/s. `canonical_json` therefore serialises with the C
+``json`` encoder and keeps that output only when it provably equals the JCS form:
+every difference between the two (number formats, key order beyond the BMP,
+non-string keys) is either flagged by `_needs_rfc8785`, patched (integral floats), or
+caught by parsing the result back, and then ``rfc8785`` decides. `parse_line` applies
+the same argument in reverse when verifying: a line is accepted on the fast path only
+if the C encoder reproduces it byte for byte and nothing in it is flagged.
 """
 
 from __future__ import annotations
@@ -50,60 +50,67 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _ENCODER = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"), check_circular=False
 )
-# Where the C encoder's output can differ from JCS, in either direction: exponents
-# (Python writes 1e-05, JCS 1e-5, and JCS writes 1e-6 <= |x| < 1e-4 as "0.0000..."),
-# integral floats ("2.0" against "2"), integers of 16+ digits (beyond the JCS range;
-# found as a digit run after anything but "." or a hex letter, via _NUMBER_SHAPE),
-# non-BMP characters (JCS sorts keys by UTF-16 units), and the reserved tag. Each test
-# is a C-speed substring search first; a false alarm only costs the slow path.
-_DOT_ZERO = re.compile(rb"\.0(?![0-9])")
-_EXPONENT = re.compile(rb"[0-9]e[-+]")
+# Where the C encoder's text and JCS may differ: exponents (Python 1e-05, JCS 1e-5;
+# JCS writes 1e-6 <= |x| < 1e-4 as "0.0000..."), -0.0, integers of 16+ digits (beyond
+# the JCS range), non-BMP characters (JCS sorts keys by UTF-16 units) and the reserved
+# tag send a record to rfc8785. Integral floats (Python "2.0", JCS "2") are common
+# (a zero signal) and are patched in place instead. The tests run on `_NUMBER_SHAPE`
+# text, where digits read "0", "e"/"E" read "e", signs read "-", other hex letters
+# read "." and all else " ": so " 0000000000000000" is a 16-digit number after a ":",
+# "," or "[", while hex digests and fractions never look like one. A false alarm only
+# costs speed: every fast result is confirmed by parsing it back (see canonical_json).
 _NON_BMP = re.compile(rb"[\xf0-\xf4]")
-_NUMBER_SHAPE = bytes.maketrans(
-    bytes(range(256)),
-    bytes(
-        ord("0") if chr(b).isdigit() and b < 128 else ord(".") if chr(b) in ".abcdefABCDEF" else 32
-        for b in range(256)
-    ),
-)
+_NEGATIVE_ZERO = re.compile(rb"-0\.0(?![0-9])")
+_INTEGRAL_FLOAT = re.compile(rb"\.0(?=[,\]}]|$)")  # in a string too: the parse-back catches it
 
 
-def _risky(data: bytes) -> bool:
-    """True when the C encoder's bytes and the JCS bytes of the same value might differ."""
+def _shape_of(byte: int) -> int:
+    char = chr(byte)
+    if char in "0123456789":
+        return ord("0")
+    if char in "eE+-.$":
+        return ord({"E": "e", "+": "-"}.get(char, char))
+    return ord(".") if char in "abcdfABCDF" else ord(" ")
+
+
+_NUMBER_SHAPE = bytes.maketrans(bytes(range(256)), bytes(_shape_of(b) for b in range(256)))
+
+
+def _needs_rfc8785(data: bytes, shape: bytes, *, read: bool = False) -> bool:
+    """True when the C encoder's bytes and JCS may differ beyond integral floats.
+
+    `read` adds the check only a line read back needs: Python never writes "0.0000".
+    Rare characters ("-", "$", non-ASCII) gate the slower tests.
+    """
+    signed = b"-" in shape and (
+        b"0e-" in shape
+        or b"-0000000000000000" in shape
+        or (b"-0.0" in data and _NEGATIVE_ZERO.search(data) is not None)
+    )
     return (
-        (b".0" in data and _DOT_ZERO.search(data) is not None)
-        or ((b"e-" in data or b"e+" in data) and _EXPONENT.search(data) is not None)
-        or b"0.0000" in data
-        or b" 0000000000000000" in data.translate(_NUMBER_SHAPE)
+        signed
+        or b" 0000000000000000" in shape
+        or (b"$" in shape and b'"$float"' in data)
         or (not data.isascii() and _NON_BMP.search(data) is not None)
-        or b'"$float"' in data
+        or (read and b"0.0000" in data)
     )
 
 
 def canonical_json(value: Any) -> bytes:
-    """RFC 8785 bytes of `value`, with non-finite floats tagged; RecordError if not encodable."""
+    """RFC 8785 bytes of `value`, with non-finite floats tagged; RecordError if not encodable.
+
+    The C encoder's text is kept only once parsing it back gives `value` again: that
+    also refuses the int/float/bool/None keys json would silently turn into strings.
+    """
     try:
         data = _ENCODER.encode(value).encode()
     except (TypeError, ValueError, RecursionError):  # non-finite, odd type or key, surrogate
         return _slow_canonical(value)
-    if _risky(data) or not _plain_keys(value):
+    shape = data.translate(_NUMBER_SHAPE)
+    if _needs_rfc8785(data, shape):
         return _slow_canonical(value)
-    return data
-
-
-def _plain_keys(value: Any) -> bool:
-    """Whether every key is a str: json would silently coerce int/float/bool/None keys."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key in item:
-                if type(key) is not str:
-                    return False
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return True
+    data = _INTEGRAL_FLOAT.sub(b"", data)
+    return data if json.loads(data.decode()) == value else _slow_canonical(value)
 
 
 def _slow_canonical(value: Any) -> bytes:
@@ -185,7 +192,8 @@ def _canonical_value(line: bytes, parsed: Any) -> Any | None:
     Off the fast path the line is re-read with JSON number semantics (a 16+ digit
     integer is a double), so a value that went in as 1e16 comes back as a float.
     """
-    if not _risky(line):
+    shape = line.translate(_NUMBER_SHAPE)
+    if not _needs_rfc8785(line, shape, read=True) and _INTEGRAL_FLOAT.search(line) is None:
         try:
             return parsed if _ENCODER.encode(parsed).encode() == line else None
         except (ValueError, UnicodeEncodeError):  # NaN literal, lone surrogate
@@ -204,7 +212,7 @@ def parse_line(line: bytes) -> dict[str, Any]:
     when it is one but its bytes are not the RFC 8785 form of its value.
     """
     try:
-        parsed = json.loads(line)
+        parsed = json.loads(line.decode())
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise RecordError(f"not JSON ({exc})") from exc
     if type(parsed) is dict and parsed.keys() == FIELDS:

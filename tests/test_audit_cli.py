@@ -150,6 +150,16 @@ def test_check_proof_rejects_a_forged_record_an_old_checkpoint_or_another_key(
     genuine = tmp_path / "proof.json"
     genuine.write_text(json.dumps(bundle))
     result = govtrain("audit", "check-proof", genuine, "--checkpoint", stale, "--pubkey", pub)
+    assert result.exit_code == 1 and "signs sizes [8], the proof is for size 30" in result.output
+    whole_file = govtrain(
+        "audit", "check-proof", genuine, "--checkpoint", run / NOTES_FILE, "--pubkey", pub
+    )
+    assert whole_file.exit_code == 0, whole_file.output
+    forged_root = tmp_path / "forged_root.json"
+    forged_root.write_text(json.dumps({**bundle, "root": "00" * 32}))
+    result = govtrain(
+        "audit", "check-proof", forged_root, "--checkpoint", checkpoint, "--pubkey", pub
+    )
     assert result.exit_code == 1 and "the checkpoint signs" in result.output
     result = govtrain(
         "audit",
