@@ -28,6 +28,7 @@ from audit.keys import (
     load_verifier_key,
     write_key_pair,
 )
+from audit.notes import split_notes
 from audit.proofs import check_proof, prove
 from audit.provenance import export_provenance, read_records
 from audit.repair import repair_torn_tail
@@ -94,12 +95,15 @@ def audit() -> None:
     "anchors",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A signed checkpoint kept outside the run: the log must reproduce it (repeatable).",
+    help="Signed checkpoints kept outside the run (a note or a saved checkpoints.note): "
+    "the log must reproduce each of them (repeatable).",
 )
 def verify(path: Path, pubkey: str | None, anchors: tuple[Path, ...]) -> None:
     """Verify PATH (a run directory or its audit.jsonl) and print a one-line summary."""
-    report = verify_run(path, pubkey=_key(pubkey), anchors=[a.read_text() for a in anchors])
-    _finish(report)
+    notes = [note for anchor in anchors for note in split_notes(anchor.read_bytes())[0]]
+    if anchors and not notes:
+        raise AuditError("--checkpoint holds no complete signed note")
+    _finish(verify_run(path, pubkey=_key(pubkey), anchors=notes))
 
 
 @audit.command()

@@ -183,6 +183,23 @@ def test_provenance_export_is_a_verifiable_envelope(run: Path, tmp_path: Path) -
     assert payload_type == "application/vnd.in-toto+json" and b"slsa.dev/provenance/v1" in payload
 
 
+def test_a_saved_checkpoint_file_catches_a_rollback(run: Path, tmp_path: Path) -> None:
+    saved = tmp_path / "saved.note"
+    saved.write_bytes((run / NOTES_FILE).read_bytes())
+    assert govtrain("audit", "verify", run, "--checkpoint", saved).exit_code == 0
+    lines = (run / LOG_FILE).read_bytes().split(b"\n")[:-1]
+    (run / LOG_FILE).write_bytes(b"".join(line + b"\n" for line in lines[:24]))
+    notes = (run / NOTES_FILE).read_bytes()
+    (run / NOTES_FILE).write_bytes(notes[: notes.index(b"\n30\n")].rsplit(b"govtrain.audit/", 1)[0])
+    rolled = govtrain("audit", "verify", run)  # cut back to a signed size: all the inside can see
+    assert rolled.exit_code == 4 and "no run_end record" in rolled.output
+    anchored = govtrain("audit", "verify", run, "--checkpoint", saved)
+    assert anchored.exit_code == 1 and "trusted checkpoint" in anchored.output
+    empty = tmp_path / "empty.note"
+    empty.write_text("")
+    assert govtrain("audit", "verify", run, "--checkpoint", empty).exit_code == 1
+
+
 def test_a_missing_notes_file_leaves_the_log_unsealed(run: Path) -> None:
     (run / NOTES_FILE).unlink()
     result = govtrain("audit", "verify", run)
