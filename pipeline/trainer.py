@@ -8,7 +8,6 @@ file whose SHA-256 goes into the log, and resuming verifies log and file first.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import random
@@ -24,7 +23,7 @@ from torch import Tensor, nn
 
 from audit.keys import Signer, ensure_run_key, load_signing_key
 from audit.log import AuditLog, FsyncPolicy
-from audit.provenance import build_run_start, read_records
+from audit.provenance import build_run_start, file_sha256, read_records
 from audit.verify import LOG_FILE
 from governance.errors import GovtrainError
 from pipeline.config import RunConfig, parse_config
@@ -160,7 +159,7 @@ class GovernedTrainer:
                 raise RunError(f"{run_dir}: no model checkpoint to resume from")
             ckpt = ckpts[-1]
             path = run_dir / ckpt["path"]
-            digest = _sha256(path) if path.is_file() else "missing"
+            digest = file_sha256(path) if path.is_file() else "missing"
             if digest != ckpt["sha256"]:
                 raise RunError(f"checkpoint {path}: SHA-256 {digest} does not match the log")
             trainer = cls(config, run_dir, key_path=key_path)
@@ -259,7 +258,7 @@ class GovernedTrainer:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         self.audit.append(
-            "checkpoint", {"step": self.step, "path": rel.as_posix(), "sha256": _sha256(path)}
+            "checkpoint", {"step": self.step, "path": rel.as_posix(), "sha256": file_sha256(path)}
         )
 
     def _state(self) -> dict[str, Any]:
@@ -347,14 +346,6 @@ def _optimizer(model: nn.Module, tcfg) -> torch.optim.Optimizer:
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _progress:
