@@ -1,0 +1,525 @@
+"""Governance and auditing for an unmodified Hugging Face `transformers.Trainer`: one callback.
+
+    log = start_audit(run_dir, model, cfg.governance, training_args=args)   # optional
+    callback = GovernanceCallback(cfg.governance, audit=log, probe_batch=probe)
+    Trainer(model=model, args=args, train_dataset=ds, callbacks=[callback]).train()
+
+The callback drives the same `Governor` as `GovernedTrainer`, at the same
+points of a step. Where each call sits in transformers 5.23's
+`Trainer._inner_training_loop` / `_run_epoch`:
+
+* build the Governor, freeze DORMANT groups -> `on_train_begin`: the optimizer
+  is already built (`_prepare_for_training`, from the parameters with
+  requires_grad then, i.e. all of them) and no forward has run yet;
+* `route(per_sample_loss)` -> a forward hook on the model: `training_step`
+  runs forward then backward with no event between; the hook ends the
+  forward, and the routed backward reads the slots it set;
+* `commit(loss, lr)` -> `on_optimizer_step`: after clipping and
+  `optimizer.step()`, before `lr_scheduler.step()` and `model.zero_grad()`,
+  GovernedTrainer's order; `lr` is the rate the step used;
+* `eval` record -> `on_evaluate` (the evaluation's metrics);
+* `checkpoint` record -> `on_save` (SHA-256 of each saved model weight file);
+* close the log (run_end record, final signed checkpoint) -> `on_train_end`.
+
+Gradient norms reach the Governor through its post-accumulate-grad hooks,
+during the backward and before clipping, exactly as in `GovernedTrainer`.
+
+Per-sample losses (the router's scores) are computed in the forward hook
+from `output.logits` and the `labels` the Trainer passed, without gradient:
+
+* causal LM heads (`MODEL_FOR_CAUSAL_LM_MAPPING_NAMES`, e.g. GPT2LMHeadModel):
+  next-token cross-entropy, labels shifted by one, `-100` ignored, averaged
+  over each sample's counted tokens;
+* sequence classification heads (`MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES`,
+  e.g. BertForSequenceClassification): the loss the head itself uses, per
+  sample: cross-entropy, MSE (`num_labels == 1`) or mean BCE (multi-label);
+* anything else: pass `per_sample_loss=fn(logits, labels) -> [B]`.
+
+Position ids. GPT-2 and BERT look their position embeddings up with ids of
+shape [1, T] and let broadcasting add them to every sample; the routed
+embedding routes by dim 0, so it would see one "sample" instead of B. A
+forward pre-hook on every embedding therefore expands ids with batch dim 1 to
+the model's batch [B, ...] (the same values the broadcast produced), so the
+position table's gradient comes from the routed samples only. Any other batch
+dim (a relative-position table indexed by [T, T], say) cannot be routed per
+sample and is refused with the module's name.
+
+What the callback refuses (HFGovernanceError, at `on_train_begin`), and why:
+gradient accumulation > 1 and more than one process/GPU (one route per
+optimizer step of one batch is what the Governor's quota means); a per-device
+batch other than `router.batch_size` (quotas are samples of that batch);
+`max_steps` other than `total_steps` (the hierarchy's emergency deadlines are
+fractions of it); label smoothing (the Trainer then hides `labels` from the
+model); fp16 loss scaling (a skipped overflow step would feed infinite norms
+to the core); torch_compile; resuming from an HF checkpoint (the governor's
+state is not in it); parameters that are frozen or missing from the optimizer
+before governance starts (the Trainer would never update them once their
+group activates).
+
+Where HF differs from GovernedTrainer: a non-finite loss is still stepped by
+the Trainer; the callback routes every sample for it, records `nonfinite` and
+calls `Governor.skip()` as GovernedTrainer does. When every group is frozen
+the Trainer cannot run a backward, so training stops (a `stop` record says why).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+)
+
+from audit.keys import Signer, ensure_run_key
+from audit.log import DEFAULT_CHECKPOINT_EVERY, DEFAULT_FSYNC, AuditLog, FsyncPolicy
+from audit.provenance import build_run_start, file_sha256
+from governance.config import GovernanceConfig
+from governance.errors import GovtrainError
+from governance.state import Transition
+from pipeline.governor import Governor
+from pipeline.models import parameter_digest, structure_digest
+
+log = structlog.get_logger("govtrain")
+
+PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
+MODEL_FILE_PREFIXES = ("model", "pytorch_model")
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".index.json")
+
+
+class HFGovernanceError(GovtrainError):
+    """A Trainer setup or model the callback cannot govern as the Governor would."""
+
+
+# -- per-sample losses ---------------------------------------------------------------------
+
+
+def causal_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """[B, T, V] logits, [B, T] labels -> [B]: mean next-token CE over each sample's tokens."""
+    logits, targets = logits[:, :-1].float(), labels[:, 1:]
+    ce = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        targets.reshape(-1),
+        ignore_index=-100,
+        reduction="none",
+    ).view(targets.shape)
+    counted = (targets != -100).sum(1)
+    return ce.sum(1) / counted.clamp(min=1)
+
+
+def sequence_classification_loss(
+    logits: Tensor, labels: Tensor, problem_type: str | None = None
+) -> Tensor:
+    """[B, C] logits -> [B]: the loss BERT-style heads use, one value per sample.
+
+    `problem_type` as in the model config; when unset it is inferred the way
+    the heads infer it (one label: regression; integer labels: single-label).
+    """
+    logits = logits.float()
+    if problem_type is None:
+        if logits.shape[-1] == 1:
+            problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            problem_type = "single_label_classification"
+        else:
+            problem_type = "multi_label_classification"
+    if problem_type == "regression":
+        return (
+            (logits.view(labels.shape[0], -1) - labels.float().view(labels.shape[0], -1))
+            .pow(2)
+            .mean(1)
+        )
+    if problem_type == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), reduction="none")
+    return F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none").mean(1)
+
+
+def per_sample_loss_for(model: nn.Module) -> PerSampleLoss:
+    """The per-sample loss matching `model`'s head, or HFGovernanceError for other heads."""
+    name = type(model).__name__
+    if name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
+        return causal_lm_loss
+    if name in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.values():
+        problem = getattr(getattr(model, "config", None), "problem_type", None)
+        return lambda logits, labels: sequence_classification_loss(logits, labels, problem)
+    raise HFGovernanceError(
+        f"no per-sample loss known for {name}: supported are causal LM and sequence "
+        f"classification heads; pass per_sample_loss=fn(logits, labels) -> [batch]"
+    )
+
+
+# -- the audit log of an HF run ------------------------------------------------------------
+
+
+def start_audit(
+    run_dir: Path,
+    model: nn.Module,
+    cfg: GovernanceConfig,
+    *,
+    training_args: TrainingArguments | None = None,
+    seed: int = 0,
+    data_files: Iterable[Path] = (),
+    signer: Signer | None = None,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    fsync: FsyncPolicy = DEFAULT_FSYNC,
+) -> AuditLog:
+    """Create `run_dir`'s audit log, committing to the governance config, the Trainer's
+    arguments, the model's architecture and initial weights, and the data files.
+
+    Call it before `trainer.train()`, on the model as it will start training.
+    The run's own key (`run_dir/keys/`) signs unless a `signer` is given.
+    """
+    run_dir = Path(run_dir)
+    config: dict[str, Any] = {
+        "governance": cfg.model_dump(mode="json"),
+        "trainer": "transformers.Trainer",
+        "model_class": type(model).__name__,
+    }
+    model_config = getattr(model, "config", None)
+    if model_config is not None and hasattr(model_config, "to_json_string"):
+        config["model_config"] = json.loads(model_config.to_json_string())
+    if training_args is not None:
+        config["training_args"] = json.loads(training_args.to_json_string())
+    run_start = build_run_start(
+        config=config,
+        seed=seed,
+        data_files=data_files,
+        model_structure_digest=f"sha256:{structure_digest(model)}",
+        initial_params_digest=f"sha256:{parameter_digest(model)}",
+    )
+    return AuditLog.create(
+        run_dir,
+        signer=signer if signer is not None else ensure_run_key(run_dir),
+        run_start=run_start,
+        checkpoint_every=checkpoint_every,
+        fsync=fsync,
+    )
+
+
+# -- the callback --------------------------------------------------------------------------
+
+
+class GovernanceCallback(TrainerCallback):
+    """Governs an HF Trainer's model with a `Governor`; one instance per training run.
+
+    `probe_batch`: model inputs with `labels` for the Governor's drift probe
+    (wake signals for converged groups); without it no group ever awakens.
+    After `on_train_begin`, `gov` is the Governor and `transitions` collects
+    every transition of the run in order.
+    """
+
+    def __init__(
+        self,
+        cfg: GovernanceConfig,
+        *,
+        audit: AuditLog | None = None,
+        probe_batch: Mapping[str, Tensor] | None = None,
+        probe_every: int = 10,
+        awaken_optimizer_state: str = "reset",
+        seed: int = 0,
+        per_sample_loss: PerSampleLoss | None = None,
+    ) -> None:
+        self.cfg, self.audit = cfg, audit
+        self.probe_batch = dict(probe_batch) if probe_batch is not None else None
+        self.probe_every, self.awaken_policy, self.seed = probe_every, awaken_optimizer_state, seed
+        self.loss_fn = per_sample_loss
+        self.gov: Governor | None = None
+        self.transitions: list[Transition] = []
+        self.last_routed: dict[str, tuple[int, ...] | None] = {}
+        self._hooks: list[torch.utils.hooks.RemovableHandle] = []
+        self._batch: int | None = None
+        self._loss: Tensor | None = None
+        self._routed = False
+        self._nonfinite = False
+        self._ended = False
+
+    # -- events ----------------------------------------------------------------------------
+
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: nn.Module | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if self.gov is not None:
+            raise HFGovernanceError("a GovernanceCallback governs one training run; make a new one")
+        if model is None or optimizer is None:
+            raise HFGovernanceError("on_train_begin needs the Trainer's model and optimizer")
+        self._check_setup(args, state, model, optimizer)
+        if self.loss_fn is None:
+            self.loss_fn = per_sample_loss_for(model)
+        self.gov = Governor(
+            model,
+            optimizer,
+            self.cfg,
+            probe=self._probe_fn(model),
+            probe_every=self.probe_every,
+            awaken_optimizer_state=self.awaken_policy,
+            audit=self.audit,
+            seed=self.seed,
+        )
+        self._hooks.append(model.register_forward_pre_hook(self._before_forward, with_kwargs=True))
+        self._hooks.append(model.register_forward_hook(self._after_forward, with_kwargs=True))
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Embedding):
+                self._hooks.append(module.register_forward_pre_hook(self._expander(name)))
+        log.info(
+            "governance_start",
+            groups=self.gov.names,
+            frozen=[n for n in self.gov.names if self._frozen(n)],
+            audited=self.audit is not None,
+        )
+
+    def on_optimizer_step(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        optimizer: torch.optim.Optimizer | None = None,
+        **kwargs: Any,
+    ) -> TrainerControl:
+        gov = self._governor()
+        if not self._routed:
+            raise HFGovernanceError(
+                f"optimizer step {state.global_step} had no routed training forward: the "
+                f"model was called outside the governed module, or without grad"
+            )
+        if gov.step != state.global_step:
+            raise HFGovernanceError(
+                f"governor at step {gov.step} but the Trainer at {state.global_step}"
+            )
+        assert self._loss is not None and optimizer is not None
+        loss = float(self._loss)
+        self._routed = False
+        if self._nonfinite:
+            if self.audit is not None:
+                self.audit.append("nonfinite", {"step": gov.step, "loss": loss})
+            gov.skip()
+            self._nonfinite = False
+            return control
+        result = gov.commit(loss=loss, lr=float(optimizer.param_groups[0]["lr"]))
+        for t in result.transitions:
+            self.transitions.append(t)
+            if t.action in ("Converge", "Awaken", "ActivateLevel"):
+                log.info(t.action, step=gov.step - 1, group=t.group, to=t.after)
+        if all(g.phase.frozen for g in gov.state.groups):
+            if self.audit is not None:
+                self.audit.append("stop", {"step": gov.step, "reason": "every group is frozen"})
+            log.info("stop", step=gov.step, reason="every group is frozen")
+            control.should_training_stop = True
+        return control
+
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if self.audit is None or metrics is None or self._ended:
+            return  # an evaluation after train() ended is not part of the sealed run
+        numbers = {
+            k: float(v)
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        body: dict[str, Any] = {"step": state.global_step, "metrics": numbers}
+        if "eval_loss" in numbers:
+            body["loss"] = numbers["eval_loss"]
+        self.audit.append("eval", body)
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self.audit is None or self._ended:
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        files = sorted(
+            p
+            for p in folder.glob("*")
+            if p.is_file()
+            and p.name.startswith(MODEL_FILE_PREFIXES)
+            and p.name.endswith(MODEL_FILE_SUFFIXES)
+        )
+        if not files:
+            raise HFGovernanceError(f"on_save: no model weight file in {folder} to record")
+        for path in files:
+            self.audit.append(
+                "checkpoint",
+                {
+                    "step": state.global_step,
+                    "path": self._relative(path),
+                    "sha256": file_sha256(path),
+                },
+            )
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._ended = True
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks.clear()
+        if self.gov is not None:
+            self.gov.plan.route_all()  # the model, used afterwards, computes dense gradients
+        if self.audit is not None:
+            self.audit.close({"status": "ok", "steps": state.global_step})
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def _before_forward(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        ref = kwargs.get("input_ids", args[0] if args else None)
+        if ref is None:
+            ref = kwargs.get("inputs_embeds")
+        self._batch = int(ref.shape[0]) if isinstance(ref, Tensor) and ref.dim() > 0 else None
+
+    def _expander(self, name: str) -> Callable[[nn.Module, tuple[Any, ...]], Any]:
+        """A pre-hook giving embedding `name`, looked up with batch dim 1, the model's batch."""
+
+        def expand(module: nn.Module, args: tuple[Any, ...]) -> tuple[Tensor] | None:
+            (ids,) = args
+            batch = self._batch
+            if not (module.training and torch.is_grad_enabled()) or batch is None:
+                return None
+            if ids.dim() == 0 or ids.shape[0] == batch:
+                return None
+            if ids.shape[0] == 1:  # positions shared by every sample, e.g. GPT-2's wpe
+                return (ids.expand(batch, *ids.shape[1:]),)
+            raise HFGovernanceError(
+                f"embedding {name} is looked up with ids of shape {tuple(ids.shape)} in a "
+                f"batch of {batch}: its rows are not samples, so it cannot be routed per sample"
+            )
+
+        return expand
+
+    def _after_forward(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> None:
+        gov = self._governor()
+        if not (module.training and torch.is_grad_enabled() and gov.observing):
+            return  # evaluation, prediction, or the Governor's own probe
+        if self._routed:
+            raise HFGovernanceError(
+                "two training forwards before one optimizer step: gradient accumulation and "
+                "multi-forward losses are not supported (one route per step)"
+            )
+        labels = kwargs.get("labels")
+        if labels is None:
+            raise HFGovernanceError(
+                "a training forward got no `labels`: routing needs per-sample losses (label "
+                "smoothing and compute_loss_func make the Trainer hide labels from the model)"
+            )
+        logits = output["logits"]
+        assert self.loss_fn is not None
+        with torch.no_grad():
+            per_sample = self.loss_fn(logits.detach(), labels)
+        if per_sample.shape != (logits.shape[0],):
+            raise HFGovernanceError(
+                f"per-sample loss has shape {tuple(per_sample.shape)}, expected "
+                f"({logits.shape[0]},)"
+            )
+        loss = output.get("loss") if hasattr(output, "get") else None
+        self._loss = (loss if loss is not None else per_sample.mean()).detach()
+        self._routed = True
+        if not bool(torch.isfinite(per_sample).all()):
+            gov.plan.route_all()
+            self._nonfinite = True
+            return
+        self.last_routed = gov.route(per_sample)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _check_setup(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+    ) -> None:
+        cfg = self.cfg
+        problems = []
+        if state.global_step != 0:
+            problems.append(
+                f"resuming at step {state.global_step}: the governor's state is not in HF "
+                f"checkpoints; start a new run"
+            )
+        if args.gradient_accumulation_steps != 1:
+            problems.append(
+                f"gradient_accumulation_steps is {args.gradient_accumulation_steps}, must be 1"
+            )
+        if args.world_size != 1 or args.n_gpu > 1:
+            problems.append(
+                f"{args.world_size} processes / {args.n_gpu} GPUs: one process on one device"
+            )
+        if args.per_device_train_batch_size != cfg.router.batch_size:
+            problems.append(
+                f"per_device_train_batch_size is {args.per_device_train_batch_size}, "
+                f"router.batch_size is {cfg.router.batch_size}: they must be equal"
+            )
+        if state.max_steps != cfg.total_steps:
+            problems.append(
+                f"the Trainer runs {state.max_steps} steps, total_steps is {cfg.total_steps}: "
+                f"set max_steps={cfg.total_steps}"
+            )
+        if args.label_smoothing_factor:
+            problems.append("label_smoothing_factor must be 0 (the model must see `labels`)")
+        if args.fp16:
+            problems.append("fp16 loss scaling is not supported: use bf16 or fp32")
+        if args.torch_compile:
+            problems.append("torch_compile is not supported (routing slots are read eagerly)")
+        frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+        if frozen:
+            problems.append(
+                f"{len(frozen)} parameter(s) frozen before governance starts (e.g. {frozen[0]}): "
+                f"leave every parameter trainable and let the groups' levels freeze them"
+            )
+        in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        missing = [n for n, p in model.named_parameters() if id(p) not in in_optimizer]
+        if missing:
+            problems.append(
+                f"{len(missing)} parameter(s) missing from the optimizer (e.g. {missing[0]}): "
+                f"they would never be updated once their group activates"
+            )
+        if problems:
+            raise HFGovernanceError("cannot govern this Trainer run: " + "; ".join(problems))
+
+    def _probe_fn(self, model: nn.Module) -> Callable[[nn.Module], Tensor] | None:
+        if self.probe_batch is None:
+            return None
+        if "labels" not in self.probe_batch:
+            raise HFGovernanceError("probe_batch needs `labels` for the probe loss")
+        device = next(model.parameters()).device
+        batch = {
+            k: v.to(device) if isinstance(v, Tensor) else v for k, v in self.probe_batch.items()
+        }
+        return lambda m: m(**batch).loss
+
+    def _governor(self) -> Governor:
+        if self.gov is None:
+            raise HFGovernanceError("the GovernanceCallback has not seen on_train_begin")
+        return self.gov
+
+    def _frozen(self, group: str) -> bool:
+        gov = self._governor()
+        return gov.state.groups[gov.names.index(group)].phase.frozen
+
+    def _relative(self, path: Path) -> str:
+        """`path` relative to the audited run directory when inside it, else absolute."""
+        assert self.audit is not None
+        full, base = path.resolve(), Path(self.audit.run_dir).resolve()
+        return full.relative_to(base).as_posix() if full.is_relative_to(base) else os.fspath(full)
