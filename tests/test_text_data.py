@@ -1,0 +1,141 @@
+"""Text data: configs/shakespeare.yaml, `pipeline.data.text_corpus`, and a governed run on it.
+
+The corpus is Tiny Shakespeare from the shared/ folder beside the repository
+(CI has it there); tests that need it skip when it is absent. They train the
+byte-level BPE on the first ~50 KB only, to stay fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from audit.provenance import file_sha256, read_records
+from audit.verify import LOG_FILE, verify_run
+from governance.errors import ConfigError
+from pipeline.cli import main
+from pipeline.config import DataConfig, load_config
+from pipeline.data import text_corpus
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "shakespeare.yaml"
+SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+SLICE_BYTES = 50_000
+
+
+@pytest.fixture(scope="module")
+def shakespeare_slice(tmp_path_factory) -> Path:
+    """The first ~50 KB of Tiny Shakespeare, cut at a line end."""
+    if not SHAKESPEARE.is_file():
+        pytest.skip(f"{SHAKESPEARE} not found (shared/ lives beside the repository)")
+    head = SHAKESPEARE.read_bytes()[:SLICE_BYTES]
+    path = tmp_path_factory.mktemp("text") / "shakespeare_head.txt"
+    path.write_bytes(head[: head.rindex(b"\n") + 1])
+    return path
+
+
+def data_cfg(path: Path, **overrides) -> DataConfig:
+    return DataConfig(
+        **{"source": "text", "path": path, "seq_len": 64, "vocab_size": 512, **overrides}
+    )
+
+
+def test_the_shakespeare_config_points_at_the_shared_corpus():
+    cfg = load_config(CONFIG).trainable()
+    assert cfg.data is not None and cfg.data.source == "text"
+    assert cfg.data.path == SHAKESPEARE.resolve()  # relative to the config file, not the cwd
+
+
+def test_a_relative_data_path_resolves_against_the_config_file(tmp_path, shakespeare_slice):
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["data"]["path"] = "../corpus/text.txt"
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "text.txt").write_bytes(shakespeare_slice.read_bytes())
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "run.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_config(tmp_path / "configs" / "run.yaml")
+    assert cfg.data is not None and cfg.data.path == (tmp_path / "corpus" / "text.txt").resolve()
+
+
+def test_text_corpus_splits_whole_sequences_of_in_vocabulary_ids(shakespeare_slice):
+    corpus = text_corpus(data_cfg(shakespeare_slice, eval_fraction=0.1))
+    n_train, n_eval = corpus.train.shape[0], corpus.eval.shape[0]
+    assert corpus.train.shape[1] == corpus.eval.shape[1] == 64
+    assert n_eval == int((n_train + n_eval) * 0.1) and n_train > 8 * n_eval
+    # byte-level BPE: 256 byte tokens plus merges, up to the configured size, and it compresses
+    assert 256 < corpus.vocab_size <= 512
+    total = (n_train + n_eval) * 64
+    assert shakespeare_slice.stat().st_size / 6 < total < shakespeare_slice.stat().st_size
+    for ids in (corpus.train, corpus.eval):
+        assert ids.dtype == torch.long and int(ids.min()) >= 0
+        assert int(ids.max()) < corpus.vocab_size
+    assert corpus.files == (shakespeare_slice,)
+
+
+def test_text_corpus_and_its_batches_are_deterministic(shakespeare_slice):
+    a = text_corpus(data_cfg(shakespeare_slice))
+    b = text_corpus(data_cfg(shakespeare_slice))
+    assert torch.equal(a.train, b.train) and torch.equal(a.eval, b.eval)
+    assert a.vocab_size == b.vocab_size
+    batches = [a.batch(step, 16, seed=7) for step in range(3)]
+    assert all(torch.equal(x, b.batch(s, 16, seed=7)) for s, x in enumerate(batches))
+    assert not torch.equal(batches[0], batches[1])
+    assert not torch.equal(batches[0], a.batch(0, 16, seed=8))
+    rows = {tuple(r) for r in a.train.tolist()}
+    assert all(tuple(r) in rows for x in batches for r in x.tolist())
+
+
+def test_missing_empty_and_too_short_files_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.path: no such file"):
+        text_corpus(data_cfg(tmp_path / "absent.txt"))
+    (tmp_path / "empty.txt").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"data\.path: .*empty\.txt is empty"):
+        text_corpus(data_cfg(tmp_path / "empty.txt"))
+    (tmp_path / "short.txt").write_text("To be, or not to be: that is the question.\n" * 3)
+    with pytest.raises(ConfigError, match=r"data\.path: .*too little text"):
+        text_corpus(data_cfg(tmp_path / "short.txt", seq_len=512))
+
+
+def test_a_missing_corpus_fails_the_cli_with_one_line_naming_data_path(tmp_path):
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["data"]["path"] = str(tmp_path / "absent.txt")
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(
+        main, ["run", str(tmp_path / "run.yaml"), "--run-dir", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 1
+    assert "data.path: no such file" in result.output
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_govtrain_run_trains_on_the_text_config(tmp_path, shakespeare_slice):
+    """`govtrain run` on configs/shakespeare.yaml, narrowed to a small width and the slice."""
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["data"].update({"path": str(shakespeare_slice), "seq_len": 32, "vocab_size": 384})
+    raw["model"].update({"n_embd": 32, "n_head": 2})
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(raw))
+    run_dir = tmp_path / "run"
+    args = ["run", str(tmp_path / "run.yaml"), "--stop-after", "3", "--run-dir", str(run_dir)]
+    result = CliRunner().invoke(main, [*args, "--no-progress"])
+    assert result.exit_code == 0, result.output
+
+    assert verify_run(run_dir).closed
+    records = read_records(run_dir / LOG_FILE)
+    start = records[0].body
+    assert start["data"] == [
+        {
+            "path": str(shakespeare_slice),
+            "sha256": file_sha256(shakespeare_slice),
+            "bytes": shakespeare_slice.stat().st_size,
+        }
+    ]
+    assert start["config"]["data"]["source"] == "text"
+    steps = [r.body for r in records if r.kind == "step"]
+    assert [s["step"] for s in steps] == [0, 1, 2]
+    assert all(s["loss"] < 7.0 for s in steps)  # ln(384) ~ 5.95 at initialisation
+    ckpt = [r.body for r in records if r.kind == "checkpoint"]
+    assert ckpt and file_sha256(run_dir / ckpt[-1]["path"]) == ckpt[-1]["sha256"]
