@@ -1,0 +1,192 @@
+--------------------------- MODULE GovernedTraining ---------------------------
+(***************************************************************************)
+(* One governance step over every group; Python: governance/step.py.       *)
+(*                                                                         *)
+(* The state is exactly governance.state.GovernanceState: the clock, the   *)
+(* active level, and per group its phase, seenHigh, lows and awakenings.   *)
+(* In one GovernanceStep every group's governor moves on its own           *)
+(* observation (signal high or low, wake probe fired or not) at the same   *)
+(* time, the clock ticks (saturating at Horizon), then the hierarchy       *)
+(* activates at most one level.  The budget and the router decide, from    *)
+(* the state after the step, what the next step may use; the decision is   *)
+(* a function of the state and the groups' learning needs, so the budget   *)
+(* and router invariants are checked for every vector of needs.            *)
+(*                                                                         *)
+(* Each rule is the one of its component spec, used through INSTANCE:      *)
+(* ConvergenceGovernor's Observe, HierarchyActivator's NextLevel and       *)
+(* Woken, FederatedBudget's Allocation, GradientRouter's Quota, and the    *)
+(* components' own invariant predicates.                                   *)
+(***************************************************************************)
+EXTENDS Naturals, Sequences, FiniteSets, TLC
+
+CONSTANTS
+    GroupNames,         \* GroupNames[g]: group g's name (groups are 1..N, in config order)
+    Level,              \* Level[g]: group g's hierarchy level
+    Patience,           \* governor.patience
+    MaxAwakenings,      \* governor.max_awakenings
+    TotalSteps,         \* total_steps
+    EmergencyFraction,  \* hierarchy.emergency_fraction as <<numerator, denominator>>
+    Warmup,             \* router.warmup_steps
+    Batch,              \* router.batch_size
+    Master,             \* budget.master
+    Floor,              \* budget.floor
+    Ceiling,            \* budget.ceiling
+    Multiplier,         \* governor.multipliers: [ACTIVE |-> m, COOLING |-> m, AWAKENED |-> m]
+    Needs,              \* the learning needs a group may report (naturals, see README)
+    Bug                 \* "none", or a Bug variant of one of the components
+
+ASSUME /\ DOMAIN GroupNames = DOMAIN Level
+       /\ DOMAIN Multiplier = {"ACTIVE", "COOLING", "AWAKENED"}
+       /\ Needs \subseteq Nat
+
+VARIABLES clock, activeLevel, phase, seenHigh, lows, awakenings
+vars == <<clock, activeLevel, phase, seenHigh, lows, awakenings>>
+
+Groups == DOMAIN Level
+
+Gov(g) == INSTANCE ConvergenceGovernor
+              WITH phase <- phase[g], seenHigh <- seenHigh[g], lows <- lows[g],
+                   awakenings <- awakenings[g]
+
+Hier == INSTANCE HierarchyActivator WITH pending <- FALSE
+
+Horizon == Hier!Horizon
+MaxLevel == Hier!MaxLevel
+
+-----------------------------------------------------------------------------
+(* The step.                                                               *)
+
+Frozen(g) == phase[g] \in Gov(g)!Frozen
+Eligible == {g \in Groups : ~Frozen(g)}
+
+Name(g) == GroupNames[g]
+Labels(f) == SelectSeq([g \in Groups |-> f[g]], LAMBDA s : s # "")
+
+\* The outcome of one step under one observation per group (high[g]: g's
+\* signal is high, wake[g]: g's wake probe fired): the next clock, level and
+\* group records, and the actions taken in the order step.py reports them
+\* (governor moves in group order, then ActivateLevel, then each Activate).
+Step(high, wake) ==
+    LET moved == [g \in Groups |-> Gov(g)!Observe(Gov(g)!Current, high[g], wake[g])]
+        movedPhase == [g \in Groups |-> moved[g].next.phase]
+        c == Hier!Tick(clock)
+        lvl == Hier!NextLevel(movedPhase, activeLevel, c)
+        woken == IF lvl = activeLevel THEN {} ELSE Hier!Woken(movedPhase, lvl)
+        refrozen == IF lvl = activeLevel THEN {} ELSE Hier!Refrozen(movedPhase, lvl)
+        groups == [g \in Groups |->
+                      CASE g \in woken -> Gov(g)!Activated(moved[g].next)
+                        [] g \in refrozen -> [moved[g].next EXCEPT !.phase = "DORMANT"]
+                        [] OTHER -> moved[g].next]
+        governed == Labels([g \in Groups |->
+                        IF moved[g].action = "None" THEN ""
+                        ELSE moved[g].action \o "(" \o Name(g) \o ")"])
+        activated == IF lvl = activeLevel THEN << >>
+                     ELSE <<"ActivateLevel(" \o ToString(lvl) \o ")">>
+                          \o Labels([g \in Groups |->
+                                 IF g \in woken THEN "Activate(" \o Name(g) \o ")" ELSE ""])
+    IN [clock |-> c, level |-> lvl, groups |-> groups, actions |-> governed \o activated]
+
+\* The observations Next offers: each group's signal only where its phase
+\* reads it, its wake probe only where its phase reads that, as
+\* governance/explore.py enumerates them.  ConvergenceGovernor's
+\* ReadsOnlyItsInputs shows that an input a phase does not read changes
+\* nothing, so no behaviour is lost; GovernanceStep itself takes any
+\* observation, e.g. one recorded in a trace.
+Signals == {high \in [Groups -> BOOLEAN] : \A g \in Groups :
+                high[g] => Gov(g)!ReadsSignal(phase[g])}
+Wakes == {wake \in [Groups -> BOOLEAN] : \A g \in Groups : wake[g] => Gov(g)!ReadsWake(phase[g])}
+
+Apply(s) == /\ clock' = s.clock
+            /\ activeLevel' = s.level
+            /\ phase' = [g \in Groups |-> s.groups[g].phase]
+            /\ seenHigh' = [g \in Groups |-> s.groups[g].seenHigh]
+            /\ lows' = [g \in Groups |-> s.groups[g].lows]
+            /\ awakenings' = [g \in Groups |-> s.groups[g].awakenings]
+
+GovernanceStep(high, wake) == Apply(Step(high, wake))
+
+Init == /\ clock = 0
+        /\ activeLevel = 0
+        /\ phase = [g \in Groups |-> IF Level[g] = 0 THEN "ACTIVE" ELSE "DORMANT"]
+        /\ seenHigh = [g \in Groups |-> FALSE]
+        /\ lows = [g \in Groups |-> 0]
+        /\ awakenings = [g \in Groups |-> 0]
+
+Next == \E high \in Signals, wake \in Wakes : GovernanceStep(high, wake)
+
+Spec == Init /\ [][Next]_vars
+FairSpec == Spec /\ WF_vars(Next)
+
+-----------------------------------------------------------------------------
+(* The decision for the next step, for a vector of learning needs.        *)
+
+NeedVectors == [Groups -> Needs]
+WeightValues == {0} \cup {n * Multiplier[p] : n \in Needs, p \in DOMAIN Multiplier}
+
+Weight(nd) == [g \in Groups |-> IF g \in Eligible THEN nd[g] * Multiplier[phase[g]] ELSE 0]
+
+\* The budget, facing this step's request.
+Budget(nd) == INSTANCE FederatedBudget
+                  WITH eligible <- Eligible, weight <- Weight(nd),
+                       units <- [g \in Groups |-> 0], stage <- "request",
+                       Weights <- WeightValues
+
+Decision(nd) == Budget(nd)!Decision
+
+\* The router of group g, holding u units and routing quota q.
+Router(g, u, q) == INSTANCE GradientRouter
+                       WITH frozen <- Frozen(g), units <- u, quota <- q, routed <- {},
+                            scores <- [i \in 1..Batch |-> 0], stage <- "routed",
+                            MaxUnits <- Ceiling, Scores <- {0}
+
+\* What the next step may use: budget units, the budget's action and each
+\* group's quota, for every vector of needs.
+Plan(nd) == LET d == Decision(nd) IN
+            [units |-> d.units, action |-> d.action,
+             quota |-> [g \in Groups |-> Router(g, d.units[g], 0)!QuotaNow]]
+Plans == [nd \in NeedVectors |-> Plan(nd)]   \* use as TLCEval(Plans): computed once per check
+
+-----------------------------------------------------------------------------
+(* Invariants, as in governance/invariants.py, each the component's own.  *)
+
+TypeOK == /\ clock \in 0..Horizon
+          /\ activeLevel \in 0..MaxLevel
+          /\ \A g \in Groups : Gov(g)!TypeOK
+          /\ LET p == TLCEval(Plans) IN
+                \A nd \in NeedVectors : /\ p[nd].units \in [Groups -> Nat]
+                                       /\ p[nd].quota \in [Groups -> Nat]
+
+NoCoolingFromCold == \A g \in Groups : Gov(g)!NoCoolingFromCold
+AwakeningsBounded == \A g \in Groups : Gov(g)!AwakeningsBounded
+
+DormantAboveLevel == Hier!DormantAboveLevel
+LevelsMonotone == [][Hier!LevelNeverFalls]_vars
+NoSkippedLevels == [][Hier!LevelRisesByAtMostOne]_vars
+ActivationGated == [][Hier!ActivationIsGated]_vars
+
+BudgetConserved ==
+    LET p == TLCEval(Plans) IN \A nd \in NeedVectors : Budget(nd)!ConservedFor(p[nd].units)
+BudgetWithinBounds ==
+    LET p == TLCEval(Plans) IN
+    \A nd \in NeedVectors : Budget(nd)!WithinBoundsFor(p[nd].units, Eligible, p[nd].action)
+BudgetWorkConserving ==
+    LET p == TLCEval(Plans) IN \A nd \in NeedVectors : Budget(nd)!WorkConservingFor(p[nd].units, Eligible)
+NoBudgetForFrozen ==
+    LET p == TLCEval(Plans) IN
+    \A nd \in NeedVectors : Budget(nd)!NoBudgetForFrozenFor(p[nd].units, Eligible)
+
+QuotaWithinBatch ==
+    LET p == TLCEval(Plans) IN
+    \A nd \in NeedVectors, g \in Groups :
+        Router(g, p[nd].units[g], p[nd].quota[g])!QuotaWithinBatch
+FrozenGetsNoGradient ==
+    LET p == TLCEval(Plans) IN
+    \A nd \in NeedVectors, g \in Groups :
+        Router(g, p[nd].units[g], p[nd].quota[g])!FrozenGetsNoGradient
+
+(* Liveness: the deadline brings the top level in whatever the signals do, *)
+(* and the bounded awakenings make the system stop waking up.              *)
+TopLevelEventuallyActive == <>(activeLevel = MaxLevel)
+AwakeningsStabilise == <>[][UNCHANGED awakenings]_vars
+
+=============================================================================

@@ -1,0 +1,21 @@
+----------------------- MODULE MCGovernedTrainingDeep -----------------------
+(* A deeper composition than configs/small.yaml: four groups over three    *)
+(* levels (two at level 0), patience 2, one awakening, 12 steps with the   *)
+(* emergency at three quarters of the run (deadlines 5 and 9), two warmup  *)
+(* steps, and a budget whose floors do not fit once every group is awake   *)
+(* (master 5, floor 2), so Ration happens too.                             *)
+EXTENDS GovernedTraining
+Deep_GroupNames == <<"embed", "body", "neck", "head">>
+Deep_Level == <<0, 0, 1, 2>>
+Deep_Patience == 2
+Deep_MaxAwakenings == 1
+Deep_TotalSteps == 12
+Deep_EmergencyFraction == <<3, 4>>
+Deep_Warmup == 2
+Deep_Batch == 4
+Deep_Master == 5
+Deep_Floor == 2
+Deep_Ceiling == 4
+Deep_Multiplier == [ACTIVE |-> 2, COOLING |-> 1, AWAKENED |-> 2]
+Deep_Needs == {1, 3}
+=============================================================================
