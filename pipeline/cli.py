@@ -15,6 +15,7 @@ import click
 from audit.errors import AuditError
 from governance.errors import GovtrainError
 from pipeline.audit_cli import audit, keys
+from pipeline.specs_cli import specs
 
 
 class _Group(click.Group):
@@ -39,6 +40,7 @@ def main() -> None:
 
 main.add_command(audit)
 main.add_command(keys)
+main.add_command(specs)
 
 
 @main.command()

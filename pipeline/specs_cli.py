@@ -1,0 +1,329 @@
+"""`govtrain specs ...`: model-check the TLA+ specs with TLC and compare them with the Python core.
+
+    govtrain specs check [NAME ...] [--json] [--slow] [--no-conform]
+    govtrain specs conform-graph [--config FILE] [--json]
+    govtrain specs gen-model CONFIG [--out FILE]
+
+`check` runs the models of specs/manifest.yaml (each must hold or fail exactly
+as the manifest says, with its number of distinct states) and then the
+spec-vs-code comparisons of tools/conformance.py (named `conform:<Spec>`),
+and prints one table. Exit status: 0 when everything matches, 1 when anything
+does not, 2 when there is no Java or no tla2tools.jar ("TLC not found:
+SKIPPED"), so CI can tell "not checked" from "broken".
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from governance.errors import GovtrainError
+
+REPO = Path(__file__).resolve().parent.parent
+MANIFEST = REPO / "specs" / "manifest.yaml"
+SMALL = REPO / "configs" / "small.yaml"
+CONFORM = ("ConvergenceGovernor", "GovernedTraining", "FederatedBudget")
+EXIT_MISMATCH, EXIT_SKIPPED = 1, 2
+
+
+@click.group()
+def specs() -> None:
+    """Model-check the TLA+ specs with TLC and compare them with the Python core."""
+
+
+def _toolchain_or_skip(as_json: bool):
+    from tools.tlc import TLCNotFound, find_toolchain
+
+    try:
+        return find_toolchain()
+    except TLCNotFound as exc:
+        if as_json:
+            click.echo(json.dumps({"status": "skipped", "reason": str(exc)}))
+        click.echo(f"TLC not found: SKIPPED ({exc})", err=as_json)
+        sys.exit(EXIT_SKIPPED)
+
+
+@dataclass
+class _Row:
+    name: str
+    outcome: str
+    expected: str
+    states: str
+    seconds: float
+    ok: bool
+    problems: list[str]
+    data: dict[str, Any]
+
+
+def _model_row(verdict) -> _Row:
+    from tools.tlc import describe_outcome
+
+    r, e = verdict.result, verdict.entry
+    outcome = describe_outcome(r.outcome, r.violated)
+    found = "-" if r.distinct_states is None else f"{r.distinct_states:,}"
+    states = (
+        found if r.distinct_states == e.distinct_states else f"{found} (want {e.distinct_states:,})"
+    )
+    return _Row(
+        e.name,
+        outcome,
+        e.expect.describe(),
+        states,
+        r.wall_s or 0.0,
+        verdict.ok,
+        list(verdict.problems),
+        verdict.as_dict(),
+    )
+
+
+def _conform_row(name: str, run: Callable[[], Any]) -> _Row:
+    from tools.tlc import TLCOutputError
+
+    start = time.monotonic()
+    try:
+        comparison = run()
+    except (TLCOutputError, GovtrainError) as exc:
+        return _Row(
+            f"conform:{name}",
+            "error",
+            "equal",
+            "-",
+            time.monotonic() - start,
+            False,
+            [str(exc)],
+            {"name": name, "ok": False, "error": str(exc)},
+        )
+    states = f"{comparison.left_states:,}"
+    if comparison.right_states != comparison.left_states:
+        states = f"{comparison.left_states:,} py / {comparison.right_states:,} tla"
+    problems = [comparison.difference.describe()] if comparison.difference else []
+    return _Row(
+        f"conform:{name}",
+        "equal" if comparison.ok else "differs",
+        "equal",
+        states,
+        comparison.seconds,
+        comparison.ok,
+        problems,
+        comparison.as_dict(),
+    )
+
+
+def _conformers(config: Path, toolchain, names: tuple[str, ...], bug: str = "none"):
+    from pipeline.config import load_config
+    from tools import conformance
+
+    cfg = load_config(config).governance
+    runs = {
+        "ConvergenceGovernor": lambda: conformance.conform_governor(cfg, toolchain, bug=bug),
+        "GovernedTraining": lambda: conformance.conform_training(
+            cfg, toolchain, source=_shown(config), bug=bug
+        ),
+        "FederatedBudget": lambda: conformance.conform_budget(toolchain, bug=bug),
+    }
+    return [(n, runs[n]) for n in names]
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def _table(rows: list[_Row], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("model", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("expected", no_wrap=True)
+    table.add_column("states", justify="right", no_wrap=True)
+    table.add_column("seconds", justify="right")
+    table.add_column("")
+    for row in rows:
+        mark = "[green]ok[/]" if row.ok else "[bold red]MISMATCH[/]"
+        table.add_row(row.name, row.outcome, row.expected, row.states, f"{row.seconds:.1f}", mark)
+    # A log (CI) gets the whole table, not 80 columns of wrapped cells.
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(table)
+    for row in rows:
+        for problem in row.problems:
+            console.print(f"[bold red]{row.name}[/]: {problem}", highlight=False)
+
+
+def _run_all(jobs: list[tuple[str, Callable[[], _Row]]], quiet: bool) -> list[_Row]:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    rows: list[_Row] = []
+    if quiet:
+        return [job() for _, job in jobs]
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("TLC", total=len(jobs))
+        for name, job in jobs:
+            progress.update(task, description=f"TLC {name}")
+            rows.append(job())
+            progress.advance(task)
+    return rows
+
+
+@specs.command()
+@click.argument("names", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--slow", is_flag=True, help="Also run the models the manifest marks slow.")
+@click.option("--no-conform", is_flag=True, help="Skip the spec-vs-code graph comparisons.")
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=SMALL,
+    show_default=True,
+    help="Run config whose bounds the graph comparisons use.",
+)
+@click.option(
+    "--manifest",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=MANIFEST,
+    show_default=True,
+)
+@click.option("--timeout", default=600, show_default=True, help="Seconds per TLC run.")
+def check(
+    names: tuple[str, ...],
+    as_json: bool,
+    slow: bool,
+    no_conform: bool,
+    config: Path,
+    manifest: Path,
+    timeout: int,
+) -> None:
+    """Run the manifest's TLC models (NAMEs or fnmatch patterns; all when none) and the
+    spec-vs-code comparisons (conform:ConvergenceGovernor, conform:GovernedTraining,
+    conform:FederatedBudget); exit 0 only if every result is as expected."""
+    from fnmatch import fnmatchcase
+
+    from tools.tlc import check_model, load_manifest
+
+    loaded = load_manifest(manifest)
+    models = loaded.select(names, include_slow=slow)
+    conform_names = tuple(
+        n
+        for n in CONFORM
+        if not no_conform and (not names or any(fnmatchcase(f"conform:{n}", p) for p in names))
+    )
+    unmatched = [
+        p
+        for p in names
+        if not any(fnmatchcase(m.name, p) for m in loaded.models)
+        and not any(fnmatchcase(f"conform:{n}", p) for n in CONFORM)
+    ]
+    if unmatched:
+        raise GovtrainError(f"no model matches {', '.join(unmatched)} (see {_shown(manifest)})")
+    toolchain = _toolchain_or_skip(as_json)
+    start = time.monotonic()
+    jobs: list[tuple[str, Callable[[], _Row]]] = [
+        (
+            m.name,
+            (lambda m=m: _model_row(check_model(m, loaded, toolchain=toolchain, timeout=timeout))),
+        )
+        for m in models
+    ]
+    jobs += [
+        (f"conform:{n}", (lambda n=n, run=run: _conform_row(n, run)))
+        for n, run in _conformers(config, toolchain, conform_names)
+    ]
+    rows = _run_all(jobs, quiet=as_json)
+    elapsed = time.monotonic() - start
+    bad = [r for r in rows if not r.ok]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "status": "ok" if not bad else "mismatch",
+                    "seconds": round(elapsed, 1),
+                    "results": [r.data for r in rows],
+                },
+                indent=2,
+            )
+        )
+    else:
+        _table(rows, f"TLC {toolchain.jar}")
+        summary = f"{len(models)} models, {len(conform_names)} comparisons, {elapsed:.0f} s: "
+        click.echo(summary + ("all as expected" if not bad else f"{len(bad)} MISMATCH"))
+    if bad:
+        sys.exit(EXIT_MISMATCH)
+
+
+@specs.command("conform-graph")
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=SMALL,
+    show_default=True,
+    help="Run config whose bounds both sides use.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparisons as JSON.")
+@click.option(
+    "--bug",
+    default="none",
+    show_default=True,
+    help="Compare against a broken spec variant (a Bug name of specs/README.md) to see how a "
+    "difference is reported.",
+)
+def conform_graph(config: Path, as_json: bool, bug: str) -> None:
+    """Compare TLC's state graphs of ConvergenceGovernor, GovernedTraining and FederatedBudget
+    with the Python core's at the same bounds; report the first difference, if any."""
+    toolchain = _toolchain_or_skip(as_json)
+    rows = _run_all(
+        [
+            (f"conform:{n}", (lambda n=n, run=run: _conform_row(n, run)))
+            for n, run in _conformers(config, toolchain, CONFORM, bug=bug)
+        ],
+        quiet=as_json,
+    )
+    if as_json:
+        click.echo(json.dumps([r.data for r in rows], indent=2))
+    else:
+        _table(rows, f"spec vs code at the bounds of {_shown(config)}")
+    if not all(r.ok for r in rows):
+        sys.exit(EXIT_MISMATCH)
+
+
+@specs.command("gen-model")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the module here (its name is the file's stem); print it when absent.",
+)
+def gen_model(config: Path, out: Path | None) -> None:
+    """Render GovernedTraining's constants for CONFIG as an MC module
+    (specs/MCGovernedTraining.tla is this for configs/small.yaml)."""
+    from pipeline.config import load_config
+    from tools.conformance import render_training_module
+
+    cfg = load_config(config).governance
+    module = out.stem if out is not None else "MCGovernedTraining"
+    text = render_training_module(cfg, module, source=_shown(config))
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    click.echo(f"wrote {out}")

@@ -1,0 +1,245 @@
+"""Spec and code agree: the graph comparison, the TLA+ constants, and (with TLC) the real thing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+from governance.state import GroupState, Phase
+from tools import conformance as conf
+from tools.tlc import StateGraph, TLCNotFound, find_toolchain, parse_dot
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "tlc"
+
+
+def have_tlc() -> bool:
+    try:
+        find_toolchain()
+    except TLCNotFound:
+        return False
+    return True
+
+
+needs_tlc = pytest.mark.skipif(not have_tlc(), reason="TLC not installed (no java or no jar)")
+
+
+def copy(graph: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    return nx.MultiDiGraph(graph)
+
+
+# --------------------------------------------------------------------------- the comparison
+
+
+def test_python_governor_graph(small_cfg):
+    graph, init = conf.governor_graph(small_cfg.governor)
+    assert init == GroupState(Phase.DORMANT)
+    labels = {k for _, _, k in graph.edges(keys=True)}
+    assert labels == {"Activate", "Learn", "BeginCooling", "Cool", "Converge", "Reheat", "Awaken"}
+    assert all(u != v for u, v in graph.edges())  # no action leaves a group as it was
+
+
+def test_identical_graphs_have_no_difference(small_cfg):
+    graph, init = conf.governor_graph(small_cfg.governor)
+    result = conf.compare("g", graph, init, copy(graph), init)
+    assert result.ok and result.left_states == result.right_states == graph.number_of_nodes()
+
+
+def test_a_missing_transition_is_the_first_difference(small_cfg):
+    graph, init = conf.governor_graph(small_cfg.governor)
+    altered = copy(graph)
+    converging = [(u, v) for u, v, k in graph.edges(keys=True) if k == "Converge"]
+    u, v = converging[0]
+    altered.remove_edge(u, v, key="Converge")
+    diff = conf.first_difference(graph, init, altered, init, show=conf.show_group)
+    assert diff is not None
+    assert diff.kind == "transition only in Python"
+    assert diff.detail == f"--Converge--> {conf.show_group(v)}"
+    assert diff.state == conf.show_group(u)
+    assert diff.path == ("Activate", "Learn", "BeginCooling", "Cool")
+
+
+def test_a_relabelled_transition_shows_on_both_sides(small_cfg):
+    graph, init = conf.governor_graph(small_cfg.governor)
+    altered = copy(graph)
+    (u, v), *_ = [(a, b) for a, b, k in graph.edges(keys=True) if k == "Learn"]
+    altered.remove_edge(u, v, key="Learn")
+    altered.add_edge(u, v, key="Learnt")
+    diff = conf.first_difference(graph, init, altered, init)
+    assert diff is not None and diff.kind == "transition only in Python"
+    assert diff.detail.startswith("--Learn-->")
+    # the other way round the same edge is the one the other side lacks
+    altered.remove_edge(u, v, key="Learnt")
+    altered.add_edge(u, v, key="Learn")
+    altered.add_edge(u, v, key="Learnt")
+    diff = conf.first_difference(graph, init, altered, init)
+    assert diff is not None and diff.kind == "transition only in TLA+"
+    assert diff.detail.startswith("--Learnt-->")
+
+
+def test_an_extra_state_is_reported(small_cfg):
+    graph, init = conf.governor_graph(small_cfg.governor)
+    altered = copy(graph)
+    stray = GroupState(Phase.COOLING, True, 1, 2)  # two awakenings: beyond the bound
+    assert stray not in graph
+    altered.add_node(stray)
+    diff = conf.first_difference(graph, init, altered, init)
+    assert diff is not None and diff.kind == "state only in TLA+"
+    assert diff.state == str(stray)
+
+
+def test_a_state_missing_behind_a_transition(small_cfg):
+    graph, init = conf.governor_graph(small_cfg.governor)
+    altered = copy(graph)
+    awakened = [v for _, v, k in graph.edges(keys=True) if k == "Awaken"]
+    altered.remove_node(awakened[0])
+    diff = conf.first_difference(graph, init, altered, init)
+    assert diff is not None and diff.kind == "transition only in Python"
+    assert "--Awaken-->" in diff.detail
+
+
+def test_different_initial_states():
+    a, b = nx.MultiDiGraph(), nx.MultiDiGraph()
+    a.add_node(1)
+    b.add_node(2)
+    diff = conf.first_difference(a, 1, b, 2)
+    assert diff is not None and diff.kind == "initial state"
+
+
+def test_tlc_governor_graph_from_the_fixture_matches_python(small_cfg):
+    """The fixture is TLC's own state graph of ConvergenceGovernor at patience 2, one
+    awakening: it must equal what convergence.py spans at those bounds."""
+    gov = small_cfg.governor.model_copy(update={"patience": 2, "max_awakenings": 1})
+    dump = parse_dot((FIXTURES / "holds.dot").read_text())
+    theirs, their_init = conf.graph_from_tlc(dump, conf.group_state, lambda _s, _d, a: a)
+    mine, my_init = conf.governor_graph(gov)
+    result = conf.compare("ConvergenceGovernor", mine, my_init, theirs, their_init)
+    assert result.ok, result.difference and result.difference.describe()
+    assert result.left_transitions == result.right_transitions == 15
+    # ... and one governor with a different patience is a different graph
+    other, other_init = conf.governor_graph(gov.model_copy(update={"patience": 3}))
+    diff = conf.first_difference(other, other_init, theirs, their_init)
+    assert diff is not None
+
+
+def test_labels_of_the_composed_step():
+    assert conf.step_label({}, {"actions": ()}, "LabelledNext") == "Stutter"
+    two = {"actions": ("Learn(embed)", "ActivateLevel(1)", "Activate(head)")}
+    label = conf.step_label({}, two, "LabelledNext")
+    assert label == "Learn(embed)|ActivateLevel(1)|Activate(head)"
+
+
+def test_tla_values_map_to_python_states():
+    values = {
+        "clock": 2,
+        "activeLevel": 1,
+        "phase": ("CONVERGED", "COOLING", "ACTIVE"),
+        "seenHigh": (True, True, False),
+        "lows": (0, 1, 0),
+        "awakenings": (1, 0, 0),
+        "actions": ("Cool(body)",),
+    }
+    state = conf.governance_state(values)
+    assert state.clock == 2 and state.active_level == 1
+    assert state.groups[1] == GroupState(Phase.COOLING, True, 1, 0)
+    assert state.groups[0].awakenings == 1
+
+
+def test_budget_decisions_compared_request_by_request():
+    case = conf.BudgetCase(groups=2, master=3, floor=2, ceiling=3, weights=(1, 2))
+
+    def node(eligible, weight, units, stage):
+        return {"eligible": eligible, "weight": weight, "units": units, "stage": stage}
+
+    from governance import budget
+
+    states, edges = {}, set()
+    for sid, (eligible, w) in enumerate(
+        [((), (0, 0))]
+        + [((1,), (a, 0)) for a in (1, 2)]
+        + [((2,), (0, b)) for b in (1, 2)]
+        + [((1, 2), (a, b)) for a in (1, 2) for b in (1, 2)]
+    ):
+        request = [w[g - 1] if g in eligible else None for g in (1, 2)]
+        alloc = budget.allocate(request, case.config)
+        stage = "rationed" if alloc.action == "Ration" else "handout"
+        states[str(sid)] = node(eligible, w, alloc.units, stage)
+    dump = StateGraph(states, {"0"}, edges)
+    assert conf.compare_decisions(dump, case).ok
+    wrong = dict(states)
+    wrong["5"] = {**states["5"], "units": (3, 0)}
+    diff = conf.compare_decisions(StateGraph(wrong, {"0"}, edges), case).difference
+    assert diff is not None and diff.kind == "different decision"
+    missing = {k: v for k, v in states.items() if k != "2"}
+    diff = conf.compare_decisions(StateGraph(missing, {"0"}, edges), case).difference
+    assert diff is not None and diff.kind == "request only in Python"
+
+
+# --------------------------------------------------------------------------- TLA+ constants
+
+
+def test_checked_in_model_is_generated_from_small_yaml(small_cfg):
+    rendered = conf.render_training_module(
+        small_cfg, "MCGovernedTraining", source="configs/small.yaml"
+    )
+    checked_in = (ROOT / "specs" / "MCGovernedTraining.tla").read_text()
+    assert rendered == checked_in, "run: govtrain specs gen-model configs/small.yaml " + (
+        "--out specs/MCGovernedTraining.tla"
+    )
+
+
+def test_constant_names_cover_the_spec(small_cfg):
+    assert tuple(conf.training_constants(small_cfg)) == conf.CONSTANT_NAMES
+    spec = (ROOT / "specs" / "GovernedTraining.tla").read_text()
+    declared = spec[spec.index("CONSTANTS") : spec.index("ASSUME")]
+    for name in (*conf.CONSTANT_NAMES, "Bug"):
+        assert f"    {name}," in declared or f"    {name} " in declared
+
+
+def test_tla_rendering_and_exact_numbers():
+    assert conf.tla(("a", 1, True)) == '<<"a", 1, TRUE>>'
+    assert conf.tla({3, 1}) == "{1, 3}"
+    assert conf.tla({"ACTIVE": 2}) == "[ACTIVE |-> 2]"
+    assert conf.tla('say "hi"') == '"say \\"hi\\""'
+    assert conf.exact(0.3) == conf.exact(0.1) * 3
+    assert conf.integer_scale([0.5, 1.0, 1.25]) == ([2, 4, 5], 4)
+    assert conf.integer_scale([2.0, 1.0]) == ([2, 1], 1)
+
+
+def test_other_models_use_small_yaml_bounds(small_cfg):
+    """The hand-written models that claim configs/small.yaml's bounds really use them."""
+    governor = (ROOT / "specs" / "MCConvergenceGovernor.cfg").read_text()
+    assert f"Patience = {small_cfg.governor.patience}" in governor
+    assert f"MaxAwakenings = {small_cfg.governor.max_awakenings}" in governor
+    hierarchy = (ROOT / "specs" / "MCHierarchyActivator.tla").read_text()
+    consts = conf.training_constants(small_cfg)
+    assert f"SmallLevel == {conf.tla(consts['Level'])}" in hierarchy
+    assert f"SmallSteps == {consts['TotalSteps']}" in hierarchy
+    assert f"SmallEmergency == {conf.tla(consts['EmergencyFraction'])}" in hierarchy
+    assert f"SmallWarmup == {consts['Warmup']}" in hierarchy
+    router = (ROOT / "specs" / "MCGradientRouter.cfg").read_text()
+    assert f"Batch = {small_cfg.router.batch_size}" in router
+    assert f"Warmup = {small_cfg.router.warmup_steps}" in router
+
+
+# --------------------------------------------------------------------------- with TLC
+
+
+@needs_tlc
+def test_spec_and_code_agree(small_cfg):
+    """TLC's graphs of ConvergenceGovernor and GovernedTraining (configs/small.yaml) and the
+    budget's decisions equal the Python core's; a broken spec variant does not."""
+    toolchain = find_toolchain()
+    for comparison in (
+        conf.conform_governor(small_cfg, toolchain, timeout=120),
+        conf.conform_training(small_cfg, toolchain, timeout=300),
+        conf.conform_budget(toolchain, timeout=120),
+    ):
+        assert comparison.ok, comparison.difference and comparison.difference.describe()
+    broken = conf.conform_governor(small_cfg, toolchain, bug="NoColdGuard", timeout=120)
+    assert broken.difference is not None
+    assert broken.difference.kind == "transition only in TLA+"
+    assert "--BeginCooling-->" in broken.difference.detail
+    assert broken.difference.path == ("Activate",)

@@ -1,0 +1,95 @@
+"""`govtrain specs ...`: SKIPPED without TLC, errors as one line, the table and JSON with TLC."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import main
+from tools.tlc import TLCNotFound, find_toolchain
+
+ROOT = Path(__file__).resolve().parent.parent
+NO_TLC = {"TLA2TOOLS_JAR": "/nonexistent/tla2tools.jar"}
+
+
+def have_tlc() -> bool:
+    try:
+        find_toolchain()
+    except TLCNotFound:
+        return False
+    return True
+
+
+needs_tlc = pytest.mark.skipif(not have_tlc(), reason="TLC not installed (no java or no jar)")
+
+
+def test_check_without_tlc_is_skipped_with_exit_2():
+    result = CliRunner().invoke(main, ["specs", "check"], env=NO_TLC)
+    assert result.exit_code == 2
+    assert "TLC not found: SKIPPED" in result.output
+    assert "/nonexistent/tla2tools.jar" in result.output
+
+
+def test_check_json_without_tlc():
+    result = CliRunner().invoke(main, ["specs", "check", "--json"], env=NO_TLC)
+    assert result.exit_code == 2
+    payload = json.loads(result.stdout)
+    assert payload["status"] == "skipped"
+
+
+def test_conform_graph_without_tlc_is_skipped():
+    result = CliRunner().invoke(main, ["specs", "conform-graph"], env=NO_TLC)
+    assert result.exit_code == 2 and "TLC not found: SKIPPED" in result.output
+
+
+def test_unknown_model_name_is_an_error_even_without_tlc():
+    result = CliRunner().invoke(main, ["specs", "check", "NoSuchModel"], env=NO_TLC)
+    assert result.exit_code == 1
+    assert "no model matches NoSuchModel" in result.output
+
+
+def test_gen_model_renders_the_checked_in_module(tmp_path):
+    result = CliRunner().invoke(main, ["specs", "gen-model", str(ROOT / "configs" / "small.yaml")])
+    assert result.exit_code == 0
+    assert result.output == (ROOT / "specs" / "MCGovernedTraining.tla").read_text()
+    out = tmp_path / "MCOther.tla"
+    result = CliRunner().invoke(
+        main, ["specs", "gen-model", str(ROOT / "configs" / "small.yaml"), "--out", str(out)]
+    )
+    assert result.exit_code == 0
+    assert "MODULE MCOther " in out.read_text()
+
+
+@needs_tlc
+def test_check_one_model_as_json():
+    result = CliRunner().invoke(
+        main, ["specs", "check", "ConvergenceGovernor_NoColdGuard", "--no-conform", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["status"] == "ok"
+    (row,) = payload["results"]
+    assert row["model"] == "ConvergenceGovernor_NoColdGuard" and row["ok"]
+    assert row["result"]["violated"] == "NoCoolingFromCold"
+    assert [s["action"] for s in row["result"]["trace"]][-1] == "BeginCooling"
+
+
+@needs_tlc
+def test_a_result_that_differs_from_the_manifest_fails(tmp_path):
+    manifest = tmp_path / "manifest.yaml"
+    specs = ROOT / "specs"
+    manifest.write_text(
+        "models:\n"
+        f"  - name: Governor\n    module: {specs / 'ConvergenceGovernor.tla'}\n"
+        f"    config: {specs / 'MCConvergenceGovernor_NoColdGuard.cfg'}\n"
+        "    expect: holds\n    distinct_states: 4\n"
+    )
+    result = CliRunner().invoke(
+        main, ["specs", "check", "--manifest", str(manifest), "--no-conform"]
+    )
+    assert result.exit_code == 1
+    assert "MISMATCH" in result.output
+    assert "expected holds, TLC says invariant-violated (NoCoolingFromCold)" in result.output

@@ -1,0 +1,565 @@
+"""Spec and code agree: TLC's reachable state graph against the Python core's, at the same bounds.
+
+Three comparisons, each from one run config (default `configs/small.yaml`):
+
+* **ConvergenceGovernor**: TLC's state graph of `specs/ConvergenceGovernor.tla`
+  (Patience and MaxAwakenings from the config) against the graph the Python
+  functions `convergence.observe` and `convergence.activate` span from a
+  DORMANT group. Nodes map field by field (`phase`, `seenHigh`->`seen_high`,
+  `lows`, `awakenings`); edges are labelled with TLC's action names, which are
+  the names `observe` returns (a Python step that returns no action changes
+  nothing and is TLA+ stuttering, so it is not an edge).
+* **GovernedTraining**: TLC's state graph of `specs/GovernedTrainingLabelled.tla`
+  with constants rendered from the config (`render_training_module`) against
+  `governance.explore.explore(cfg)`. Nodes map to `GovernanceState` (`clock`,
+  `activeLevel`->`active_level`, group i's fields from position i+1 of the
+  TLA+ tuples); the history variable `actions` is dropped from the node and
+  becomes the edge's label: its elements joined by `|`, or `Stutter` when
+  empty, exactly the explorer's edge keys (`Learn(embed)|ActivateLevel(1)`).
+* **FederatedBudget**: every decided request of `specs/FederatedBudget.tla`
+  (the final states of its state graph) against `budget.allocate` on the same
+  weights, over the requests of `BudgetCase` (MCFederatedBudget's bounds,
+  where both Allocate and Ration happen).
+
+Each comparison reports the first difference in breadth-first order from the
+initial state, with the path that reaches it, or none.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from math import lcm
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from governance import budget, convergence
+from governance.config import BudgetConfig, GovernanceConfig, GovernorConfig
+from governance.explore import explore, render
+from governance.state import GovernanceState, GroupState, Phase
+from tools.tlc import StateGraph, TLCOutputError, TLCResult, Toolchain, parse_dot, run_tlc
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+NEEDS = (1, 3)  # the explorer's default needs (1.0, 3.0); they only weigh the budget
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+@dataclass(frozen=True)
+class Difference:
+    kind: str  # "initial state", "state only in ...", "transition only in ..."
+    state: str
+    detail: str
+    path: tuple[str, ...] = ()  # the labels that lead from the initial state to `state`
+
+    def describe(self) -> str:
+        route = " -> ".join(self.path) if self.path else "(the initial state)"
+        return f"{self.kind}: {self.detail}\n  at {self.state}\n  reached by {route}"
+
+
+@dataclass
+class Comparison:
+    name: str
+    left: str
+    right: str
+    left_states: int
+    left_transitions: int
+    right_states: int
+    right_transitions: int
+    difference: Difference | None
+    seconds: float = 0.0
+    tlc: TLCResult | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.difference is None
+
+    def as_dict(self) -> dict[str, Any]:
+        diff = self.difference
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "states": {self.left: self.left_states, self.right: self.right_states},
+            "transitions": {self.left: self.left_transitions, self.right: self.right_transitions},
+            "difference": None
+            if diff is None
+            else {
+                "kind": diff.kind,
+                "state": diff.state,
+                "detail": diff.detail,
+                "path": list(diff.path),
+            },
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def edge_set(graph: nx.MultiDiGraph) -> set[tuple[Hashable, Hashable, str]]:
+    return {(u, v, k) for u, v, k in graph.edges(keys=True)}
+
+
+def first_difference(
+    left: nx.MultiDiGraph,
+    left_init: Hashable,
+    right: nx.MultiDiGraph,
+    right_init: Hashable,
+    *,
+    names: tuple[str, str] = ("Python", "TLA+"),
+    show: Callable[[Hashable], str] = str,
+) -> Difference | None:
+    """The first place where two labelled state graphs differ, breadth-first from `left_init`
+    (successors visited in order of label, then rendered state), or None if they are equal."""
+    a, b = names
+    if left_init != right_init:
+        return Difference(
+            "initial state", show(left_init), f"{a} starts at {show(left_init)}, {b} elsewhere"
+        )
+    parent: dict[Hashable, tuple[Hashable, str] | None] = {left_init: None}
+    queue = deque([left_init])
+
+    def path(node: Hashable) -> tuple[str, ...]:
+        labels = []
+        while (step := parent[node]) is not None:
+            node, label = step
+            labels.append(label)
+        return tuple(reversed(labels))
+
+    while queue:
+        u = queue.popleft()
+        if u not in right:
+            return Difference(f"state only in {a}", show(u), "no such state in " + b, path(u))
+        mine = {(k, v) for _, v, k in left.out_edges(u, keys=True)}
+        theirs = {(k, v) for _, v, k in right.out_edges(u, keys=True)}
+        order = sorted(mine | theirs, key=lambda kv: (kv[0], show(kv[1])))
+        for k, v in order:
+            if (k, v) not in theirs:
+                return Difference(
+                    f"transition only in {a}", show(u), f"--{k}--> {show(v)}", path(u)
+                )
+            if (k, v) not in mine:
+                return Difference(
+                    f"transition only in {b}", show(u), f"--{k}--> {show(v)}", path(u)
+                )
+        for k, v in order:
+            if v not in parent:
+                parent[v] = (u, k)
+                queue.append(v)
+    extra = sorted((n for n in right.nodes if n not in parent), key=show)
+    if extra:
+        return Difference(f"state only in {b}", show(extra[0]), f"not reachable in {a}", ())
+    return None
+
+
+def compare(
+    name: str,
+    left: nx.MultiDiGraph,
+    left_init: Hashable,
+    right: nx.MultiDiGraph,
+    right_init: Hashable,
+    *,
+    names: tuple[str, str] = ("Python", "TLA+"),
+    show: Callable[[Hashable], str] = str,
+) -> Comparison:
+    return Comparison(
+        name=name,
+        left=names[0],
+        right=names[1],
+        left_states=left.number_of_nodes(),
+        left_transitions=len(edge_set(left)),
+        right_states=right.number_of_nodes(),
+        right_transitions=len(edge_set(right)),
+        difference=first_difference(left, left_init, right, right_init, names=names, show=show),
+    )
+
+
+def graph_from_tlc(
+    dump: StateGraph,
+    node: Callable[[dict[str, Any]], Hashable],
+    label: Callable[[dict[str, Any], dict[str, Any], str], str],
+) -> tuple[nx.MultiDiGraph, Hashable]:
+    """Map TLC's state graph through `node` (values -> Python state) and `label`
+    (source values, target values, TLC's action label -> edge key)."""
+    graph = nx.MultiDiGraph()
+    mapped = {sid: node(values) for sid, values in dump.states.items()}
+    graph.add_nodes_from(mapped.values())
+    for src, dst, action in dump.edges:
+        graph.add_edge(
+            mapped[src], mapped[dst], key=label(dump.states[src], dump.states[dst], action)
+        )
+    initial = {mapped[i] for i in dump.initial}
+    if len(initial) != 1:
+        raise TLCOutputError(f"expected one initial state, TLC has {len(initial)}")
+    return graph, initial.pop()
+
+
+# --------------------------------------------------------------------------- TLA+ constants
+
+
+def tla(value: Any) -> str:
+    """A Python value as a TLA+ constant expression."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple | list):
+        return "<<" + ", ".join(tla(v) for v in value) + ">>"
+    if isinstance(value, set | frozenset):
+        return "{" + ", ".join(tla(v) for v in sorted(value)) + "}"
+    if isinstance(value, dict):
+        return "[" + ", ".join(f"{k} |-> {tla(v)}" for k, v in value.items()) + "]"
+    raise TypeError(f"no TLA+ form for {value!r}")
+
+
+def exact(x: float) -> Fraction:
+    """A config number as the decimal the user wrote (0.3 is 3/10, not the nearest double)."""
+    return Fraction(str(x))
+
+
+def integer_scale(values: Iterable[float]) -> tuple[list[int], int]:
+    """Scale rationals to integers by the least common denominator: weights compare as
+    ratios, so multiplying every multiplier (or every need) by one positive number
+    changes no allocation."""
+    fracs = [exact(v) for v in values]
+    scale = lcm(*(f.denominator for f in fracs)) if fracs else 1
+    return [int(f * scale) for f in fracs], scale
+
+
+def training_constants(cfg: GovernanceConfig, needs: Sequence[float] = NEEDS) -> dict[str, Any]:
+    """GovernedTraining's constants for a governance config."""
+    frac = cfg.hierarchy.emergency_ratio  # the decimal as written, exactly
+    phases = ("ACTIVE", "COOLING", "AWAKENED")
+    mults, _ = integer_scale(cfg.governor.multipliers[Phase(p)] for p in phases)
+    need_ints, _ = integer_scale(needs)
+    return {
+        "GroupNames": tuple(g.name for g in cfg.groups),
+        "Level": tuple(g.level for g in cfg.groups),
+        "Patience": cfg.governor.patience,
+        "MaxAwakenings": cfg.governor.max_awakenings,
+        "TotalSteps": cfg.total_steps,
+        "EmergencyFraction": (frac.numerator, frac.denominator),
+        "Warmup": cfg.router.warmup_steps,
+        "Batch": cfg.router.batch_size,
+        "Master": cfg.budget.master,
+        "Floor": cfg.budget.floor,
+        "Ceiling": cfg.budget.ceiling,
+        "Multiplier": dict(zip(phases, mults, strict=True)),
+        "Needs": set(need_ints),
+    }
+
+
+def render_training_module(
+    cfg: GovernanceConfig,
+    module: str,
+    *,
+    extends: str = "GovernedTraining",
+    source: str = "",
+    needs: Sequence[float] = NEEDS,
+) -> str:
+    """An MC module defining MC_<Constant> for every constant of GovernedTraining."""
+    consts = training_constants(cfg, needs)
+    bar = "-" * max(4, (75 - len(module) - 12) // 2)
+    lines = [f"{bar} MODULE {module} {bar}"]
+    lines.append(f"(* Generated from {source or 'a governance config'} by tools/conformance.py;")
+    lines.append("   do not edit: `govtrain specs gen-model` rewrites it. *)")
+    lines.append(f"EXTENDS {extends}")
+    lines += [f"MC_{name} == {tla(value)}" for name, value in consts.items()]
+    lines.append("=" * 77)
+    return "\n".join(lines) + "\n"
+
+
+# The constants of GovernedTraining, in the order training_constants lists them.
+CONSTANT_NAMES = (
+    "GroupNames",
+    "Level",
+    "Patience",
+    "MaxAwakenings",
+    "TotalSteps",
+    "EmergencyFraction",
+    "Warmup",
+    "Batch",
+    "Master",
+    "Floor",
+    "Ceiling",
+    "Multiplier",
+    "Needs",
+)
+
+
+# --------------------------------------------------------------------------- the graphs
+
+
+def governor_graph(gov: GovernorConfig) -> tuple[nx.MultiDiGraph, GroupState]:
+    """The Python governor's reachable graph from a DORMANT group."""
+    init = GroupState(Phase.DORMANT)
+    graph = nx.MultiDiGraph()
+    graph.add_node(init)
+    queue, seen = deque([init]), {init}
+    while queue:
+        g = queue.popleft()
+        moves = []
+        if g.phase is Phase.DORMANT:
+            moves.append((convergence.activate(g), "Activate"))
+        for high in (False, True):
+            for wake in (False, True):
+                new, action = convergence.observe(g, high, wake, gov)
+                if action is not None:
+                    moves.append((new, action))
+        for new, action in moves:
+            graph.add_edge(g, new, key=action)
+            if new not in seen:
+                seen.add(new)
+                queue.append(new)
+    return graph, init
+
+
+def group_state(values: dict[str, Any], i: int | None = None) -> GroupState:
+    pick = (lambda name: values[name]) if i is None else (lambda name: values[name][i])
+    return GroupState(Phase(pick("phase")), pick("seenHigh"), pick("lows"), pick("awakenings"))
+
+
+def governance_state(values: dict[str, Any]) -> GovernanceState:
+    groups = tuple(group_state(values, i) for i in range(len(values["phase"])))
+    return GovernanceState(values["clock"], values["activeLevel"], groups)
+
+
+def step_label(_src: dict[str, Any], dst: dict[str, Any], _action: str) -> str:
+    return "|".join(dst["actions"]) or "Stutter"
+
+
+def show_group(g: Hashable) -> str:
+    assert isinstance(g, GroupState)
+    return f"<{g.phase.value} seenHigh={g.seen_high} lows={g.lows} awakenings={g.awakenings}>"
+
+
+def show_state(s: Hashable) -> str:
+    assert isinstance(s, GovernanceState)
+    return render(s)
+
+
+@dataclass(frozen=True)
+class BudgetCase:
+    """The requests the budget comparison covers: every eligible subset of `groups`
+    groups with every weight in `weights`. The default is MCFederatedBudget's: four
+    eligible groups do not fit their floors (Ration), fewer do (Allocate)."""
+
+    groups: int = 4
+    master: int = 7
+    floor: int = 2
+    ceiling: int = 4
+    weights: tuple[int, ...] = (0, 1, 2, 3)
+
+    @property
+    def config(self) -> BudgetConfig:
+        return BudgetConfig(master=self.master, floor=self.floor, ceiling=self.ceiling)
+
+
+class _Workdir:
+    """A scratch directory holding copies of every spec module, so generated MC
+    modules can EXTEND them without writing into specs/."""
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="govtrain-conform-"))
+        for module in SPECS.glob("*.tla"):
+            shutil.copy2(module, self.path / module.name)
+
+    def write(self, name: str, text: str) -> Path:
+        target = self.path / name
+        target.write_text(text, encoding="utf-8")
+        return target
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _cfg(spec: str, constants: Iterable[str], deadlock: bool = False) -> str:
+    lines = ["CONSTANTS", *constants, f"SPECIFICATION {spec}"]
+    if not deadlock:
+        lines.append("CHECK_DEADLOCK FALSE")
+    return "\n".join(lines) + "\n"
+
+
+def _run_dump(
+    work: _Workdir, module: Path, cfg: Path, toolchain: Toolchain, timeout: float
+) -> tuple[StateGraph, TLCResult]:
+    dot = work.path / (module.stem + ".dot")
+    result = run_tlc(module, cfg, workers=2, timeout=timeout, toolchain=toolchain, dump_dot=dot)
+    if result.outcome.value != "holds" or not dot.is_file():
+        first = result.errors[0].splitlines()[0] if result.errors else "no state graph written"
+        raise TLCOutputError(f"TLC did not explore {module.name}: {result.outcome.value}: {first}")
+    return parse_dot(dot.read_text(encoding="utf-8")), result
+
+
+def conform_governor(
+    cfg: GovernanceConfig, toolchain: Toolchain, *, bug: str = "none", timeout: float = 600
+) -> Comparison:
+    start = time.monotonic()
+    work = _Workdir()
+    try:
+        gov = cfg.governor
+        conf = work.write(
+            "ConformGovernor.cfg",
+            _cfg(
+                "Spec",
+                [
+                    f"    Patience = {gov.patience}",
+                    f"    MaxAwakenings = {gov.max_awakenings}",
+                    f"    Bug = {tla(bug)}",
+                ],
+            ),
+        )
+        dump, result = _run_dump(
+            work, work.path / "ConvergenceGovernor.tla", conf, toolchain, timeout
+        )
+    finally:
+        work.close()
+    theirs, their_init = graph_from_tlc(dump, group_state, lambda _s, _d, action: action)
+    mine, my_init = governor_graph(gov)
+    out = compare("ConvergenceGovernor", mine, my_init, theirs, their_init, show=show_group)
+    out.seconds, out.tlc = time.monotonic() - start, result
+    return out
+
+
+def conform_training(
+    cfg: GovernanceConfig,
+    toolchain: Toolchain,
+    *,
+    source: str = "",
+    bug: str = "none",
+    timeout: float = 600,
+    max_states: int = 200_000,
+) -> Comparison:
+    start = time.monotonic()
+    work = _Workdir()
+    try:
+        module = work.write(
+            "ConformGovernedTraining.tla",
+            render_training_module(
+                cfg, "ConformGovernedTraining", extends="GovernedTrainingLabelled", source=source
+            ),
+        )
+        conf = work.write(
+            "ConformGovernedTraining.cfg",
+            _cfg(
+                "LabelledSpec",
+                [f"    {n} <- MC_{n}" for n in CONSTANT_NAMES] + [f"    Bug = {tla(bug)}"],
+                deadlock=True,
+            ),
+        )
+        dump, result = _run_dump(work, module, conf, toolchain, timeout)
+    finally:
+        work.close()
+    theirs, their_init = graph_from_tlc(dump, governance_state, step_label)
+    exploration = explore(cfg, needs=tuple(float(n) for n in NEEDS), max_states=max_states)
+    out = compare(
+        "GovernedTraining",
+        exploration.graph,
+        exploration.initial,
+        theirs,
+        their_init,
+        show=show_state,
+    )
+    out.seconds, out.tlc = time.monotonic() - start, result
+    return out
+
+
+def conform_budget(
+    toolchain: Toolchain,
+    *,
+    case: BudgetCase = BudgetCase(),
+    bug: str = "none",
+    timeout: float = 600,
+) -> Comparison:
+    """Every decided request of FederatedBudget.tla against budget.allocate."""
+    start = time.monotonic()
+    work = _Workdir()
+    try:
+        conf = work.write(
+            "ConformBudget.cfg",
+            _cfg(
+                "Spec",
+                [
+                    f"    Groups = {tla(set(range(1, case.groups + 1)))}",
+                    f"    Master = {case.master}",
+                    f"    Floor = {case.floor}",
+                    f"    Ceiling = {case.ceiling}",
+                    f"    Weights = {tla(set(case.weights))}",
+                    f"    Bug = {tla(bug)}",
+                ],
+            ),
+        )
+        dump, result = _run_dump(work, work.path / "FederatedBudget.tla", conf, toolchain, timeout)
+    finally:
+        work.close()
+    out = compare_decisions(dump, case)
+    out.seconds, out.tlc = time.monotonic() - start, result
+    return out
+
+
+def compare_decisions(dump: StateGraph, case: BudgetCase) -> Comparison:
+    """TLA+ decisions (final states) against Python's, request by request."""
+    groups = range(1, case.groups + 1)
+    has_successor = {src for src, dst, _ in dump.edges if src != dst}
+    decided: dict[tuple, tuple[tuple[int, ...], str]] = {}
+    difference = None
+    for sid, values in sorted(dump.states.items()):
+        if sid in has_successor:
+            continue
+        eligible = set(values["eligible"])
+        request = tuple(values["weight"][g - 1] if g in eligible else None for g in groups)
+        action = "Ration" if values["stage"] == "rationed" else "Allocate"
+        tla_decision = (tuple(values["units"]), action)
+        if request in decided and decided[request] != tla_decision and difference is None:
+            difference = Difference(
+                "two TLA+ decisions", str(request), f"{decided[request]} and {tla_decision}"
+            )
+        decided[request] = tla_decision
+    python: dict[tuple, tuple[tuple[int, ...], str]] = {}
+    for size in range(1 << case.groups):
+        eligible = [g for g in groups if size >> (g - 1) & 1]
+        for ws in _weight_vectors(len(eligible), case.weights):
+            it = iter(ws)
+            request = tuple(next(it) if g in eligible else None for g in groups)
+            alloc = budget.allocate(list(request), case.config)
+            python[request] = (alloc.units, alloc.action)
+    for request in sorted(python, key=str):
+        if difference is not None:
+            break
+        if request not in decided:
+            difference = Difference("request only in Python", str(request), "TLA+ never decides it")
+        elif decided[request] != python[request]:
+            difference = Difference(
+                "different decision",
+                str(request),
+                f"Python {python[request]}, TLA+ {decided[request]}",
+            )
+    if difference is None and set(decided) - set(python):
+        extra = sorted(set(decided) - set(python), key=str)[0]
+        difference = Difference("request only in TLA+", str(extra), "Python never sees it")
+    return Comparison(
+        name="FederatedBudget",
+        left="Python",
+        right="TLA+",
+        left_states=len(python),
+        left_transitions=0,
+        right_states=len(decided),
+        right_transitions=0,
+        difference=difference,
+    )
+
+
+def _weight_vectors(n: int, weights: Sequence[int]) -> Iterable[tuple[int, ...]]:
+    if n == 0:
+        yield ()
+        return
+    for w in weights:
+        for rest in _weight_vectors(n - 1, weights):
+            yield (w, *rest)
