@@ -32,6 +32,7 @@ from governance.errors import GovtrainError
 
 JAR_ENV = "TLA2TOOLS_JAR"
 
+# TLC's own advice for model checking throughput.
 JVM_FLAGS = ("-XX:+UseParallelGC",)
 
 
@@ -52,15 +53,14 @@ class Toolchain:
     jar: Path
 
 
-def find_jar(env: Mapping[str, str] | None = None, home: Path | None = None) -> Path | None:
+def find_jar(env: Mapping[str, str] | None = None) -> Path | None:
     """TLA2TOOLS_JAR if set (an explicit path that does not exist means "not found"),
     else ~/.tlaplus/tla2tools.jar."""
     env = os.environ if env is None else env
     if JAR_ENV in env:
         explicit = Path(env[JAR_ENV]).expanduser()
         return explicit if explicit.is_file() else None
-    home = Path(env.get("HOME", "~")).expanduser() if home is None else home
-    default = home / ".tlaplus" / "tla2tools.jar"
+    default = Path(env.get("HOME", "~")).expanduser() / ".tlaplus" / "tla2tools.jar"
     return default if default.is_file() else None
 
 
