@@ -35,7 +35,15 @@ class RouteSlot:
     batch: int = 1
 
     def rows(self, t: Tensor) -> Tensor:
-        return t if self.index is None else t.index_select(0, self.index)
+        if self.index is None:
+            return t
+        if t.shape[0] != self.batch:
+            raise RuntimeError(
+                f"routed backward got an activation of shape {tuple(t.shape)} whose first "
+                f"dimension is not the batch ({self.batch}); pass per-sample inputs "
+                f"(e.g. position_ids of shape [batch, seq])"
+            )
+        return t.index_select(0, self.index)
 
     @property
     def scale(self) -> float:
@@ -44,7 +52,7 @@ class RouteSlot:
         return self.batch / max(1, int(self.index.numel()))
 
 
-_ALL = RouteSlot()  # for parameters that are not governed (none in practice; safe default)
+_ALL = RouteSlot()  # parameters that are not governed (frozen before governance began)
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -194,8 +202,9 @@ def make_routable(model: nn.Module, group_of: dict[str, str]) -> RoutingPlan:
     silently ignore the router.
     """
     plan = RoutingPlan({g: RouteSlot() for g in sorted(set(group_of.values()))})
-    # id(param) -> group, so a tied weight (GPT-2's lm_head is wte) routes with its owner
-    owners = {id(p): group_of[name] for name, p in model.named_parameters()}
+    # id(param) -> slot, so a tied weight (GPT-2's lm_head is wte) routes with its owner;
+    # parameters outside `group_of` (frozen before governance began) get no routing
+    owners = {id(p): plan.slots[group_of[n]] for n, p in model.named_parameters() if n in group_of}
     for mod_name, module in model.named_modules():
         own = dict(module.named_parameters(recurse=False))
         if not own:
@@ -207,5 +216,5 @@ def make_routable(model: nn.Module, group_of: dict[str, str]) -> RoutingPlan:
                 f"{sorted(own)} but has no routed implementation"
             )
         module.__class__ = routed
-        module.route = {p: plan.slots[owners[id(t)]] for p, t in own.items()}
+        module.route = {p: owners.get(id(t), _ALL) for p, t in own.items()}
     return plan

@@ -203,24 +203,22 @@ class GovernedTrainer:
     # -- one step ---------------------------------------------------------------------
 
     def train_step(self) -> bool:
-        """One governed step; False when the loss was not finite and the update was skipped."""
+        """One governed step; False when a loss or gradient was not finite and was skipped."""
         assert self.audit is not None
         ids = self.corpus.batch(self.step, self.cfg.governance.router.batch_size, self.cfg.seed)
         ids = ids.to(self.device, non_blocking=True)
         losses = per_sample_loss(self.model, ids)
         loss = losses.mean()
         if not torch.isfinite(loss):
-            self.audit.append("nonfinite", {"step": self.step, "loss": loss.item()})
-            self.optimizer.zero_grad(set_to_none=True)
-            self.step += 1
-            self.gov.skip()
-            return False
+            return self._skip({"loss": loss.item()})
         self.gov.route(losses)
         if loss.requires_grad:  # False once every group is frozen: nothing to learn, no backward
             self.backward_flops += self.flops.step_flops(self._frozen(), self._quotas())
             loss.backward()
-            if self.cfg.train.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            clip = self.cfg.train.grad_clip or math.inf
+            norm = nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            if not torch.isfinite(norm):
+                return self._skip({"loss": loss.item(), "grad_norm": norm.item()})
             self.optimizer.step()
         result = self.gov.commit(loss=loss.item(), lr=self.optimizer.param_groups[0]["lr"])
         self.optimizer.zero_grad(set_to_none=True)
@@ -231,6 +229,15 @@ class GovernedTrainer:
         self.step += 1
         self.last_loss = loss.item()
         return True
+
+    def _skip(self, what: dict[str, float]) -> bool:
+        """Record a non-finite loss or gradient and leave the weights and the core untouched."""
+        assert self.audit is not None
+        self.audit.append("nonfinite", {"step": self.step, **what})
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.gov.skip()
+        return False
 
     @torch.no_grad()
     def evaluate(self) -> float:

@@ -193,3 +193,22 @@ def test_nonfinite_losses_skip_updates_then_stop(tmp_path: Path, monkeypatch) ->
     nonfinite = [r.body for r in records if r.kind == "nonfinite"]
     assert len(nonfinite) == 3 and all(math.isnan(r["loss"]) for r in nonfinite)
     assert verify_run(tmp_path / "nan").closed
+
+
+def test_nonfinite_gradient_skips_the_update(tmp_path: Path) -> None:
+    trainer = GovernedTrainer(parse_config(tiny_run()), tmp_path / "inf")
+    trainer.start()
+    for _ in range(3):
+        trainer.train_step()
+    param = trainer.model.transformer.wte.weight
+    handle = param.register_hook(lambda g: torch.full_like(g, float("inf")))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert trainer.train_step() is False
+    handle.remove()
+    after = trainer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert trainer.train_step() is True
+    trainer.audit.close()
+    records = read_records(tmp_path / "inf" / "audit.jsonl")
+    bad = [r.body for r in records if r.kind == "nonfinite"]
+    assert len(bad) == 1 and bad[0]["step"] == 3 and math.isinf(bad[0]["grad_norm"])
