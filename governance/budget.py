@@ -14,7 +14,8 @@ one group) is split among eligible, i.e. non-frozen, groups:
   heaviest groups. Still conserving, still zero for frozen groups.
 
 Weights are need x multiplier[phase], compared as exact fractions so every
-rank of a distributed run takes the same decision from the same floats.
+rank of a distributed run takes the same decision from the same inputs, and
+the spec's integer arithmetic and this code agree on every tie.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def feasible(eligible: int, cfg: BudgetConfig) -> bool:
     return eligible * cfg.floor <= cfg.master
 
 
-def allocate(weights: Sequence[float | None], cfg: BudgetConfig) -> Allocation:
+def allocate(weights: Sequence[Fraction | float | None], cfg: BudgetConfig) -> Allocation:
     """Split the master budget; `None` marks a frozen group, which gets zero."""
     exact = {i: Fraction(w) for i, w in enumerate(weights) if w is not None}
     units = [0] * len(weights)

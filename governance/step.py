@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from governance import budget, convergence, hierarchy, routing
 from governance.config import GovernanceConfig
@@ -42,10 +43,14 @@ def initial_state(cfg: GovernanceConfig) -> GovernanceState:
 
 
 def decide(state: GovernanceState, needs: Sequence[float], cfg: GovernanceConfig) -> Decision:
-    """Allocate the budget by need x phase multiplier, then turn units into quotas."""
-    mult = cfg.governor.multipliers
+    """Allocate the budget by need x phase multiplier, then turn units into quotas.
+
+    The product is exact (the measured need's binary value times the multiplier's
+    decimal), so equal weights tie as they do in the spec, not by float rounding.
+    """
+    mult = {p: Fraction(repr(m)) for p, m in cfg.governor.multipliers.items()}
     weights = [
-        None if g.phase.frozen else need * mult[g.phase]
+        None if g.phase.frozen else Fraction(need) * mult[g.phase]
         for g, need in zip(state.groups, needs, strict=True)
     ]
     alloc = budget.allocate(weights, cfg.budget)

@@ -93,3 +93,21 @@ def test_more_weight_never_means_fewer_units(ws: list[float], master: int) -> No
         for j in range(len(ws)):
             if Fraction(ws[i]) > Fraction(ws[j]):
                 assert units[i] >= units[j]
+
+
+def test_equal_weights_tie_exactly_through_decide(small_cfg) -> None:
+    """need 3 x multiplier 0.1 and need 1 x multiplier 0.3 are the same weight, 3/10."""
+    from governance.state import GovernanceState, GroupState, Phase
+    from governance.step import decide
+
+    gov = small_cfg.governor.model_copy(
+        update={"multipliers": {Phase.ACTIVE: 0.3, Phase.COOLING: 0.1, Phase.AWAKENED: 1.0}}
+    )
+    budget = small_cfg.budget.model_copy(update={"master": 5})
+    cfg = small_cfg.model_copy(update={"governor": gov, "budget": budget})
+    s = GovernanceState(
+        3, 0, (GroupState(Phase.COOLING, True), GroupState(Phase.ACTIVE), GroupState(Phase.DORMANT))
+    )
+    # an exact tie: the odd unit goes to the lower index (in floats 3 * 0.1 > 0.3)
+    assert decide(s, [3.0, 1.0, 1.0], cfg).allocations == (3, 2, 0)
+    assert decide(s, [3.0, 1.0000001, 1.0], cfg).allocations == (2, 3, 0)
