@@ -25,6 +25,12 @@ class Phase(StrEnum):
         return self in (Phase.DORMANT, Phase.CONVERGED)
 
 
+# Every action a governance step can take, as the specs and audit records spell them:
+# the governor's moves, then the hierarchy's (budget decisions are Allocate / Ration).
+GOVERNOR_ACTIONS = ("Activate", "Learn", "BeginCooling", "Cool", "Converge", "Reheat", "Awaken")
+ACTIONS = (*GOVERNOR_ACTIONS, "ActivateLevel")
+
+
 @dataclass(frozen=True, slots=True)
 class GroupState:
     """One group's governor state.

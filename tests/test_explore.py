@@ -19,7 +19,7 @@ from governance.budget import Allocation
 from governance.config import GovernanceConfig
 from governance.explore import explore, observations
 from governance.invariants import INVARIANTS
-from governance.state import Phase
+from governance.state import ACTIONS, Phase
 from governance.step import govern
 from pipeline.cli import main
 from tests.conftest import ROOT
@@ -52,16 +52,7 @@ def test_every_phase_and_level_is_reached(small_graph) -> None:
     assert phases == set(Phase)
     assert {s.active_level for s in small_graph.graph.nodes} == {0, 1}
     labels = {k for _, _, k in small_graph.graph.edges(keys=True)}
-    for action in (
-        "Learn",
-        "BeginCooling",
-        "Cool",
-        "Converge",
-        "Reheat",
-        "Awaken",
-        "ActivateLevel",
-        "Activate",
-    ):
+    for action in ACTIONS:
         assert any(action + "(" in lbl for lbl in labels), action
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from governance.invariants import INVARIANTS
+from governance.state import GOVERNOR_ACTIONS
 from tools.tlc import Outcome, TLCNotFound, check_model, find_toolchain, load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,15 +23,7 @@ SPECS = ROOT / "specs"
 MANIFEST = load_manifest(SPECS / "manifest.yaml")
 
 COMPONENTS = {
-    "ConvergenceGovernor": [
-        "Activate",
-        "Learn",
-        "BeginCooling",
-        "Cool",
-        "Converge",
-        "Reheat",
-        "Awaken",
-    ],
+    "ConvergenceGovernor": list(GOVERNOR_ACTIONS),
     "HierarchyActivator": ["ActivateLevel"],
     "FederatedBudget": ["Allocate", "Ration"],
     "GradientRouter": ["Route"],

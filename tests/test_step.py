@@ -12,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from governance.config import GovernanceConfig, parse_governance
 from governance.errors import ObservationError
 from governance.invariants import INVARIANTS, Checked, violations
-from governance.state import GroupObservation, Phase
+from governance.state import ACTIONS, GroupObservation, Phase
 from governance.step import decide, govern, initial_state
 
 
@@ -82,16 +82,7 @@ class GovernedSteps(RuleBasedStateMachine):
         result = govern(self.state, obs, self.cfg)
         self.checked = Checked(self.state, result.state, result.decision, self.cfg)
         for t in result.transitions:
-            assert t.action in {
-                "Learn",
-                "BeginCooling",
-                "Cool",
-                "Converge",
-                "Reheat",
-                "Awaken",
-                "ActivateLevel",
-                "Activate",
-            }
+            assert t.action in ACTIONS
         self.state = result.state
 
     @invariant()
