@@ -201,3 +201,19 @@ def provenance(run: Path, key_path: Path | None, output: Path | None) -> None:
     if not report.closed:
         click.echo(f"warning: the run is not closed ({report.summary()})", err=True)
     _emit(json.dumps(envelope, indent=2), output)
+
+
+@audit.command("export-trace")
+@click.argument("run", type=click.Path(exists=True, path_type=Path))
+@_output
+def export_trace_command(run: Path, output: Path | None) -> None:
+    """Export RUN's governance steps (a run directory or its audit.jsonl) as an ND-JSON trace
+    in the vocabulary of specs/GovernedTraining.tla: an Init line with the constants, one
+    GovernanceStep line per step, a Rewind line per resume (no verification: use verify)."""
+    from pipeline.trace import export_trace
+
+    text = export_trace(run, output)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"wrote {output} ({text.count(chr(10))} lines)", err=True)

@@ -3,6 +3,7 @@
     govtrain specs check [NAME ...] [--json] [--slow] [--no-conform]
     govtrain specs conform-graph [--config FILE] [--json]
     govtrain specs gen-model CONFIG [--out FILE]
+    govtrain specs conform RUN_DIR [--json]
 
 `check` runs the models of specs/manifest.yaml (each must hold or fail exactly
 as the manifest says, with its number of distinct states) and then the
@@ -10,6 +11,13 @@ spec-vs-code comparisons of tools/conformance.py (named `conform:<Spec>`),
 and prints one table. Exit status: 0 when everything matches, 1 when anything
 does not, 2 when there is no Java or no tla2tools.jar ("TLC not found:
 SKIPPED"), so CI can tell "not checked" from "broken".
+
+`conform` validates one recorded run against the specs: the Python replay of
+pipeline/conform.py always, TLC trace validation (specs/TraceGovernedTraining.tla)
+when TLC is found. Its exit status is 0 when every validator that ran accepts
+the run and 1 otherwise; a missing TLC prints a loud SKIPPED line but is not
+exit 2, because the replay (which checks everything TLC does on a trace, and
+the decisions too) still ran.
 """
 
 from __future__ import annotations
@@ -327,3 +335,174 @@ def gen_model(config: Path, out: Path | None) -> None:
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(out)
     click.echo(f"wrote {out}")
+
+
+# --------------------------------------------------------------------------- conform
+
+
+@dataclass
+class ConformReport:
+    """Both validators' verdicts on one run's records."""
+
+    replay: Any  # pipeline.conform.ReplayReport, or None when the records cannot be replayed
+    replay_error: str | None
+    replay_seconds: float
+    tlc: Any  # tools.tlc.TraceValidation, or None when TLC did not run
+    tlc_note: str | None  # why TLC did not run: skipped (no TLC) or an error
+    tlc_skipped: bool
+    tlc_seconds: float
+
+    @property
+    def replay_ok(self) -> bool:
+        return self.replay is not None and self.replay.ok
+
+    @property
+    def tlc_status(self) -> str:
+        if self.tlc is not None:
+            return "ok" if self.tlc.ok else "rejected"
+        return "skipped" if self.tlc_skipped else "error"
+
+    @property
+    def ok(self) -> bool:
+        """Every validator that ran accepts the run (a skipped TLC is not a failure)."""
+        return self.replay_ok and self.tlc_status in ("ok", "skipped")
+
+    def replay_summary(self) -> str:
+        if self.replay is None:
+            return f"cannot replay: {self.replay_error}"
+        if self.replay.ok:
+            return f"{self.replay.steps} steps, {self.replay.transitions} transitions reproduced"
+        return str(self.replay.divergence)
+
+    def tlc_summary(self) -> str:
+        if self.tlc is not None:
+            return self.tlc.summary()
+        return f"SKIPPED ({self.tlc_note})" if self.tlc_skipped else f"error: {self.tlc_note}"
+
+    def as_dict(self) -> dict[str, Any]:
+        replay: dict[str, Any] = {
+            "ok": self.replay_ok,
+            "summary": self.replay_summary(),
+            "seconds": round(self.replay_seconds, 2),
+        }
+        if self.replay is not None:
+            div = self.replay.divergence
+            replay |= {
+                "steps": self.replay.steps,
+                "transitions": self.replay.transitions,
+                "divergence": None
+                if div is None
+                else {"seq": div.seq, "step": div.step, "what": div.what},
+            }
+        tlc: dict[str, Any] = {"status": self.tlc_status, "summary": self.tlc_summary()}
+        if self.tlc is not None:
+            tlc |= self.tlc.as_dict() | {"seconds": round(self.tlc_seconds, 2)}
+        return {"status": "ok" if self.ok else "diverged", "replay": replay, "tlc": tlc}
+
+
+def conform_records(
+    records,
+    *,
+    toolchain=None,
+    skip_reason: str = "no TLC toolchain given",
+    timeout: float = 300,
+    keep: Path | None = None,
+) -> ConformReport:
+    """Replay `records` (a run's audit records, in order) with the Python core and, when a
+    TLC toolchain is given, validate the trace they export (pipeline.trace) with TLC."""
+    from pipeline.conform import replay
+    from pipeline.trace import trace_lines
+    from tools.tlc import validate_trace
+
+    start = time.monotonic()
+    report, error = None, None
+    try:
+        report = replay(records)
+    except (KeyError, TypeError, ValueError, IndexError, GovtrainError) as exc:
+        error = f"malformed record ({type(exc).__name__}: {exc})"
+    replay_seconds = time.monotonic() - start
+    if toolchain is None:
+        return ConformReport(report, error, replay_seconds, None, skip_reason, True, 0.0)
+    start = time.monotonic()
+    try:
+        lines = list(trace_lines(records))
+    except (KeyError, TypeError, ValueError, IndexError, GovtrainError) as exc:
+        note = f"cannot export the trace ({type(exc).__name__}: {exc})"
+        return ConformReport(report, error, replay_seconds, None, note, False, 0.0)
+    validation = validate_trace(lines, toolchain=toolchain, timeout=timeout, keep=keep)
+    seconds = time.monotonic() - start
+    return ConformReport(report, error, replay_seconds, validation, None, False, seconds)
+
+
+def _conform_table(report: ConformReport, title: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(title), title_justify="left")
+    table.add_column("validator", no_wrap=True)
+    table.add_column("checks")
+    table.add_column("result", no_wrap=True)
+    table.add_column("seconds", justify="right")
+    shown = {
+        "ok": "[green]ok[/]",
+        "rejected": "[bold red]REJECTED[/]",
+        "skipped": "[bold yellow]SKIPPED[/]",
+        "error": "[bold red]ERROR[/]",
+    }
+    table.add_row(
+        "Python replay",
+        "observations -> transitions, states, decisions, routing quotas, invariants",
+        shown["ok"] if report.replay_ok else "[bold red]DIVERGED[/]",
+        f"{report.replay_seconds:.1f}",
+    )
+    table.add_row(
+        "TLC trace validation",
+        "recorded states and action labels are a behaviour of GovernedTraining",
+        shown[report.tlc_status],
+        "-" if report.tlc is None else f"{report.tlc_seconds:.1f}",
+    )
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(table)
+    # Verdicts name groups as phase[embed]: print them as text, not as rich markup.
+    console.print(f"Python replay: {escape(report.replay_summary())}", highlight=False)
+    style = {"skipped": "bold yellow", "ok": "green"}.get(report.tlc_status, "bold red")
+    tlc_line = escape(f"TLC trace validation: {report.tlc_summary()}")
+    console.print(f"[{style}]{tlc_line}[/]", highlight=False)
+
+
+@specs.command("conform")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print both verdicts as JSON.")
+@click.option("--timeout", default=300, show_default=True, help="Seconds for the TLC run.")
+@click.option(
+    "--keep-model",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the trace and the TLC model here and keep them (to rerun TLC by hand).",
+)
+def conform_command(run_dir: Path, as_json: bool, timeout: int, keep_model: Path | None) -> None:
+    """Validate the run in RUN_DIR against the specs: replay its audit log with the Python
+    core (always) and check its trace with TLC (when TLC is found; a loud SKIPPED line
+    otherwise). Exit 0 when every validator that ran accepts the run, 1 otherwise; no TLC
+    is not exit 2 here, because the replay still ran."""
+    from audit.provenance import read_records
+    from tools.tlc import TLCNotFound, find_toolchain
+
+    records = read_records(run_dir / "audit.jsonl")
+    try:
+        toolchain, reason = find_toolchain(), ""
+    except TLCNotFound as exc:
+        toolchain, reason = None, f"TLC not found: {exc}"
+    report = conform_records(
+        records, toolchain=toolchain, skip_reason=reason, timeout=timeout, keep=keep_model
+    )
+    if as_json:
+        click.echo(json.dumps({"run": str(run_dir), **report.as_dict()}, indent=2))
+        if report.tlc_status == "skipped":
+            click.echo(f"TLC trace validation: {report.tlc_summary()}", err=True)
+    else:
+        _conform_table(report, f"conform {run_dir} ({len(records)} audit records)")
+        verdict = "every validator that ran accepts the run" if report.ok else "DIVERGED"
+        click.echo(f"conform: {verdict}")
+    if not report.ok:
+        sys.exit(EXIT_MISMATCH)
