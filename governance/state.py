@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
 
 class Phase(StrEnum):
@@ -89,3 +90,33 @@ class Transition:
             "before": self.before,
             "after": self.after,
         }
+
+
+def state_to_dict(state: GovernanceState, names: list[str]) -> dict[str, Any]:
+    """The state as audit records carry it: groups keyed by name."""
+    return {
+        "clock": state.clock,
+        "active_level": state.active_level,
+        "groups": {
+            n: {
+                "phase": g.phase.value,
+                "seen_high": g.seen_high,
+                "lows": g.lows,
+                "awakenings": g.awakenings,
+            }
+            for n, g in zip(names, state.groups, strict=True)
+        },
+    }
+
+
+def state_from_dict(d: dict[str, Any], names: list[str]) -> GovernanceState:
+    groups = tuple(
+        GroupState(
+            Phase(d["groups"][n]["phase"]),
+            d["groups"][n]["seen_high"],
+            d["groups"][n]["lows"],
+            d["groups"][n]["awakenings"],
+        )
+        for n in names
+    )
+    return GovernanceState(d["clock"], d["active_level"], groups)

@@ -22,9 +22,8 @@ from typing import Any
 from audit.records import Record
 from governance.config import GovernanceConfig, parse_governance
 from governance.invariants import Checked, violations
-from governance.state import GovernanceState, GroupObservation
+from governance.state import GovernanceState, GroupObservation, state_to_dict
 from governance.step import Decision, decide, govern, initial_state
-from pipeline.governor import state_to_dict
 
 
 @dataclass(frozen=True)

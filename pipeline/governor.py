@@ -38,7 +38,13 @@ from torch import Tensor, nn
 
 from governance import routing, taxonomy
 from governance.config import GovernanceConfig
-from governance.state import GovernanceState, GroupObservation, GroupState, Phase
+from governance.state import (
+    GovernanceState,
+    GroupObservation,
+    Phase,
+    state_from_dict,
+    state_to_dict,
+)
 from governance.step import Decision, StepResult, decide, govern, initial_state
 from pipeline.routed import RoutingPlan, make_routable
 from pipeline.signals import SignalMeter
@@ -267,35 +273,6 @@ class Governor:
         self.state = state_from_dict(sd["state"], self.names)
         self.meter.load_state_dict(sd["meter"])
         self._apply_freezing()
-
-
-def state_to_dict(state: GovernanceState, names: list[str]) -> dict[str, Any]:
-    return {
-        "clock": state.clock,
-        "active_level": state.active_level,
-        "groups": {
-            n: {
-                "phase": g.phase.value,
-                "seen_high": g.seen_high,
-                "lows": g.lows,
-                "awakenings": g.awakenings,
-            }
-            for n, g in zip(names, state.groups, strict=True)
-        },
-    }
-
-
-def state_from_dict(d: dict[str, Any], names: list[str]) -> GovernanceState:
-    groups = tuple(
-        GroupState(
-            Phase(d["groups"][n]["phase"]),
-            d["groups"][n]["seen_high"],
-            d["groups"][n]["lows"],
-            d["groups"][n]["awakenings"],
-        )
-        for n in names
-    )
-    return GovernanceState(d["clock"], d["active_level"], groups)
 
 
 def _grad_norm(params: list[nn.Parameter]) -> float:

@@ -21,9 +21,8 @@ from typing import Any
 from audit.provenance import read_records
 from audit.records import Record
 from governance.config import GovernanceConfig, parse_governance
-from governance.state import GroupObservation
+from governance.state import GroupObservation, state_to_dict
 from governance.step import abstract, initial_state
-from pipeline.governor import state_to_dict
 
 
 def spec_state(state: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
