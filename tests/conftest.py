@@ -15,6 +15,19 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
+def tlc_toolchain():
+    """The TLC toolchain (java + jar), or None where TLC is not installed."""
+    from tools.tlc import TLCNotFound, find_toolchain
+
+    try:
+        return find_toolchain()
+    except TLCNotFound:
+        return None
+
+
+needs_tlc = pytest.mark.skipif(tlc_toolchain() is None, reason="TLC not installed (no java or jar)")
+
+
 @pytest.fixture(scope="session")
 def small_cfg() -> GovernanceConfig:
     return load_config(ROOT / "configs" / "small.yaml").governance

@@ -5,25 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import networkx as nx
-import pytest
 
 from governance.state import GroupState, Phase
+from tests.conftest import needs_tlc
 from tools import conformance as conf
-from tools.tlc import StateGraph, TLCNotFound, find_toolchain, parse_dot
+from tools.tlc import StateGraph, find_toolchain, parse_dot
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "tlc"
-
-
-def have_tlc() -> bool:
-    try:
-        find_toolchain()
-    except TLCNotFound:
-        return False
-    return True
-
-
-needs_tlc = pytest.mark.skipif(not have_tlc(), reason="TLC not installed (no java or no jar)")
 
 
 def copy(graph: nx.MultiDiGraph) -> nx.MultiDiGraph:

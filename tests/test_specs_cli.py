@@ -5,25 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from tools.tlc import TLCNotFound, find_toolchain
+from tests.conftest import needs_tlc
 
 ROOT = Path(__file__).resolve().parent.parent
 NO_TLC = {"TLA2TOOLS_JAR": "/nonexistent/tla2tools.jar"}
-
-
-def have_tlc() -> bool:
-    try:
-        find_toolchain()
-    except TLCNotFound:
-        return False
-    return True
-
-
-needs_tlc = pytest.mark.skipif(not have_tlc(), reason="TLC not installed (no java or no jar)")
 
 
 def test_check_without_tlc_is_skipped_with_exit_2():

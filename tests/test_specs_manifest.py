@@ -16,7 +16,8 @@ import pytest
 
 from governance.invariants import INVARIANTS
 from governance.state import GOVERNOR_ACTIONS
-from tools.tlc import Outcome, TLCNotFound, check_model, find_toolchain, load_manifest
+from tests.conftest import needs_tlc
+from tools.tlc import Outcome, check_model, find_toolchain, load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -145,15 +146,7 @@ def test_the_default_check_excludes_only_slow_models():
 # --------------------------------------------------------------------------- with TLC
 
 
-def have_tlc() -> bool:
-    try:
-        find_toolchain()
-    except TLCNotFound:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not have_tlc(), reason="TLC not installed (no java or no jar)")
+@needs_tlc
 @pytest.mark.parametrize("name", ["ConvergenceGovernor", "GovernedTraining_NoColdGuard"])
 def test_models_give_the_manifests_result(name):
     (entry,) = [m for m in MANIFEST.models if m.name == name]

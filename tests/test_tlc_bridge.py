@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import needs_tlc
 from tools.tlc import (
     EXIT_CODES,
     Expectation,
@@ -41,17 +42,6 @@ INDEX = json.loads((FIXTURES / "index.json").read_text())
 
 def fixture(name: str) -> TLCResult:
     return parse_output((FIXTURES / f"{name}.out").read_text(), INDEX[name]["exit_code"])
-
-
-def have_tlc() -> bool:
-    try:
-        find_toolchain()
-    except TLCNotFound:
-        return False
-    return True
-
-
-needs_tlc = pytest.mark.skipif(not have_tlc(), reason="TLC not installed (no java or no jar)")
 
 
 # --------------------------------------------------------------------------- finding TLC

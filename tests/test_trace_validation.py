@@ -21,27 +21,16 @@ from pipeline.cli import main
 from pipeline.specs_cli import conform_records
 from pipeline.trace import export_trace, trace_lines
 from tests.audit_support import rechain
-from tests.conftest import train_tiny
+from tests.conftest import needs_tlc, train_tiny
+from tests.conftest import tlc_toolchain as toolchain
 from tools.tlc import (
     TRACE_CONSTANTS,
-    TLCNotFound,
-    find_toolchain,
     read_trace,
     trace_config,
     validate_trace,
 )
 
 NO_TLC = {"TLA2TOOLS_JAR": "/nonexistent/tla2tools.jar"}
-
-
-def toolchain():
-    try:
-        return find_toolchain()
-    except TLCNotFound:
-        return None
-
-
-needs_tlc = pytest.mark.skipif(toolchain() is None, reason="TLC not installed (no java or jar)")
 
 
 @pytest.fixture(scope="module")
