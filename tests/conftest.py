@@ -109,3 +109,16 @@ def tiny_full_run(tmp_path_factory):
     """One uninterrupted tiny run shared by the tests that only read it."""
     run_dir = tmp_path_factory.mktemp("runs") / "full"
     return run_dir, train_tiny(run_dir)
+
+
+def altered(records: list, seq: int, change) -> list:
+    """A copy of `records` whose record `seq` has `change(body)` applied (bytes kept)."""
+    import copy
+
+    from audit.records import Record
+
+    out = list(records)
+    body = copy.deepcopy(out[seq].body)
+    change(body)
+    out[seq] = Record(out[seq].seq, out[seq].kind, out[seq].prev, body, out[seq].line)
+    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -10,19 +9,11 @@ import pytest
 from audit.provenance import read_records
 from audit.records import Record
 from pipeline.conform import replay
-from tests.conftest import train_tiny
+from tests.conftest import altered, train_tiny
 
 
 def records(run_dir: Path) -> list[Record]:
     return read_records(run_dir / "audit.jsonl")
-
-
-def altered(recs: list[Record], seq: int, change) -> list[Record]:
-    out = list(recs)
-    body = copy.deepcopy(out[seq].body)
-    change(body)
-    out[seq] = Record(out[seq].seq, out[seq].kind, out[seq].prev, body, out[seq].line)
-    return out
 
 
 def first_step_with_transition(recs: list[Record]) -> Record:

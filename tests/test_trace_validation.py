@@ -21,7 +21,7 @@ from pipeline.cli import main
 from pipeline.specs_cli import conform_records
 from pipeline.trace import export_trace, trace_lines
 from tests.audit_support import rechain
-from tests.conftest import needs_tlc, train_tiny
+from tests.conftest import altered, needs_tlc, train_tiny
 from tests.conftest import tlc_toolchain as toolchain
 from tools.tlc import (
     TRACE_CONSTANTS,
@@ -52,14 +52,6 @@ def resumed_run(tmp_path_factory) -> Path:
 def first_line_with_actions(trace: list[dict]) -> int:
     """0-based index of the first GovernanceStep line that took an action."""
     return next(i for i, x in enumerate(trace) if x.get("actions"))
-
-
-def step_changing(recs: list[Record], seq: int, change) -> list[Record]:
-    out = list(recs)
-    body = copy.deepcopy(out[seq].body)
-    change(body)
-    out[seq] = Record(out[seq].seq, out[seq].kind, out[seq].prev, body, out[seq].line)
-    return out
 
 
 # --------------------------------------------------------------------------- export-trace
@@ -189,7 +181,7 @@ def test_a_tampered_decision_is_caught_by_the_replay_only(tiny_full_run) -> None
     run_dir, _ = tiny_full_run
     recs = read_records(run_dir / "audit.jsonl")
     target = next(r for r in recs if r.kind == "step" and r.body["step"] == 7)
-    bad = step_changing(recs, target.seq, lambda b: b["decision"].update(budget_action="Ration"))
+    bad = altered(recs, target.seq, lambda b: b["decision"].update(budget_action="Ration"))
     report = conform_records(bad, toolchain=toolchain())
     assert not report.ok and report.replay.divergence.seq == target.seq
     assert "recorded decision" in str(report.replay.divergence)
