@@ -67,8 +67,9 @@ class _RoutedAffine(torch.autograd.Function):
         ctx.save_for_backward(x, weight)
         ctx.slots, ctx.transposed = (w_slot, b_slot), transposed
         w = weight if transposed else weight.t()
-        out = x.matmul(w)
-        return out if bias is None else out + bias
+        flat = _flat(x)
+        out = flat.mm(w) if bias is None else torch.addmm(bias, flat, w)  # one fused kernel
+        return out.view(*x.shape[:-1], w.shape[1])
 
     @staticmethod
     def backward(ctx, g):
@@ -76,7 +77,7 @@ class _RoutedAffine(torch.autograd.Function):
         w_slot, b_slot = ctx.slots
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gx = g.matmul(weight.t() if ctx.transposed else weight)
+            gx = _flat(g).mm(weight.t() if ctx.transposed else weight).view(x.shape)
         if ctx.needs_input_grad[1]:
             xs, gs = _flat(w_slot.rows(x)), _flat(w_slot.rows(g))
             gw = xs.t().mm(gs) if ctx.transposed else gs.t().mm(xs)
@@ -87,29 +88,33 @@ class _RoutedAffine(torch.autograd.Function):
 
 
 class _RoutedLayerNorm(torch.autograd.Function):
-    """LayerNorm over the last dim; affine gradients from routed rows only."""
+    """LayerNorm over the last dim with torch's own kernels; affine gradients from routed rows.
+
+    The dense input gradient is aten's native LayerNorm backward (asked for the
+    input gradient only); the weight and bias gradients are summed over the
+    routed rows of the normalised input, rebuilt from the saved mean and rstd.
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps, w_slot, b_slot):
-        mu = x.mean(-1, keepdim=True)
-        rstd = torch.rsqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
-        xhat = (x - mu) * rstd
-        ctx.save_for_backward(xhat, rstd, weight)
+        shape = (x.shape[-1],)
+        out, mean, rstd = torch.native_layer_norm(x, shape, weight, bias, eps)
+        ctx.save_for_backward(x, mean, rstd, weight, bias)
         ctx.slots = (w_slot, b_slot)
-        return xhat * weight + bias
+        return out
 
     @staticmethod
     def backward(ctx, g):
-        xhat, rstd, weight = ctx.saved_tensors
+        x, mean, rstd, weight, bias = ctx.saved_tensors
         w_slot, b_slot = ctx.slots
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gxhat = g * weight
-            gx = rstd * (
-                gxhat - gxhat.mean(-1, keepdim=True) - xhat * (gxhat * xhat).mean(-1, keepdim=True)
-            )
+            gx = torch.ops.aten.native_layer_norm_backward(
+                g, x, (x.shape[-1],), mean, rstd, weight, bias, [True, False, False]
+            )[0]
         if ctx.needs_input_grad[1]:
-            gw = _flat(w_slot.rows(g) * w_slot.rows(xhat)).sum(0).mul_(w_slot.scale)
+            xhat = (w_slot.rows(x) - w_slot.rows(mean)) * w_slot.rows(rstd)
+            gw = _flat(w_slot.rows(g) * xhat).sum(0).mul_(w_slot.scale)
         if ctx.needs_input_grad[2]:
             gb = _flat(b_slot.rows(g)).sum(0).mul_(b_slot.scale)
         return gx, gw, gb, None, None, None
