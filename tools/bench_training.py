@@ -17,12 +17,14 @@ loss within +1%. The last line is one JSON object.
     python tools/bench_training.py                    # configs/bench_shakespeare.yaml
     python tools/bench_training.py --quick            # smoke run, seconds
     python tools/bench_training.py --config FILE --steps N
+    python tools/bench_training.py --overhead-only --steps 100   # baseline vs observe
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -120,6 +122,56 @@ def run_governed(cfg: RunConfig, run_dir: Path) -> dict:
     }
 
 
+def overhead(observe_cfg: RunConfig, corpus, run_dir: Path) -> None:
+    """Plain loop and shadow-mode governance stepped alternately, so both see the same machine.
+
+    Whatever else runs on the machine slows both arms alike; the ratio of their
+    summed step times is the cost of measuring, deciding and auditing.
+    """
+    device = _device(observe_cfg.train.device)
+    _seed_everything(observe_cfg.seed)
+    model = build_model(observe_cfg.model, corpus.vocab_size, observe_cfg.data.seq_len)
+    model = model.to(device).train()
+    opt = _optimizer(model, observe_cfg.train)
+    trainer = GovernedTrainer(observe_cfg, run_dir)
+    trainer.start()
+    counted_before = trainer.flops.seconds
+    batch, steps = observe_cfg.governance.router.batch_size, observe_cfg.governance.total_steps
+    plain = governed = 0.0
+    for step in range(steps):
+        ids = corpus.batch(step, batch, observe_cfg.seed).to(device)
+        _sync(device)
+        t0 = time.perf_counter()
+        loss = per_sample_loss(model, ids).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), observe_cfg.train.grad_clip or math.inf)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        _sync(device)
+        t1 = time.perf_counter()
+        trainer.train_step()
+        _sync(device)
+        plain, governed = plain + t1 - t0, governed + time.perf_counter() - t1
+    trainer.audit.close()
+    governed -= trainer.flops.seconds - counted_before
+    ratio = governed / plain
+    print(
+        f"{steps} steps interleaved: plain loop {plain:.1f}s, shadow-mode governance "
+        f"{governed:.1f}s, overhead {ratio - 1:+.1%}"
+    )
+    print(
+        json.dumps(
+            {
+                "steps": steps,
+                "device": device.type,
+                "plain_s": plain,
+                "observe_s": governed,
+                "overhead_observe_over_baseline": round(ratio, 4),
+            }
+        )
+    )
+
+
 def reach(curve: list, target: float) -> tuple[int, float, int] | None:
     """(step, seconds, flops) of the first eval at or below `target`."""
     for step, seconds, flops, loss in curve:
@@ -133,6 +185,9 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "bench_shakespeare.yaml")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument(
+        "--overhead-only", action="store_true", help="only the baseline and observe arms"
+    )
     args = parser.parse_args()
     cfg = load_config(args.config)
     if args.quick:
@@ -162,15 +217,17 @@ def main() -> None:
             }
         )
         cfg = cfg.model_copy(update={"governance": gov})
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     from pipeline.data import load_corpus
 
     corpus = load_corpus(cfg.data, cfg.seed)
     observe_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"mode": "observe"})})
     with tempfile.TemporaryDirectory() as tmp:
+        if args.overhead_only:
+            overhead(observe_cfg, corpus, Path(tmp) / "observe")
+            return
         base = run_baseline(cfg, corpus)
-        gov = run_governed(cfg, Path(tmp) / "governed")
         obs = run_governed(observe_cfg, Path(tmp) / "observe")
+        gov = run_governed(cfg, Path(tmp) / "governed")
     target = base["eval"] * TOLERANCE
     reached = reach(gov["curve"], target)
     device = _device(cfg.train.device)
