@@ -113,7 +113,11 @@ class Governor:
                 k = batch
             index = None if k >= batch else routing.route(scores, k)
             chosen[name] = index
-            rows = None if index is None else torch.tensor(index, device=per_sample_loss.device)
+            rows = (
+                None
+                if index is None
+                else torch.tensor(index, dtype=torch.long, device=per_sample_loss.device)
+            )
             self.plan.set(name, rows, batch)
             self.routed[name] = {"quota": min(k, batch), "digest": _digest(index, batch)}
         return chosen

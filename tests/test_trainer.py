@@ -212,3 +212,17 @@ def test_nonfinite_gradient_skips_the_update(tmp_path: Path) -> None:
     records = read_records(tmp_path / "inf" / "audit.jsonl")
     bad = [r.body for r in records if r.kind == "nonfinite"]
     assert len(bad) == 1 and bad[0]["step"] == 3 and math.isinf(bad[0]["grad_norm"])
+
+
+def test_a_trainable_group_with_no_samples_trains_nothing(tmp_path: Path) -> None:
+    """A budget of one unit leaves some trainable group at quota 0: an empty routing."""
+    trainer = train_tiny(
+        tmp_path / "empty",
+        **{
+            "governance__budget": {"master": 1, "floor": 0, "ceiling": 6},
+            "governance__total_steps": 8,
+        },
+    )
+    steps = [r.body for r in read_records(tmp_path / "empty" / "audit.jsonl") if r.kind == "step"]
+    assert trainer.step == 8
+    assert any(v["quota"] == 0 for s in steps[2:] for g, v in s["routed"].items() if g != "top")
