@@ -3,11 +3,16 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint
+.PHONY: run test test-all lint
 run: $(VENV)/.installed
 	$(BIN)/govtrain run
 
+# The fast suite: everything but the tests marked slow (see pyproject.toml's markers).
 test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Everything, slow tests included (bounded; GOVTRAIN_SLOW=1 runs them at full size).
+test-all: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed

@@ -13,8 +13,8 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from audit.errors import NoteError, SignatureError
-from audit.keys import Signer, VerifierKey
+from govtrain.audit.errors import NoteError, SignatureError
+from govtrain.audit.keys import Signer, VerifierKey
 
 INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 

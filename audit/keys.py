@@ -29,7 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from audit.errors import KeyFileError
+from govtrain.audit.errors import KeyFileError
 
 ALG_ED25519 = 0x01
 DEFAULT_KEY_NAME = "govtrain-audit"

@@ -43,12 +43,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from audit.errors import LogStateError
-from audit.keys import Signer, VerifierKey
-from audit.merkle import CompactRange, leaf_hash
-from audit.notes import Checkpoint, sign_checkpoint
-from audit.records import GENESIS_PREV, Record, log_origin
-from audit.verify import LOG_FILE, NOTES_FILE, verify_run
+from govtrain.audit.errors import LogStateError
+from govtrain.audit.keys import Signer, VerifierKey
+from govtrain.audit.merkle import CompactRange, leaf_hash
+from govtrain.audit.notes import Checkpoint, sign_checkpoint
+from govtrain.audit.records import GENESIS_PREV, Record, log_origin
+from govtrain.audit.verify import LOG_FILE, NOTES_FILE, verify_run
 
 DEFAULT_CHECKPOINT_EVERY = 1000
 DEFAULT_FSYNC_EVERY = 100

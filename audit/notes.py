@@ -18,8 +18,8 @@ import base64
 import re
 from dataclasses import dataclass
 
-from audit.errors import NoteError, SignatureError
-from audit.keys import Signer, VerifierKey, b64decode_strict
+from govtrain.audit.errors import NoteError, SignatureError
+from govtrain.audit.keys import Signer, VerifierKey, b64decode_strict
 
 SIG_PREFIX = "\u2014 "
 _SIG_PREFIX_BYTES = SIG_PREFIX.encode()

@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from audit.errors import NoteError, ProofError, RecordError
-from audit.keys import VerifierKey
-from audit.merkle import MerkleTree, leaf_hash, verify_inclusion
-from audit.notes import Checkpoint, open_checkpoint, split_notes, unverified_text
-from audit.records import Record
-from audit.verify import read_run, verify_bytes
+from govtrain.audit.errors import NoteError, ProofError, RecordError
+from govtrain.audit.keys import VerifierKey
+from govtrain.audit.merkle import MerkleTree, leaf_hash, verify_inclusion
+from govtrain.audit.notes import Checkpoint, open_checkpoint, split_notes, unverified_text
+from govtrain.audit.records import Record
+from govtrain.audit.verify import read_run, verify_bytes
 
 PROOF_FORMAT = "govtrain.audit.inclusion/v1"
 

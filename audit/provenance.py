@@ -23,12 +23,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from audit.dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
-from audit.errors import AuditError, RecordError
-from audit.keys import Signer, VerifierKey
-from audit.log import key_commitment
-from audit.records import Record, canonical_json
-from audit.verify import LOG_FILE, VerifyReport, read_run, verify_bytes
+from govtrain.audit.dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
+from govtrain.audit.errors import AuditError, RecordError
+from govtrain.audit.keys import Signer, VerifierKey
+from govtrain.audit.log import key_commitment
+from govtrain.audit.records import Record, canonical_json
+from govtrain.audit.verify import LOG_FILE, VerifyReport, read_run, verify_bytes
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SLSA_PREDICATE_TYPE = "https://slsa.dev/provenance/v1"

@@ -35,7 +35,7 @@ from typing import Any
 
 import rfc8785
 
-from audit.errors import NonCanonicalError, RecordError
+from govtrain.audit.errors import NonCanonicalError, RecordError
 
 GENESIS_PREV = hashlib.sha256(b"govtrain.audit/v1 genesis").hexdigest()
 FLOAT_TAG = "$float"

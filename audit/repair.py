@@ -15,9 +15,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from audit.errors import LogStateError, Reason, TornTailError, VerificationError
-from audit.log import fsync_path
-from audit.verify import LOG_FILE, NOTES_FILE, VerifyReport, read_run, run_files, verify_bytes
+from govtrain.audit.errors import LogStateError, Reason, TornTailError, VerificationError
+from govtrain.audit.log import fsync_path
+from govtrain.audit.verify import (
+    LOG_FILE,
+    NOTES_FILE,
+    VerifyReport,
+    read_run,
+    run_files,
+    verify_bytes,
+)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audit.errors import (
+from govtrain.audit.errors import (
     NonCanonicalError,
     NoteError,
     Reason,
@@ -39,10 +39,10 @@ from audit.errors import (
     TornTailError,
     VerificationError,
 )
-from audit.keys import KeyFileError, VerifierKey
-from audit.merkle import CompactRange, leaf_hash
-from audit.notes import Checkpoint, open_checkpoint, split_notes
-from audit.records import GENESIS_PREV, log_origin, parse_line
+from govtrain.audit.keys import KeyFileError, VerifierKey
+from govtrain.audit.merkle import CompactRange, leaf_hash
+from govtrain.audit.notes import Checkpoint, open_checkpoint, split_notes
+from govtrain.audit.records import GENESIS_PREV, log_origin, parse_line
 
 LOG_FILE = "audit.jsonl"
 NOTES_FILE = "checkpoints.note"

@@ -20,12 +20,12 @@ import torch
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainingArguments
 
-from audit.verify import verify_run
-from governance.config import parse_governance
-from pipeline.config import DataConfig, ModelConfig
-from pipeline.data import synthetic_corpus
-from pipeline.hf import GovernanceCallback, start_audit
-from pipeline.models import build_model
+from govtrain.audit.verify import verify_run
+from govtrain.governance.config import parse_governance
+from govtrain.pipeline.config import DataConfig, ModelConfig
+from govtrain.pipeline.data import synthetic_corpus
+from govtrain.pipeline.hf import GovernanceCallback, start_audit
+from govtrain.pipeline.models import build_model
 
 SEED = 0
 BATCH = 16

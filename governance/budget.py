@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from governance.config import BudgetConfig
+from govtrain.governance.config import BudgetConfig
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from governance.errors import ConfigError
-from governance.state import Phase
+from govtrain.governance.errors import ConfigError
+from govtrain.governance.state import Phase
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TRAINABLE = (Phase.ACTIVE, Phase.COOLING, Phase.AWAKENED)

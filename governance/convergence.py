@@ -11,8 +11,8 @@ tests, deliberately broken to show that its invariant catches the break.
 
 from __future__ import annotations
 
-from governance.config import GovernorConfig
-from governance.state import GroupState, Phase
+from govtrain.governance.config import GovernorConfig
+from govtrain.governance.state import GroupState, Phase
 
 
 def may_begin_cooling(group: GroupState) -> bool:

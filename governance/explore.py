@@ -19,11 +19,11 @@ from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
-from governance.config import GovernanceConfig
-from governance.errors import GovtrainError
-from governance.invariants import INVARIANTS, Checked, violations
-from governance.state import GovernanceState, GroupObservation, Phase
-from governance.step import decide, govern, initial_state
+from govtrain.governance.config import GovernanceConfig
+from govtrain.governance.errors import GovtrainError
+from govtrain.governance.invariants import INVARIANTS, Checked, violations
+from govtrain.governance.state import GovernanceState, GroupObservation, Phase
+from govtrain.governance.step import decide, govern, initial_state
 
 
 @dataclass(frozen=True)
@@ -123,10 +123,7 @@ def explore(
         state = queue.popleft()
         for obs in observations(state, cfg):
             step = govern(state, obs, cfg)
-            actions = tuple(
-                f"{t.action}({t.group})" if t.group else f"{t.action}({t.after})"
-                for t in step.transitions
-            )
+            actions = tuple(t.label for t in step.transitions)
             graph.add_edge(state, step.state, key=label(actions))
             path_step = PathStep(tuple(obs), actions, step.state)
             bad = tuple(violations(Checked(state, step.state, step.decision, cfg)))

@@ -8,9 +8,9 @@ LevelsMonotone hold by construction and are checked anyway.
 
 from __future__ import annotations
 
-from governance import convergence
-from governance.config import GovernanceConfig
-from governance.state import GovernanceState, Phase, Transition
+from govtrain.governance import convergence
+from govtrain.governance.config import GovernanceConfig
+from govtrain.governance.state import GovernanceState, Phase, Transition
 
 
 def gate_open(state: GovernanceState, cfg: GovernanceConfig) -> bool:

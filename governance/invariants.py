@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from governance.config import GovernanceConfig
-from governance.state import GovernanceState, Phase
-from governance.step import Decision
+from govtrain.governance.config import GovernanceConfig
+from govtrain.governance.state import GovernanceState, Phase
+from govtrain.governance.step import Decision
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from governance.config import GovernanceConfig
-from governance.errors import ObservationError
-from governance.state import GovernanceState
+from govtrain.governance.config import GovernanceConfig
+from govtrain.governance.errors import ObservationError
+from govtrain.governance.state import GovernanceState
 
 
 def in_warmup(state: GovernanceState, cfg: GovernanceConfig) -> bool:
@@ -37,3 +37,13 @@ def route(scores: Sequence[float], k: int) -> tuple[int, ...]:
     k = max(0, min(k, len(scores)))
     chosen = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
     return tuple(sorted(chosen))
+
+
+def applied_quota(
+    state: GovernanceState, group: int, decided: int, batch: int, enforced: bool
+) -> int:
+    """Samples a step really routes to `group`: none while it is frozen, at most the
+    batch, and the whole batch in shadow mode (`train.mode: observe` applies nothing)."""
+    if not enforced:
+        return batch
+    return 0 if state.frozen(group) else min(decided, batch)

@@ -83,6 +83,11 @@ class Transition:
     before: str
     after: str
 
+    @property
+    def label(self) -> str:
+        """The action as the specs label it: `Learn(embed)`, `ActivateLevel(1)`."""
+        return f"{self.action}({self.group if self.group is not None else self.after})"
+
     def as_dict(self) -> dict[str, str | None]:
         return {
             "action": self.action,
@@ -90,6 +95,10 @@ class Transition:
             "before": self.before,
             "after": self.after,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Transition:
+        return cls(d["action"], d["group"], d["before"], d["after"])
 
 
 def state_to_dict(state: GovernanceState, names: list[str]) -> dict[str, Any]:

@@ -13,10 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from governance import budget, convergence, hierarchy, routing
-from governance.config import GovernanceConfig
-from governance.errors import ObservationError
-from governance.state import GovernanceState, GroupObservation, GroupState, Phase, Transition
+from govtrain.governance import budget, convergence, hierarchy, routing
+from govtrain.governance.config import GovernanceConfig
+from govtrain.governance.errors import ObservationError
+from govtrain.governance.state import (
+    GovernanceState,
+    GroupObservation,
+    GroupState,
+    Phase,
+    Transition,
+)
 
 
 @dataclass(frozen=True, slots=True)

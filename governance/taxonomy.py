@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
-from governance.config import GroupConfig
-from governance.errors import TaxonomyError
+from govtrain.governance.config import GroupConfig
+from govtrain.governance.errors import TaxonomyError
 
 
 def group_of(name: str, groups: Iterable[GroupConfig]) -> str | None:

@@ -13,8 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from governance.config import GovernanceConfig, format_validation_error
-from governance.errors import ConfigError
+from govtrain.governance.config import GovernanceConfig, format_validation_error
+from govtrain.governance.errors import ConfigError
 
 
 class _Section(BaseModel):

@@ -6,15 +6,14 @@ but the step number to continue on exactly the same samples.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from governance.errors import ConfigError
-from pipeline.config import DataConfig
+from govtrain.governance.errors import ConfigError
+from govtrain.pipeline.config import DataConfig
 
 COPY_OFFSET = 4
 
@@ -74,18 +73,20 @@ def synthetic_corpus(cfg: DataConfig, seed: int) -> Corpus:
 
 
 def text_corpus(cfg: DataConfig) -> Corpus:
-    """A local text file through `datasets`, tokenised by a byte-level BPE trained on it."""
+    """A local UTF-8 text file, one line per training text, tokenised by a byte-level BPE
+    trained on it."""
     path = cfg.path
     assert path is not None  # guaranteed by DataConfig
     if not path.is_file():
         raise ConfigError(f"data.path: no such file {path}")
     if path.stat().st_size == 0:
         raise ConfigError(f"data.path: {path} is empty")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    from datasets import load_dataset
     from tokenizers import ByteLevelBPETokenizer
 
-    lines = load_dataset("text", data_files=str(path), split="train", keep_linebreaks=True)["text"]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"data.path: {path} is not UTF-8 text (byte {exc.start})") from None
     tokenizer = ByteLevelBPETokenizer()
     tokenizer.train_from_iterator(
         lines, vocab_size=cfg.vocab_size, min_frequency=2, show_progress=False

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.governor import Governor
+from govtrain.pipeline.governor import Governor
 
 LossFn = Callable[[nn.Module], Tensor]  # per-sample losses [B] of a fixed batch
 

@@ -36,18 +36,19 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from governance import routing, taxonomy
-from governance.config import GovernanceConfig
-from governance.state import (
+from govtrain.governance import routing, taxonomy
+from govtrain.governance.config import GovernanceConfig
+from govtrain.governance.record import StepRecord
+from govtrain.governance.state import (
     GovernanceState,
     GroupObservation,
     Phase,
     state_from_dict,
     state_to_dict,
 )
-from governance.step import Decision, StepResult, decide, govern, initial_state
-from pipeline.routed import RoutingPlan, make_routable
-from pipeline.signals import SignalMeter
+from govtrain.governance.step import Decision, StepResult, decide, govern, initial_state
+from govtrain.pipeline.routed import RoutingPlan, make_routable
+from govtrain.pipeline.signals import SignalMeter
 
 
 class AuditSink(Protocol):
@@ -108,9 +109,7 @@ class Governor:
         chosen: dict[str, tuple[int, ...] | None] = {}
         self.routed = {}
         for i, name in enumerate(self.names):
-            k = 0 if self.state.frozen(i) else self.decision.quotas[i]
-            if not self.enforce:
-                k = batch
+            k = routing.applied_quota(self.state, i, self.decision.quotas[i], batch, self.enforce)
             index = None if k >= batch else routing.route(scores, k)
             chosen[name] = index
             rows = (
@@ -119,7 +118,7 @@ class Governor:
                 else torch.tensor(index, dtype=torch.long, device=per_sample_loss.device)
             )
             self.plan.set(name, rows, batch)
-            self.routed[name] = {"quota": min(k, batch), "digest": _digest(index, batch)}
+            self.routed[name] = {"quota": k, "digest": _digest(index, batch)}
         return chosen
 
     def commit(self, loss: float, lr: float) -> StepResult:
@@ -243,26 +242,17 @@ class Governor:
     def _record(
         self, loss: float, lr: float, obs: list[GroupObservation], result: StepResult
     ) -> dict[str, Any]:
-        d = result.decision
-        return {
-            "step": self.step,
-            "loss": loss,
-            "lr": lr,
-            "step_time_ms": round((time.perf_counter() - self._t0) * 1000, 3),
-            "routed": self.routed,
-            "observations": {
-                n: {"signal": o.signal, "wake": o.wake, "need": o.need}
-                for n, o in zip(self.names, obs, strict=True)
-            },
-            "transitions": [t.as_dict() for t in result.transitions],
-            "state": state_to_dict(result.state, self.names),
-            "decision": {
-                "allocations": dict(zip(self.names, d.allocations, strict=True)),
-                "quotas": dict(zip(self.names, d.quotas, strict=True)),
-                "budget_action": d.budget_action,
-                "warmup": d.warmup,
-            },
-        }
+        return StepRecord(
+            step=self.step,
+            loss=loss,
+            lr=lr,
+            step_time_ms=round((time.perf_counter() - self._t0) * 1000, 3),
+            routed=self.routed,
+            observations=tuple(obs),
+            transitions=result.transitions,
+            state=result.state,
+            decision=result.decision,
+        ).to_dict(self.names)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -80,14 +80,14 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
 )
 
-from audit.keys import Signer, ensure_run_key
-from audit.log import DEFAULT_CHECKPOINT_EVERY, DEFAULT_FSYNC, AuditLog, FsyncPolicy
-from audit.provenance import build_run_start, file_sha256
-from governance.config import GovernanceConfig
-from governance.errors import GovtrainError
-from governance.state import Transition
-from pipeline.governor import Governor
-from pipeline.models import parameter_digest, structure_digest
+from govtrain.audit.keys import Signer, ensure_run_key
+from govtrain.audit.log import DEFAULT_CHECKPOINT_EVERY, DEFAULT_FSYNC, AuditLog, FsyncPolicy
+from govtrain.audit.provenance import build_run_start, file_sha256
+from govtrain.governance.config import GovernanceConfig
+from govtrain.governance.errors import GovtrainError
+from govtrain.governance.state import Transition
+from govtrain.pipeline.governor import Governor
+from govtrain.pipeline.models import parameter_digest, structure_digest
 
 log = structlog.get_logger("govtrain")
 

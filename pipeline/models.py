@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from pipeline.config import ModelConfig
+from govtrain.pipeline.config import ModelConfig
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int) -> nn.Module:

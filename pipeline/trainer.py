@@ -21,16 +21,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from audit.keys import Signer, ensure_run_key, load_signing_key
-from audit.log import AuditLog, FsyncPolicy
-from audit.provenance import build_run_start, file_sha256, read_records
-from audit.verify import LOG_FILE
-from governance.errors import GovtrainError
-from pipeline.config import RunConfig, parse_config
-from pipeline.data import Corpus, load_corpus
-from pipeline.flops import FlopMeter
-from pipeline.governor import Governor
-from pipeline.models import build_model, parameter_digest, structure_digest
+from govtrain.audit.keys import Signer, ensure_run_key, load_signing_key
+from govtrain.audit.log import AuditLog, FsyncPolicy
+from govtrain.audit.provenance import build_run_start, file_sha256, read_records
+from govtrain.audit.verify import LOG_FILE
+from govtrain.governance.errors import GovtrainError
+from govtrain.pipeline.config import RunConfig, parse_config
+from govtrain.pipeline.data import Corpus, load_corpus
+from govtrain.pipeline.flops import FlopMeter
+from govtrain.pipeline.governor import Governor
+from govtrain.pipeline.models import build_model, parameter_digest, structure_digest
 
 log = structlog.get_logger("govtrain")
 
@@ -80,16 +80,16 @@ class GovernedTrainer:
         self.key_path = key_path
         gcfg, tcfg = cfg.governance, cfg.train
         assert tcfg is not None and cfg.model is not None and cfg.data is not None
-        _seed_everything(cfg.seed)
+        seed_everything(cfg.seed)
         if tcfg.deterministic:
             # process-wide by torch's design; cuBLAS reads this before its first use
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
         self.corpus: Corpus = load_corpus(cfg.data, cfg.seed)
-        self.device = _device(tcfg.device)
+        self.device = resolve_device(tcfg.device)
         self.model = build_model(cfg.model, self.corpus.vocab_size, cfg.data.seq_len)
         self.model.to(self.device).train()
-        self.optimizer = _optimizer(self.model, tcfg)
+        self.optimizer = build_optimizer(self.model, tcfg)
         probe_ids = self.corpus.train[:PROBE_SAMPLES].to(self.device)
         self.gov = Governor(
             self.model,
@@ -328,7 +328,7 @@ class GovernedTrainer:
         )
 
 
-def _device(choice: str) -> torch.device:
+def resolve_device(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice == "cuda" and not torch.cuda.is_available():
@@ -341,7 +341,7 @@ def _signer(run_dir: Path, key_path: Path | None) -> Signer:
     return load_signing_key(key_path) if key_path is not None else ensure_run_key(run_dir)
 
 
-def _optimizer(model: nn.Module, tcfg) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, tcfg) -> torch.optim.Optimizer:
     params = list(model.parameters())
     if tcfg.optimizer == "sgd":
         return torch.optim.SGD(
@@ -350,7 +350,7 @@ def _optimizer(model: nn.Module, tcfg) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
 

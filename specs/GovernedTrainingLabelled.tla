@@ -8,7 +8,7 @@
 (* `actions` is a history variable: it never influences a step, so the     *)
 (* behaviours projected on GovernedTraining's variables are exactly those  *)
 (* of GovernedTraining.  TLC's state graph of this spec, projected, is     *)
-(* what tools/conformance.py compares with the Python core's explorer,     *)
+(* what govtrain/formal/compare.py compares with the Python core's explorer,     *)
 (* labels included; a recorded run is a behaviour of it (trace             *)
 (* validation).                                                            *)
 (***************************************************************************)

@@ -1,5 +1,5 @@
 ---------------------- MODULE MCGovernedTraining ----------------------
-(* Generated from configs/small.yaml by tools/conformance.py;
+(* Generated from configs/small.yaml by govtrain.formal.compare;
    do not edit: `govtrain specs gen-model` rewrites it. *)
 EXTENDS GovernedTraining
 MC_GroupNames == <<"embed", "body", "head">>

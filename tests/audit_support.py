@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from audit.keys import Signer, generate_signer
-from audit.log import AuditLog, FsyncPolicy
-from audit.merkle import CompactRange, leaf_hash
-from audit.notes import Checkpoint, sign_checkpoint
-from audit.records import GENESIS_PREV, Record, log_origin
+from govtrain.audit.keys import Signer, generate_signer
+from govtrain.audit.log import AuditLog, FsyncPolicy
+from govtrain.audit.merkle import CompactRange, leaf_hash
+from govtrain.audit.notes import Checkpoint, sign_checkpoint
+from govtrain.audit.records import GENESIS_PREV, Record, log_origin
 
 
 def step_body(i: int) -> dict:

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from governance.config import GovernanceConfig
-from pipeline.config import load_config
+from govtrain.governance.config import GovernanceConfig
+from govtrain.pipeline.config import load_config
+from tools.tiny import tiny_run, train_tiny
+
+__all__ = ["tiny_run", "train_tiny"]
 
 ROOT = Path(__file__).resolve().parent.parent
 # deterministic CUDA runs (train.deterministic) need this before cuBLAS first starts
@@ -17,7 +20,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 def tlc_toolchain():
     """The TLC toolchain (java + jar), or None where TLC is not installed."""
-    from tools.tlc import TLCNotFound, find_toolchain
+    from govtrain.formal.toolchain import TLCNotFound, find_toolchain
 
     try:
         return find_toolchain()
@@ -25,7 +28,12 @@ def tlc_toolchain():
         return None
 
 
-needs_tlc = pytest.mark.skipif(tlc_toolchain() is None, reason="TLC not installed (no java or jar)")
+_no_tlc = pytest.mark.skipif(tlc_toolchain() is None, reason="TLC not installed (no java or jar)")
+
+
+def needs_tlc(test):
+    """Mark a test as needing TLC (`-m tlc` selects them) and skip it where TLC is missing."""
+    return pytest.mark.tlc(_no_tlc(test))
 
 
 @pytest.fixture(scope="session")
@@ -40,70 +48,6 @@ def small_raw() -> dict:
     return yaml.safe_load((ROOT / "configs" / "small.yaml").read_text())
 
 
-def tiny_run(**overrides) -> dict:
-    """A run config small enough to train in a second or two on 2 CPU cores."""
-    data = {
-        "name": "tiny",
-        "seed": 3,
-        "model": {"name": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2},
-        "data": {"source": "synthetic", "seq_len": 16, "vocab_size": 32, "sequences": 256},
-        "train": {
-            "deterministic": True,
-            "lr": 3e-3,
-            "weight_decay": 0.01,
-            "eval_every": 10,
-            "eval_batches": 2,
-            "checkpoint_every": 10,
-            "probe_every": 5,
-        },
-        "governance": {
-            "total_steps": 40,
-            "groups": [
-                {
-                    "name": "embed",
-                    "patterns": ["transformer.wte.*", "transformer.wpe.*"],
-                    "level": 0,
-                },
-                {"name": "block0", "patterns": ["transformer.h.0.*"], "level": 0},
-                {
-                    "name": "top",
-                    "patterns": ["transformer.h.1.*", "transformer.ln_f.*"],
-                    "level": 1,
-                },
-            ],
-            "governor": {
-                "signal_threshold": 0.05,
-                "window": 3,
-                "patience": 2,
-                "wake_threshold": 0.5,
-                "max_awakenings": 1,
-            },
-            "hierarchy": {"levels": 2, "emergency_fraction": 0.5},
-            "budget": {"master": 12, "floor": 2, "ceiling": 6},
-            "router": {"batch_size": 8, "warmup_steps": 2, "scorer": "loss"},
-        },
-        "audit": {"checkpoint_every": 16},
-    }
-    for dotted, value in overrides.items():
-        node = data
-        *parents, leaf = dotted.split("__")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return data
-
-
-def train_tiny(run_dir: Path, stop_after: int | None = None, **overrides):
-    """Train the tiny config into `run_dir` (imports torch only when called)."""
-    from pipeline.config import parse_config
-    from pipeline.trainer import GovernedTrainer
-
-    trainer = GovernedTrainer(parse_config(tiny_run(**overrides)), run_dir)
-    trainer.start()
-    trainer.train(stop_after=stop_after, progress=False)
-    return trainer
-
-
 @pytest.fixture(scope="session")
 def tiny_full_run(tmp_path_factory):
     """One uninterrupted tiny run shared by the tests that only read it."""
@@ -115,7 +59,7 @@ def altered(records: list, seq: int, change) -> list:
     """A copy of `records` whose record `seq` has `change(body)` applied (bytes kept)."""
     import copy
 
-    from audit.records import Record
+    from govtrain.audit.records import Record
 
     out = list(records)
     body = copy.deepcopy(out[seq].body)

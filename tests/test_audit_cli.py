@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from audit.dsse import open_envelope
-from audit.keys import ensure_run_key, generate_signer, load_verifier_key
-from audit.verify import LOG_FILE, NOTES_FILE
-from pipeline.cli import main
+from govtrain.audit.dsse import open_envelope
+from govtrain.audit.keys import ensure_run_key, generate_signer, load_verifier_key
+from govtrain.audit.verify import LOG_FILE, NOTES_FILE
+from govtrain.cli import main
 from tests.audit_support import make_run
 
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from audit.errors import TornTailError
-from audit.keys import Signer, generate_signer
-from audit.log import AuditLog, FsyncPolicy
-from audit.repair import repair_torn_tail
-from audit.verify import LOG_FILE, verify_run
+from govtrain.audit.errors import TornTailError
+from govtrain.audit.keys import Signer, generate_signer
+from govtrain.audit.log import AuditLog, FsyncPolicy
+from govtrain.audit.repair import repair_torn_tail
+from govtrain.audit.verify import LOG_FILE, verify_run
 
 KILLS = 100 if os.environ.get("GOVTRAIN_SLOW") else 20
 

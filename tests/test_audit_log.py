@@ -9,13 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from audit.errors import LogStateError, Reason, RecordError, TornTailError, VerificationError
-from audit.keys import generate_signer
-from audit.log import AuditLog, FsyncPolicy, key_commitment
-from audit.notes import Checkpoint, split_notes, unverified_text
-from audit.provenance import read_records
-from audit.repair import repair_torn_tail
-from audit.verify import LOG_FILE, NOTES_FILE, verify_run
+from govtrain.audit.errors import (
+    LogStateError,
+    Reason,
+    RecordError,
+    TornTailError,
+    VerificationError,
+)
+from govtrain.audit.keys import generate_signer
+from govtrain.audit.log import AuditLog, FsyncPolicy, key_commitment
+from govtrain.audit.notes import Checkpoint, split_notes, unverified_text
+from govtrain.audit.provenance import read_records
+from govtrain.audit.repair import repair_torn_tail
+from govtrain.audit.verify import LOG_FILE, NOTES_FILE, verify_run
 from tests.audit_support import make_run, step_body
 
 

@@ -10,8 +10,8 @@ from functools import cache
 
 import pytest
 
-from audit.errors import ProofError
-from audit.merkle import (
+from govtrain.audit.errors import ProofError
+from govtrain.audit.merkle import (
     EMPTY_ROOT,
     CompactRange,
     MerkleTree,

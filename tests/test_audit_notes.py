@@ -9,9 +9,9 @@ import stat
 
 import pytest
 
-from audit.dsse import INTOTO_PAYLOAD_TYPE, open_envelope, pae, sign_envelope
-from audit.errors import KeyFileError, NoteError, SignatureError
-from audit.keys import (
+from govtrain.audit.dsse import INTOTO_PAYLOAD_TYPE, open_envelope, pae, sign_envelope
+from govtrain.audit.errors import KeyFileError, NoteError, SignatureError
+from govtrain.audit.keys import (
     Signer,
     VerifierKey,
     ensure_run_key,
@@ -20,7 +20,7 @@ from audit.keys import (
     load_verifier_key,
     write_key_pair,
 )
-from audit.notes import (
+from govtrain.audit.notes import (
     Checkpoint,
     open_checkpoint,
     open_note,

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from audit.dsse import INTOTO_PAYLOAD_TYPE, open_envelope
-from audit.errors import AuditError, Reason, SignatureError, VerificationError
-from audit.keys import generate_signer
-from audit.log import AuditLog, key_commitment
-from audit.provenance import (
+from govtrain.audit.dsse import INTOTO_PAYLOAD_TYPE, open_envelope
+from govtrain.audit.errors import AuditError, Reason, SignatureError, VerificationError
+from govtrain.audit.keys import generate_signer
+from govtrain.audit.log import AuditLog, key_commitment
+from govtrain.audit.provenance import (
     SLSA_PREDICATE_TYPE,
     STATEMENT_TYPE,
     build_run_start,
@@ -26,8 +26,8 @@ from audit.provenance import (
     read_records,
     recorded_artifacts,
 )
-from audit.records import canonical_json
-from audit.verify import LOG_FILE
+from govtrain.audit.records import canonical_json
+from govtrain.audit.verify import LOG_FILE
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

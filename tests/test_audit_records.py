@@ -12,8 +12,8 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit.errors import NonCanonicalError, RecordError
-from audit.records import (
+from govtrain.audit.errors import NonCanonicalError, RecordError
+from govtrain.audit.records import (
     FLOAT_TAG,
     GENESIS_PREV,
     Record,

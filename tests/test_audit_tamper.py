@@ -20,12 +20,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit.errors import VerificationError
-from audit.keys import Signer, VerifierKey, generate_signer
-from audit.log import key_commitment
-from audit.notes import split_notes
-from audit.records import Record
-from audit.verify import read_run, verify_bytes
+from govtrain.audit.errors import VerificationError
+from govtrain.audit.keys import Signer, VerifierKey, generate_signer
+from govtrain.audit.log import key_commitment
+from govtrain.audit.notes import split_notes
+from govtrain.audit.records import Record
+from govtrain.audit.verify import read_run, verify_bytes
 from tests.audit_support import join, make_run, rechain, sign_sizes
 
 RECORDS, EVERY = 500, 50

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from audit.errors import LogStateError, Reason, TornTailError, VerificationError
-from audit.keys import Signer, generate_signer
-from audit.log import AuditLog, key_commitment
-from audit.notes import Checkpoint, sign_checkpoint, split_notes, unverified_text
-from audit.records import Record
-from audit.repair import repair_torn_tail
-from audit.verify import LOG_FILE, NOTES_FILE, read_run, verify_bytes, verify_run
+from govtrain.audit.errors import LogStateError, Reason, TornTailError, VerificationError
+from govtrain.audit.keys import Signer, generate_signer
+from govtrain.audit.log import AuditLog, key_commitment
+from govtrain.audit.notes import Checkpoint, sign_checkpoint, split_notes, unverified_text
+from govtrain.audit.records import Record
+from govtrain.audit.repair import repair_torn_tail
+from govtrain.audit.verify import LOG_FILE, NOTES_FILE, read_run, verify_bytes, verify_run
 from tests.audit_support import join, make_run, rechain, sign_sizes
 
 

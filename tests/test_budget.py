@@ -7,8 +7,8 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
-from governance.budget import allocate
-from governance.config import BudgetConfig
+from govtrain.governance.budget import allocate
+from govtrain.governance.config import BudgetConfig
 
 
 def cfg(master: int, floor: int, ceiling: int) -> BudgetConfig:
@@ -49,9 +49,11 @@ def test_ties_go_to_fewer_units_then_lower_index() -> None:
 
 
 def test_exact_arithmetic_decides_ties() -> None:
-    # 0.3/3 and 0.1/1 differ as floats; as exact fractions of those floats, too.
-    a = allocate([0.3, 0.1], cfg(4, 0, 4)).units
-    assert sum(a) == 4 and a == allocate([0.3, 0.1], cfg(4, 0, 4)).units
+    # Weights 27/100 and 9/100: the third unit is an exact tie (27/100 / 3 == 9/100) and
+    # goes to the group with fewer units. In floats 0.27 / 3 > 0.09, so an allocator that
+    # divided floats would give all three units to the first group.
+    assert 0.27 / 3 > 0.09
+    assert allocate([Fraction("0.27"), Fraction("0.09")], cfg(3, 0, 3)).units == (2, 1)
 
 
 def test_infeasible_floors_ration_equally() -> None:
@@ -97,8 +99,8 @@ def test_more_weight_never_means_fewer_units(ws: list[float], master: int) -> No
 
 def test_equal_weights_tie_exactly_through_decide(small_cfg) -> None:
     """need 3 x multiplier 0.1 and need 1 x multiplier 0.3 are the same weight, 3/10."""
-    from governance.state import GovernanceState, GroupState, Phase
-    from governance.step import decide
+    from govtrain.governance.state import GovernanceState, GroupState, Phase
+    from govtrain.governance.step import decide
 
     gov = small_cfg.governor.model_copy(
         update={"multipliers": {Phase.ACTIVE: 0.3, Phase.COOLING: 0.1, Phase.AWAKENED: 1.0}}

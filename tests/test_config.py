@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from governance.errors import ConfigError
-from pipeline.config import load_config, parse_config
+from govtrain.governance.errors import ConfigError
+from govtrain.pipeline.config import load_config, parse_config
 
 
 def _mutate(raw: dict, path: str, value: object) -> dict:

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from audit.provenance import read_records
-from audit.records import Record
-from pipeline.conform import replay
+from govtrain.audit.provenance import read_records
+from govtrain.audit.records import Record
+from govtrain.formal.replay import replay
 from tests.conftest import altered, train_tiny
+
+pytestmark = pytest.mark.torch
 
 
 def records(run_dir: Path) -> list[Record]:
@@ -28,7 +30,7 @@ def test_real_run_replays_exactly(tiny_full_run) -> None:
 
 
 def test_resumed_run_replays_exactly(tmp_path: Path) -> None:
-    from pipeline.trainer import GovernedTrainer
+    from govtrain.pipeline.trainer import GovernedTrainer
 
     train_tiny(tmp_path / "r", stop_after=15)
     GovernedTrainer.resume(tmp_path / "r").train(progress=False)

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import networkx as nx
 
-from governance.state import GroupState, Phase
+from govtrain.formal import compare as conf
+from govtrain.formal import vocabulary as voc
+from govtrain.formal.output import StateGraph, parse_dot
+from govtrain.formal.toolchain import find_toolchain
+from govtrain.governance.state import GroupState, Phase
 from tests.conftest import needs_tlc
-from tools import conformance as conf
-from tools.tlc import StateGraph, find_toolchain, parse_dot
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "tlc"
@@ -102,7 +104,7 @@ def test_tlc_governor_graph_from_the_fixture_matches_python(small_cfg):
     awakening: it must equal what convergence.py spans at those bounds."""
     gov = small_cfg.governor.model_copy(update={"patience": 2, "max_awakenings": 1})
     dump = parse_dot((FIXTURES / "holds.dot").read_text())
-    theirs, their_init = conf.graph_from_tlc(dump, conf.group_state, lambda _s, _d, a: a)
+    theirs, their_init = conf.graph_from_tlc(dump, voc.group_state, lambda _s, _d, a: a)
     mine, my_init = conf.governor_graph(gov)
     result = conf.compare("ConvergenceGovernor", mine, my_init, theirs, their_init)
     assert result.ok, result.difference and result.difference.describe()
@@ -130,7 +132,7 @@ def test_tla_values_map_to_python_states():
         "awakenings": (1, 0, 0),
         "actions": ("Cool(body)",),
     }
-    state = conf.governance_state(values)
+    state = voc.governance_state(values)
     assert state.clock == 2 and state.active_level == 1
     assert state.groups[1] == GroupState(Phase.COOLING, True, 1, 0)
     assert state.groups[0].awakenings == 1
@@ -142,7 +144,7 @@ def test_budget_decisions_compared_request_by_request():
     def node(eligible, weight, units, stage):
         return {"eligible": eligible, "weight": weight, "units": units, "stage": stage}
 
-    from governance import budget
+    from govtrain.governance import budget
 
     states, edges = {}, set()
     for sid, (eligible, w) in enumerate(
@@ -180,21 +182,21 @@ def test_checked_in_model_is_generated_from_small_yaml(small_cfg):
 
 
 def test_constant_names_cover_the_spec(small_cfg):
-    assert tuple(conf.training_constants(small_cfg)) == conf.CONSTANT_NAMES
+    assert tuple(voc.training_constants(small_cfg)) == voc.CONSTANT_NAMES
     spec = (ROOT / "specs" / "GovernedTraining.tla").read_text()
     declared = spec[spec.index("CONSTANTS") : spec.index("ASSUME")]
-    for name in (*conf.CONSTANT_NAMES, "Bug"):
+    for name in (*voc.CONSTANT_NAMES, "Bug"):
         assert f"    {name}," in declared or f"    {name} " in declared
 
 
 def test_tla_rendering_and_exact_numbers():
-    assert conf.tla(("a", 1, True)) == '<<"a", 1, TRUE>>'
-    assert conf.tla({3, 1}) == "{1, 3}"
-    assert conf.tla({"ACTIVE": 2}) == "[ACTIVE |-> 2]"
-    assert conf.tla('say "hi"') == '"say \\"hi\\""'
-    assert conf.exact(0.3) == conf.exact(0.1) * 3
-    assert conf.integer_scale([0.5, 1.0, 1.25]) == ([2, 4, 5], 4)
-    assert conf.integer_scale([2.0, 1.0]) == ([2, 1], 1)
+    assert voc.tla(("a", 1, True)) == '<<"a", 1, TRUE>>'
+    assert voc.tla({3, 1}) == "{1, 3}"
+    assert voc.tla({"ACTIVE": 2}) == "[ACTIVE |-> 2]"
+    assert voc.tla('say "hi"') == '"say \\"hi\\""'
+    assert voc.exact(0.3) == voc.exact(0.1) * 3
+    assert voc.integer_scale([0.5, 1.0, 1.25]) == ([2, 4, 5], 4)
+    assert voc.integer_scale([2.0, 1.0]) == ([2, 1], 1)
 
 
 def test_other_models_use_small_yaml_bounds(small_cfg):
@@ -203,10 +205,10 @@ def test_other_models_use_small_yaml_bounds(small_cfg):
     assert f"Patience = {small_cfg.governor.patience}" in governor
     assert f"MaxAwakenings = {small_cfg.governor.max_awakenings}" in governor
     hierarchy = (ROOT / "specs" / "MCHierarchyActivator.tla").read_text()
-    consts = conf.training_constants(small_cfg)
-    assert f"SmallLevel == {conf.tla(consts['Level'])}" in hierarchy
+    consts = voc.training_constants(small_cfg)
+    assert f"SmallLevel == {voc.tla(consts['Level'])}" in hierarchy
     assert f"SmallSteps == {consts['TotalSteps']}" in hierarchy
-    assert f"SmallEmergency == {conf.tla(consts['EmergencyFraction'])}" in hierarchy
+    assert f"SmallEmergency == {voc.tla(consts['EmergencyFraction'])}" in hierarchy
     assert f"SmallWarmup == {consts['Warmup']}" in hierarchy
     router = (ROOT / "specs" / "MCGradientRouter.cfg").read_text()
     assert f"Batch = {small_cfg.router.batch_size}" in router

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from governance.config import GovernanceConfig, GovernorConfig
-from governance.convergence import activate, observe
-from governance.state import GroupState, Phase
+from govtrain.governance.config import GovernanceConfig, GovernorConfig
+from govtrain.governance.convergence import activate, observe
+from govtrain.governance.state import GroupState, Phase
 
 LOW, HIGH = False, True
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from governance.state import GroupObservation, Phase
-from pipeline.config import parse_config
-from pipeline.data import load_corpus
-from pipeline.flops import FlopMeter
-from pipeline.governor import Governor
-from pipeline.models import build_model
-from pipeline.trainer import per_sample_loss
+from govtrain.governance.state import GroupObservation, Phase
+from govtrain.pipeline.config import parse_config
+from govtrain.pipeline.data import load_corpus
+from govtrain.pipeline.flops import FlopMeter
+from govtrain.pipeline.governor import Governor
+from govtrain.pipeline.models import build_model
+from govtrain.pipeline.trainer import per_sample_loss
 from tests.conftest import tiny_run
+
+pytestmark = pytest.mark.torch
 
 HIGH, LOW = GroupObservation(1.0), GroupObservation(0.0)
 WAKE = GroupObservation(0.0, wake=10.0)

@@ -27,20 +27,22 @@ from transformers import (
     TrainingArguments,
 )
 
-from audit.provenance import check_artifacts, file_sha256, read_records, recorded_artifacts
-from audit.verify import LOG_FILE, verify_run
-from governance.config import GovernanceConfig, parse_governance
-from governance.state import Phase
-from pipeline.config import DataConfig, ModelConfig
-from pipeline.data import synthetic_corpus
-from pipeline.hf import (
+from govtrain.audit.provenance import check_artifacts, file_sha256, read_records, recorded_artifacts
+from govtrain.audit.verify import LOG_FILE, verify_run
+from govtrain.governance.config import GovernanceConfig, parse_governance
+from govtrain.governance.state import Phase
+from govtrain.pipeline.config import DataConfig, ModelConfig
+from govtrain.pipeline.data import synthetic_corpus
+from govtrain.pipeline.hf import (
     GovernanceCallback,
     HFGovernanceError,
     causal_lm_loss,
     sequence_classification_loss,
     start_audit,
 )
-from pipeline.models import build_model
+from govtrain.pipeline.models import build_model
+
+pytestmark = pytest.mark.torch
 
 STEPS, BATCH, SEQ, VOCAB = 12, 8, 16, 32
 GROUPS = {

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from governance.config import GovernanceConfig
-from governance.hierarchy import activate_levels, gate_open
-from governance.state import GovernanceState, GroupState, Phase
+from govtrain.governance.config import GovernanceConfig
+from govtrain.governance.hierarchy import activate_levels, gate_open
+from govtrain.governance.state import GovernanceState, GroupState, Phase
 
 C, A, D = Phase.CONVERGED, Phase.ACTIVE, Phase.DORMANT
 

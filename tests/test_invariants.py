@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from governance.config import GovernanceConfig
-from governance.invariants import BudgetWithinBounds, Checked, TypeOK
-from governance.state import GovernanceState, GroupState, Phase
-from governance.step import Decision, decide
+from govtrain.governance.config import GovernanceConfig
+from govtrain.governance.invariants import BudgetWithinBounds, Checked, TypeOK
+from govtrain.governance.state import GovernanceState, GroupState, Phase
+from govtrain.governance.step import Decision, decide
 
 OK = Decision((2, 2, 0), (2, 2, 0), "Allocate", False)
 

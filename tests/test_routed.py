@@ -9,10 +9,12 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.config import ModelConfig
-from pipeline.models import build_model
-from pipeline.routed import make_routable
-from pipeline.trainer import per_sample_loss
+from govtrain.pipeline.config import ModelConfig
+from govtrain.pipeline.models import build_model
+from govtrain.pipeline.routed import make_routable
+from govtrain.pipeline.trainer import per_sample_loss
+
+pytestmark = pytest.mark.torch
 
 VOCAB, SEQ, BATCH = 40, 10, 6
 

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from governance.config import GovernanceConfig
-from governance.errors import ObservationError
-from governance.routing import in_warmup, quota, route
-from governance.state import GovernanceState, GroupState, Phase
+from govtrain.governance.config import GovernanceConfig
+from govtrain.governance.errors import ObservationError
+from govtrain.governance.routing import in_warmup, quota, route
+from govtrain.governance.state import GovernanceState, GroupState, Phase
 
 
 def state(clock: int, *phases: Phase) -> GovernanceState:

@@ -21,6 +21,8 @@ import pytest
 from tools import seeded_bugs as sb
 from tools.seeded_bugs import FailingTests, Patch, SeededBug, SeededBugError
 
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
+
 SLOW = bool(os.environ.get("GOVTRAIN_SLOW"))
 SELECTED = sb.ALL if SLOW else tuple(sb.by_name(sb.DEFAULT))
 DOC = sb.ROOT / "docs" / "seeded-bugs.md"

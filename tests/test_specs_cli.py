@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from pipeline.cli import main
+from govtrain.cli import main
 from tests.conftest import needs_tlc
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from governance.invariants import INVARIANTS
-from governance.state import GOVERNOR_ACTIONS
+from govtrain.formal.manifest import check_model, load_manifest
+from govtrain.formal.output import Outcome
+from govtrain.formal.toolchain import find_toolchain
+from govtrain.governance.invariants import INVARIANTS
+from govtrain.governance.state import GOVERNOR_ACTIONS
 from tests.conftest import needs_tlc
-from tools.tlc import Outcome, check_model, find_toolchain, load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

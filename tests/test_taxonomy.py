@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from governance.config import GroupConfig
-from governance.errors import TaxonomyError
-from governance.taxonomy import assign, group_of
+from govtrain.governance.config import GroupConfig
+from govtrain.governance.errors import TaxonomyError
+from govtrain.governance.taxonomy import assign, group_of
 
 GROUPS = (
     GroupConfig(name="embed", patterns=("wte.*", "wpe.*"), level=0),

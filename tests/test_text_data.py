@@ -14,12 +14,14 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from audit.provenance import file_sha256, read_records
-from audit.verify import LOG_FILE, verify_run
-from governance.errors import ConfigError
-from pipeline.cli import main
-from pipeline.config import DataConfig, load_config
-from pipeline.data import text_corpus
+from govtrain.audit.provenance import file_sha256, read_records
+from govtrain.audit.verify import LOG_FILE, verify_run
+from govtrain.cli import main
+from govtrain.governance.errors import ConfigError
+from govtrain.pipeline.config import DataConfig, load_config
+from govtrain.pipeline.data import text_corpus
+
+pytestmark = pytest.mark.torch
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "shakespeare.yaml"

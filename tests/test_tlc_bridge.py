@@ -12,28 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import needs_tlc
-from tools.tlc import (
+from govtrain.formal.manifest import Expectation, ModelEntry, judge, load_manifest
+from govtrain.formal.output import (
     EXIT_CODES,
-    Expectation,
-    ModelEntry,
     ModelValue,
     Outcome,
     TLASet,
-    TLCNotFound,
     TLCOutputError,
     TLCResult,
-    find_jar,
-    find_toolchain,
-    judge,
-    load_manifest,
     outcome_of,
     parse_dot,
     parse_output,
     parse_state,
     parse_value,
-    run_tlc,
 )
+from govtrain.formal.toolchain import TLCNotFound, find_jar, find_toolchain, run_tlc
+from tests.conftest import needs_tlc
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "tlc"

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
-from pipeline.trace import export_trace
+import pytest
+
+from govtrain.formal.trace import export_trace
+
+pytestmark = pytest.mark.torch
 
 PHASES = {"DORMANT", "ACTIVE", "COOLING", "CONVERGED", "AWAKENED"}
 
@@ -31,7 +35,7 @@ def test_trace_has_init_then_one_line_per_step(tiny_full_run, tmp_path) -> None:
 
 
 def test_rewind_on_resume(tmp_path) -> None:
-    from pipeline.trainer import GovernedTrainer
+    from govtrain.pipeline.trainer import GovernedTrainer
     from tests.conftest import train_tiny
 
     train_tiny(tmp_path / "r", stop_after=15)

@@ -1,8 +1,8 @@
 """Trace validation: `govtrain audit export-trace`, TLC on specs/TraceGovernedTraining.tla,
 and `govtrain specs conform` (Python replay + TLC) on real tiny runs.
 
-The TLC tests skip when no Java or no tla2tools.jar is found (tools.tlc's finder); the
-Python replay and the SKIPPED path run everywhere.
+The TLC tests skip when no Java or no tla2tools.jar is found (govtrain.formal.toolchain);
+the Python replay and the SKIPPED path run everywhere.
 """
 
 from __future__ import annotations
@@ -15,20 +15,23 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from audit.provenance import read_records
-from audit.records import Record
-from pipeline.cli import main
-from pipeline.specs_cli import conform_records
-from pipeline.trace import export_trace, trace_lines
+from govtrain.audit.provenance import read_records
+from govtrain.audit.records import Record
+from govtrain.cli import main
+from govtrain.formal.conform import conform_records
+from govtrain.formal.trace import (
+    TRACE_CONSTANTS,
+    export_trace,
+    read_trace,
+    trace_config,
+    trace_lines,
+    validate_trace,
+)
 from tests.audit_support import rechain
 from tests.conftest import altered, needs_tlc, train_tiny
 from tests.conftest import tlc_toolchain as toolchain
-from tools.tlc import (
-    TRACE_CONSTANTS,
-    read_trace,
-    trace_config,
-    validate_trace,
-)
+
+pytestmark = pytest.mark.torch
 
 NO_TLC = {"TLA2TOOLS_JAR": "/nonexistent/tla2tools.jar"}
 
@@ -41,7 +44,7 @@ def full_trace(tiny_full_run) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def resumed_run(tmp_path_factory) -> Path:
-    from pipeline.trainer import GovernedTrainer
+    from govtrain.pipeline.trainer import GovernedTrainer
 
     run_dir = tmp_path_factory.mktemp("runs") / "resumed"
     train_tiny(run_dir, stop_after=15)
@@ -72,7 +75,7 @@ def test_export_trace_cli_writes_the_trace(tiny_full_run, tmp_path) -> None:
 
 
 def test_the_trace_model_sets_every_constant_of_the_spec() -> None:
-    from tools.conformance import CONSTANT_NAMES
+    from govtrain.formal.vocabulary import CONSTANT_NAMES
 
     assert [name for name, _ in TRACE_CONSTANTS] == list(CONSTANT_NAMES)
     cfg = trace_config(Path("/tmp/t.ndjson"))
@@ -89,7 +92,7 @@ def test_the_trace_model_sets_every_constant_of_the_spec() -> None:
     ],
 )
 def test_unreadable_traces_are_refused_before_tlc(text, needle) -> None:
-    from governance.errors import GovtrainError
+    from govtrain.governance.errors import GovtrainError
 
     with pytest.raises(GovtrainError, match=needle):
         read_trace(text)
@@ -280,7 +283,7 @@ def test_trace_lines_of_in_memory_records_match_the_export(tiny_full_run) -> Non
 
 
 def _states(cursors: list[int]) -> tuple:
-    from tools.tlc import TraceState
+    from govtrain.formal.output import TraceState
 
     return tuple(
         TraceState(i + 1, "StepLine", None, {"l": c, "expected": {"event": "unknown"}})
@@ -299,7 +302,8 @@ def _states(cursors: list[int]) -> tuple:
 def test_the_line_named_for_each_check(full_trace, outcome, violated, cursors, line, needle):
     """A state invariant or StepsAreSpecSteps names the line whose state or step broke it
     (the cursor of the last state); TraceMatched the line after it."""
-    from tools.tlc import Outcome, TLCResult, judge_trace
+    from govtrain.formal.output import Outcome, TLCResult
+    from govtrain.formal.trace import judge_trace
 
     result = TLCResult(Outcome(outcome), 12, violated=violated, trace=_states(cursors))
     validation = judge_trace(result, full_trace)
@@ -309,7 +313,8 @@ def test_the_line_named_for_each_check(full_trace, outcome, violated, cursors, l
 
 
 def test_a_verdict_that_does_not_fit_the_trace_is_a_problem(full_trace) -> None:
-    from tools.tlc import Outcome, TLCResult, judge_trace
+    from govtrain.formal.output import Outcome, TLCResult
+    from govtrain.formal.trace import judge_trace
 
     short = TLCResult(Outcome.HOLDS, 0, distinct_states=12)
     assert "12 states for 41 lines" in judge_trace(short, full_trace).problem

@@ -11,12 +11,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from audit.provenance import read_records
-from audit.verify import verify_run
-from pipeline.cli import main
-from pipeline.config import parse_config
-from pipeline.trainer import GovernedTrainer
+from govtrain.audit.provenance import read_records
+from govtrain.audit.verify import verify_run
+from govtrain.cli import main
+from govtrain.pipeline.config import parse_config
+from govtrain.pipeline.trainer import GovernedTrainer
 from tests.conftest import tiny_run, train_tiny
+
+pytestmark = pytest.mark.torch
 
 TIMING = {"step_time_ms"}
 
@@ -92,7 +94,7 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_full_run, tmp_path: Path) 
 
 
 def test_resume_refuses_a_tampered_checkpoint(tmp_path: Path) -> None:
-    from governance.errors import GovtrainError
+    from govtrain.governance.errors import GovtrainError
 
     part = tmp_path / "part"
     train_tiny(part, stop_after=10)
@@ -165,7 +167,7 @@ def test_existing_run_directory_is_refused(tiny_full_run) -> None:
     run_dir, _ = tiny_full_run
     before = (run_dir / "audit.jsonl").read_bytes()
     cfg = parse_config(tiny_run())
-    from governance.errors import GovtrainError
+    from govtrain.governance.errors import GovtrainError
 
     with pytest.raises(GovtrainError, match="exists; pass --resume"):
         GovernedTrainer(cfg, run_dir).start()
@@ -173,8 +175,8 @@ def test_existing_run_directory_is_refused(tiny_full_run) -> None:
 
 
 def test_nonfinite_losses_skip_updates_then_stop(tmp_path: Path, monkeypatch) -> None:
-    import pipeline.trainer as trainer_mod
-    from governance.errors import GovtrainError
+    import govtrain.pipeline.trainer as trainer_mod
+    from govtrain.governance.errors import GovtrainError
 
     real = trainer_mod.per_sample_loss
     calls = {"n": 0}

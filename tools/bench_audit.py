@@ -35,11 +35,11 @@ from typing import Any
 
 import rfc8785
 
-from audit.keys import generate_signer
-from audit.log import AuditLog, FsyncPolicy
-from audit.merkle import CompactRange, leaf_hash
-from audit.records import canonical_json
-from audit.verify import read_run, verify_bytes
+from govtrain.audit.keys import generate_signer
+from govtrain.audit.log import AuditLog, FsyncPolicy
+from govtrain.audit.merkle import CompactRange, leaf_hash
+from govtrain.audit.records import canonical_json
+from govtrain.audit.verify import read_run, verify_bytes
 
 TARGET_APPEND_PER_S = 20_000
 TARGET_VERIFY_RATIO = 0.5

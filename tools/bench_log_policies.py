@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from audit.keys import generate_signer
-from audit.log import AuditLog, FsyncPolicy
-from audit.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
+from govtrain.audit.keys import generate_signer
+from govtrain.audit.log import AuditLog, FsyncPolicy
+from govtrain.audit.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
 from tools.bench_audit import step_body
 
 GROUPS = ["embed", "block0", "block1", "final_norm", "block2", "block3"]

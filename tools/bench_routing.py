@@ -20,7 +20,7 @@ import time
 import torch
 from torch import nn
 
-from pipeline.routed import make_routable
+from govtrain.pipeline.routed import make_routable
 
 
 def build(width: int, depth: int, routed: bool) -> tuple[nn.Module, object]:

@@ -32,9 +32,15 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.config import RunConfig, load_config
-from pipeline.models import build_model
-from pipeline.trainer import GovernedTrainer, _device, _optimizer, _seed_everything, per_sample_loss
+from govtrain.pipeline.config import RunConfig, load_config
+from govtrain.pipeline.models import build_model
+from govtrain.pipeline.trainer import (
+    GovernedTrainer,
+    build_optimizer,
+    per_sample_loss,
+    resolve_device,
+    seed_everything,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE = 1.01
@@ -56,10 +62,10 @@ def _sync(device) -> None:
 
 def run_baseline(cfg: RunConfig, corpus) -> dict:
     """The plain loop: forward, mean loss, backward, clip, step. Nothing else."""
-    device = _device(cfg.train.device)
-    _seed_everything(cfg.seed)
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.seed)
     model = build_model(cfg.model, corpus.vocab_size, cfg.data.seq_len).to(device).train()
-    opt = _optimizer(model, cfg.train)
+    opt = build_optimizer(model, cfg.train)
     batch, steps = cfg.governance.router.batch_size, cfg.governance.total_steps
     loss = per_sample_loss(model, corpus.train[:batch].to(device)).mean()
     with FlopCounterMode(display=False) as counter:  # the backward only, as for the others
@@ -128,11 +134,11 @@ def overhead(observe_cfg: RunConfig, corpus, run_dir: Path) -> None:
     Whatever else runs on the machine slows both arms alike; the ratio of their
     summed step times is the cost of measuring, deciding and auditing.
     """
-    device = _device(observe_cfg.train.device)
-    _seed_everything(observe_cfg.seed)
+    device = resolve_device(observe_cfg.train.device)
+    seed_everything(observe_cfg.seed)
     model = build_model(observe_cfg.model, corpus.vocab_size, observe_cfg.data.seq_len)
     model = model.to(device).train()
-    opt = _optimizer(model, observe_cfg.train)
+    opt = build_optimizer(model, observe_cfg.train)
     trainer = GovernedTrainer(observe_cfg, run_dir)
     trainer.start()
     counted_before = trainer.flops.seconds
@@ -217,7 +223,7 @@ def main() -> None:
             }
         )
         cfg = cfg.model_copy(update={"governance": gov})
-    from pipeline.data import load_corpus
+    from govtrain.pipeline.data import load_corpus
 
     corpus = load_corpus(cfg.data, cfg.seed)
     observe_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"mode": "observe"})})
@@ -230,7 +236,7 @@ def main() -> None:
         gov = run_governed(cfg, Path(tmp) / "governed")
     target = base["eval"] * TOLERANCE
     reached = reach(gov["curve"], target)
-    device = _device(cfg.train.device)
+    device = resolve_device(cfg.train.device)
     print(
         f"device {device.type}, {cfg.governance.total_steps} steps, model {cfg.model.n_layer}x"
         f"{cfg.model.n_embd}, batch {cfg.governance.router.batch_size} x {cfg.data.seq_len}"

@@ -51,8 +51,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("governance", "audit", "pipeline", "tools")
-COPIED = (*PACKAGES, "configs", "specs", "tests", "pyproject.toml")
+# The copy mirrors the installed layout (the folders mapped into the `govtrain` namespace
+# live inside govtrain/), so `PYTHONPATH=<copy>` imports every module from the copy.
+MAPPED = ("governance", "audit", "pipeline", "specs", "configs")
+PACKAGES = ("govtrain", *(f"govtrain.{m}" for m in MAPPED[:3]), "govtrain.formal", "tools")
+COPIED = ("govtrain", "tools", "tests", "configs", "specs", "pyproject.toml")
 REPORT_ENV = "SEEDED_BUGS_REPORT"
 TIMEOUT_S = 600
 
@@ -87,7 +90,7 @@ class FailingTests:
 class ReplayDivergence:
     """Replay of a tiny run trained by the patched copy diverges, naming `needle`.
 
-    `overrides` are `tests.conftest.tiny_run` overrides (`governance__budget=...`);
+    `overrides` are `tools.tiny.tiny_run` overrides (`governance__budget=...`);
     `resume_at` stops the run there and resumes it to the end.
     """
 
@@ -468,8 +471,8 @@ CATALOGUE: tuple[SeededBug, ...] = (
         patches=(
             Patch(
                 "pipeline/governor.py",
-                "k = 0 if self.state.frozen(i) else self.decision.quotas[i]",
-                "k = 0 if self.state.frozen(i) else self.decision.allocations[i]",
+                "self.state, i, self.decision.quotas[i], batch, self.enforce",
+                "self.state, i, self.decision.allocations[i], batch, self.enforce",
             ),
         ),
         symptom="The observation-only warmup is skipped: groups get `allocation` samples "
@@ -626,14 +629,21 @@ def make_copy(dest: Path, repo: Path = ROOT) -> Path:
             shutil.copytree(src, dest / name, ignore=ignore)
         else:
             shutil.copy2(src, dest / name)
+    for name in MAPPED:
+        shutil.copytree(repo / name, dest / "govtrain" / name, ignore=ignore)
     return dest
+
+
+def in_copy(copy: Path, file: str) -> Path:
+    """Where a repository file (`pipeline/governor.py`) lives in the copy."""
+    return copy / "govtrain" / file if file.split("/")[0] in MAPPED else copy / file
 
 
 def apply_bug(bug: SeededBug, copy: Path) -> None:
     """Apply every patch of `bug` to the copy; each `old` must occur exactly once."""
     copy = Path(copy).resolve()
     for patch in bug.patches:
-        target = (copy / patch.file).resolve()
+        target = in_copy(copy, patch.file).resolve()
         if target.is_relative_to(ROOT):
             raise SeededBugError(f"{bug.name}: refusing to patch {target} in the repository")
         text = target.read_text()
@@ -677,8 +687,9 @@ def _python(copy: Path, args: Sequence[str], **extra: str) -> subprocess.Complet
 
 def check_isolation(copy: Path) -> None:
     """Every package the copy runs must be imported from the copy, not from the checkout."""
-    code = "import json, " + ", ".join(PACKAGES) + "\n"
-    code += f"print(json.dumps([m.__file__ for m in ({', '.join(PACKAGES)})]))\n"
+    code = "import json, importlib\n"
+    code += f"mods = [importlib.import_module(m) for m in {list(PACKAGES)!r}]\n"
+    code += "print(json.dumps([m.__file__ for m in mods]))\n"
     proc = _python(copy, ["-c", code])
     if proc.returncode != 0:
         raise SeededBugError(f"the copy {copy} does not import:\n{proc.stderr}")
@@ -712,15 +723,15 @@ def run_tests(copy: Path, nodeids: Sequence[str], report: Path) -> dict[str, str
 TRAIN = """\
 import json, sys, traceback
 from pathlib import Path
-from audit.provenance import read_records
-from pipeline.conform import replay
-from tests.conftest import train_tiny
+from govtrain.audit.provenance import read_records
+from govtrain.formal.replay import replay
+from tools.tiny import train_tiny
 run, overrides, resume_at = Path(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
 crash = None
 try:
     train_tiny(run, stop_after=resume_at, **overrides)
     if resume_at is not None:
-        from pipeline.trainer import GovernedTrainer
+        from govtrain.pipeline.trainer import GovernedTrainer
         GovernedTrainer.resume(run).train(progress=False)
 except Exception as exc:
     crash = f"{type(exc).__name__}: {exc}"
@@ -756,8 +767,8 @@ def train_run(copy: Path, run_dir: Path, detector: ReplayDivergence) -> TrainedR
 
 def clean_replay(log: Path) -> str | None:
     """Replay with this repository's core; the divergence as text, or None."""
-    from audit.provenance import read_records
-    from pipeline import conform
+    from govtrain.audit.provenance import read_records
+    from govtrain.pipeline import conform
 
     if not Path(conform.__file__).resolve().is_relative_to(ROOT):
         raise SeededBugError(f"the clean core is not this repository's: {conform.__file__}")

@@ -19,11 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from audit.records import Record
-from governance.config import GovernanceConfig, parse_governance
-from governance.invariants import Checked, violations
-from governance.state import GovernanceState, GroupObservation, state_to_dict
-from governance.step import Decision, decide, govern, initial_state
+from govtrain.audit.records import Record
+from govtrain.governance import routing
+from govtrain.governance.config import GovernanceConfig, parse_governance
+from govtrain.governance.invariants import Checked, violations
+from govtrain.governance.record import OBSERVATION_FIELDS, decision_to_dict
+from govtrain.governance.state import GovernanceState, GroupObservation, state_to_dict
+from govtrain.governance.step import Decision, decide, govern, initial_state
 
 
 @dataclass(frozen=True)
@@ -46,15 +48,6 @@ class ReplayReport:
     @property
     def ok(self) -> bool:
         return self.divergence is None
-
-
-def decision_to_dict(d: Decision, names: list[str]) -> dict[str, Any]:
-    return {
-        "allocations": dict(zip(names, d.allocations, strict=True)),
-        "quotas": dict(zip(names, d.quotas, strict=True)),
-        "budget_action": d.budget_action,
-        "warmup": d.warmup,
-    }
 
 
 def replay(records: Sequence[Record]) -> ReplayReport:
@@ -107,15 +100,14 @@ def _check_step(
 ) -> str | tuple[GovernanceState, Decision, int]:
     batch = cfg.router.batch_size
     for i, name in enumerate(names):
-        expected = 0 if state.frozen(i) else min(decision.quotas[i], batch)
-        expected = expected if enforced else batch
+        expected = routing.applied_quota(state, i, decision.quotas[i], batch, enforced)
         used = body["routed"][name]["quota"]
         if used != expected:
             return (
                 f"group {name} was routed {used} samples; the previous decision allows {expected}"
             )
     obs = [
-        GroupObservation(**{k: body["observations"][n][k] for k in ("signal", "wake", "need")})
+        GroupObservation(**{k: body["observations"][n][k] for k in OBSERVATION_FIELDS})
         for n in names
     ]
     result = govern(state, obs, cfg)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import click
 
-from audit.errors import AuditError
-from audit.keys import (
+from govtrain.audit.errors import AuditError
+from govtrain.audit.keys import (
     DEFAULT_KEY_NAME,
     PRIVATE_KEY_FILE,
     RUN_KEY_DIR,
@@ -28,11 +28,11 @@ from audit.keys import (
     load_verifier_key,
     write_key_pair,
 )
-from audit.notes import split_notes
-from audit.proofs import check_proof, prove
-from audit.provenance import export_provenance, read_records
-from audit.repair import repair_torn_tail
-from audit.verify import VerifyReport, verify_run
+from govtrain.audit.notes import split_notes
+from govtrain.audit.proofs import check_proof, prove
+from govtrain.audit.provenance import export_provenance, read_records
+from govtrain.audit.repair import repair_torn_tail
+from govtrain.audit.verify import VerifyReport, verify_run
 
 EXIT_NOT_CLOSED = 4
 
@@ -210,7 +210,7 @@ def export_trace_command(run: Path, output: Path | None) -> None:
     """Export RUN's governance steps (a run directory or its audit.jsonl) as an ND-JSON trace
     in the vocabulary of specs/GovernedTraining.tla: an Init line with the constants, one
     GovernanceStep line per step, a Rewind line per resume (no verification: use verify)."""
-    from pipeline.trace import export_trace
+    from govtrain.formal.trace import export_trace
 
     text = export_trace(run, output)
     if output is None:

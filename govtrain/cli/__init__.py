@@ -12,10 +12,11 @@ from pathlib import Path
 
 import click
 
-from audit.errors import AuditError
-from governance.errors import GovtrainError
-from pipeline.audit_cli import audit, keys
-from pipeline.specs_cli import specs
+from govtrain.audit.errors import AuditError
+from govtrain.cli.audit import audit, keys
+from govtrain.cli.specs import specs
+from govtrain.governance.errors import GovtrainError
+from govtrain.resources import config_path
 
 
 class _Group(click.Group):
@@ -48,8 +49,8 @@ main.add_command(specs)
 @click.option("--max-states", default=200_000, show_default=True, help="Stop exploring past this.")
 def explore(config: Path, max_states: int) -> None:
     """Explore every reachable governance state of CONFIG and check all invariants."""
-    from governance.explore import explore as run_exploration
-    from pipeline.config import load_config
+    from govtrain.governance.explore import explore as run_exploration
+    from govtrain.pipeline.config import load_config
 
     run = load_config(config)
     result = run_exploration(run.governance, max_states=max_states)
@@ -64,7 +65,7 @@ def explore(config: Path, max_states: int) -> None:
     sys.exit(1)
 
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
+DEFAULT_CONFIG = config_path("quickstart.yaml")
 
 
 @main.command()
@@ -103,10 +104,10 @@ def run(
     """Train under governance: CONFIG, or configs/quickstart.yaml when none is given."""
     from datetime import UTC, datetime
 
-    from pipeline.config import load_config
-    from pipeline.logs import configure_logging
-    from pipeline.trainer import GovernedTrainer
+    from govtrain.pipeline.config import load_config
+    from govtrain.pipeline.logs import configure_logging
 
+    GovernedTrainer = _trainer_class()
     configure_logging()
     if resume_dir is not None:
         if config is not None or run_dir is not None:
@@ -121,6 +122,23 @@ def run(
         trainer.start()
     summary = trainer.train(stop_after=stop_after, progress=not no_progress)
     _print_summary(summary, stopped=summary.steps < trainer.cfg.governance.total_steps)
+
+
+TRAIN_EXTRA = ("torch", "transformers", "tokenizers", "accelerate")
+
+
+def _trainer_class():
+    """The trainer, or one line naming the extra to install when the torch side is missing."""
+    try:
+        from govtrain.pipeline.trainer import GovernedTrainer
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in TRAIN_EXTRA:
+            raise
+        raise GovtrainError(
+            f"training needs the train extra ({exc.name} is not installed): "
+            "pip install 'govtrain[train]'"
+        ) from None
+    return GovernedTrainer
 
 
 def _print_summary(s, stopped: bool) -> None:

@@ -7,13 +7,13 @@
 
 `check` runs the models of specs/manifest.yaml (each must hold or fail exactly
 as the manifest says, with its number of distinct states) and then the
-spec-vs-code comparisons of tools/conformance.py (named `conform:<Spec>`),
+spec-vs-code comparisons of govtrain.formal.compare (named `conform:<Spec>`),
 and prints one table. Exit status: 0 when everything matches, 1 when anything
 does not, 2 when there is no Java or no tla2tools.jar ("TLC not found:
 SKIPPED"), so CI can tell "not checked" from "broken".
 
 `conform` validates one recorded run against the specs: the Python replay of
-pipeline/conform.py always, TLC trace validation (specs/TraceGovernedTraining.tla)
+govtrain.formal.replay always, TLC trace validation (specs/TraceGovernedTraining.tla)
 when TLC is found. Its exit status is 0 when every validator that ran accepts
 the run and 1 otherwise; a missing TLC prints a loud SKIPPED line but is not
 exit 2, because the replay (which checks everything TLC does on a trace, and
@@ -28,15 +28,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from governance.errors import GovtrainError
+from govtrain.governance.errors import GovtrainError
+from govtrain.resources import config_path, manifest_path
 
-REPO = Path(__file__).resolve().parent.parent
-MANIFEST = REPO / "specs" / "manifest.yaml"
-SMALL = REPO / "configs" / "small.yaml"
+if TYPE_CHECKING:
+    from govtrain.formal.conform import ConformReport
+
+MANIFEST = manifest_path()
+SMALL = config_path("small.yaml")
 CONFORM = ("ConvergenceGovernor", "GovernedTraining", "FederatedBudget")
 EXIT_MISMATCH, EXIT_SKIPPED = 1, 2
 
@@ -47,7 +50,7 @@ def specs() -> None:
 
 
 def _toolchain_or_skip(as_json: bool):
-    from tools.tlc import TLCNotFound, find_toolchain
+    from govtrain.formal.toolchain import TLCNotFound, find_toolchain
 
     try:
         return find_toolchain()
@@ -71,7 +74,7 @@ class _Row:
 
 
 def _model_row(verdict) -> _Row:
-    from tools.tlc import describe_outcome
+    from govtrain.formal.output import describe_outcome
 
     r, e = verdict.result, verdict.entry
     outcome = describe_outcome(r.outcome, r.violated)
@@ -92,7 +95,7 @@ def _model_row(verdict) -> _Row:
 
 
 def _conform_row(name: str, run: Callable[[], Any]) -> _Row:
-    from tools.tlc import TLCOutputError
+    from govtrain.formal.output import TLCOutputError
 
     start = time.monotonic()
     try:
@@ -125,8 +128,8 @@ def _conform_row(name: str, run: Callable[[], Any]) -> _Row:
 
 
 def _conformers(config: Path, toolchain, names: tuple[str, ...], bug: str = "none"):
-    from pipeline.config import load_config
-    from tools import conformance
+    from govtrain.formal import compare as conformance
+    from govtrain.pipeline.config import load_config
 
     cfg = load_config(config).governance
     runs = {
@@ -140,10 +143,12 @@ def _conformers(config: Path, toolchain, names: tuple[str, ...], bug: str = "non
 
 
 def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
+    """A path as the user would type it: relative to the package (`configs/small.yaml`)
+    or to the working directory."""
+    for root in (MANIFEST.parent.parent, Path.cwd()):
+        if path.resolve().is_relative_to(root.resolve()):
+            return str(path.resolve().relative_to(root.resolve()))
+    return str(path)
 
 
 def _table(rows: list[_Row], title: str) -> None:
@@ -224,7 +229,7 @@ def check(
     conform:FederatedBudget); exit 0 only if every result is as expected."""
     from fnmatch import fnmatchcase
 
-    from tools.tlc import check_model, load_manifest
+    from govtrain.formal.manifest import check_model, load_manifest
 
     loaded = load_manifest(manifest)
     models = loaded.select(names, include_slow=slow)
@@ -322,8 +327,8 @@ def conform_graph(config: Path, as_json: bool, bug: str) -> None:
 def gen_model(config: Path, out: Path | None) -> None:
     """Render GovernedTraining's constants for CONFIG as an MC module
     (specs/MCGovernedTraining.tla is this for configs/small.yaml)."""
-    from pipeline.config import load_config
-    from tools.conformance import render_training_module
+    from govtrain.formal.compare import render_training_module
+    from govtrain.pipeline.config import load_config
 
     cfg = load_config(config).governance
     module = out.stem if out is not None else "MCGovernedTraining"
@@ -338,100 +343,6 @@ def gen_model(config: Path, out: Path | None) -> None:
 
 
 # --------------------------------------------------------------------------- conform
-
-
-@dataclass
-class ConformReport:
-    """Both validators' verdicts on one run's records."""
-
-    replay: Any  # pipeline.conform.ReplayReport, or None when the records cannot be replayed
-    replay_error: str | None
-    replay_seconds: float
-    tlc: Any  # tools.tlc.TraceValidation, or None when TLC did not run
-    tlc_note: str | None  # why TLC did not run: skipped (no TLC) or an error
-    tlc_skipped: bool
-    tlc_seconds: float
-
-    @property
-    def replay_ok(self) -> bool:
-        return self.replay is not None and self.replay.ok
-
-    @property
-    def tlc_status(self) -> str:
-        if self.tlc is not None:
-            return "ok" if self.tlc.ok else "rejected"
-        return "skipped" if self.tlc_skipped else "error"
-
-    @property
-    def ok(self) -> bool:
-        """Every validator that ran accepts the run (a skipped TLC is not a failure)."""
-        return self.replay_ok and self.tlc_status in ("ok", "skipped")
-
-    def replay_summary(self) -> str:
-        if self.replay is None:
-            return f"cannot replay: {self.replay_error}"
-        if self.replay.ok:
-            return f"{self.replay.steps} steps, {self.replay.transitions} transitions reproduced"
-        return str(self.replay.divergence)
-
-    def tlc_summary(self) -> str:
-        if self.tlc is not None:
-            return self.tlc.summary()
-        return f"SKIPPED ({self.tlc_note})" if self.tlc_skipped else f"error: {self.tlc_note}"
-
-    def as_dict(self) -> dict[str, Any]:
-        replay: dict[str, Any] = {
-            "ok": self.replay_ok,
-            "summary": self.replay_summary(),
-            "seconds": round(self.replay_seconds, 2),
-        }
-        if self.replay is not None:
-            div = self.replay.divergence
-            replay |= {
-                "steps": self.replay.steps,
-                "transitions": self.replay.transitions,
-                "divergence": None
-                if div is None
-                else {"seq": div.seq, "step": div.step, "what": div.what},
-            }
-        tlc: dict[str, Any] = {"status": self.tlc_status, "summary": self.tlc_summary()}
-        if self.tlc is not None:
-            tlc |= self.tlc.as_dict() | {"seconds": round(self.tlc_seconds, 2)}
-        return {"status": "ok" if self.ok else "diverged", "replay": replay, "tlc": tlc}
-
-
-def conform_records(
-    records,
-    *,
-    toolchain=None,
-    skip_reason: str = "no TLC toolchain given",
-    timeout: float = 300,
-    keep: Path | None = None,
-) -> ConformReport:
-    """Replay `records` (a run's audit records, in order) with the Python core and, when a
-    TLC toolchain is given, validate the trace they export (pipeline.trace) with TLC."""
-    from pipeline.conform import replay
-    from pipeline.trace import trace_lines
-    from tools.tlc import validate_trace
-
-    start = time.monotonic()
-    report, error = None, None
-    try:
-        report = replay(records)
-    except (KeyError, TypeError, ValueError, IndexError, GovtrainError) as exc:
-        error = f"malformed record ({type(exc).__name__}: {exc})"
-    replay_seconds = time.monotonic() - start
-    if toolchain is None:
-        return ConformReport(report, error, replay_seconds, None, skip_reason, True, 0.0)
-    start = time.monotonic()
-    try:
-        lines = list(trace_lines(records))
-    except (KeyError, TypeError, ValueError, IndexError, GovtrainError) as exc:
-        note = f"cannot export the trace ({type(exc).__name__}: {exc})"
-        return ConformReport(report, error, replay_seconds, None, note, False, 0.0)
-    validation = validate_trace(lines, toolchain=toolchain, timeout=timeout, keep=keep)
-    seconds = time.monotonic() - start
-    return ConformReport(report, error, replay_seconds, validation, None, False, seconds)
 
 
 def _conform_table(report: ConformReport, title: str) -> None:
@@ -485,8 +396,9 @@ def conform_command(run_dir: Path, as_json: bool, timeout: int, keep_model: Path
     core (always) and check its trace with TLC (when TLC is found; a loud SKIPPED line
     otherwise). Exit 0 when every validator that ran accepts the run, 1 otherwise; no TLC
     is not exit 2 here, because the replay still ran."""
-    from audit.provenance import read_records
-    from tools.tlc import TLCNotFound, find_toolchain
+    from govtrain.audit.provenance import read_records
+    from govtrain.formal.conform import conform_records
+    from govtrain.formal.toolchain import TLCNotFound, find_toolchain
 
     records = read_records(run_dir / "audit.jsonl")
     try:

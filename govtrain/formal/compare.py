@@ -33,22 +33,26 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
-from math import lcm
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
-from governance import budget, convergence
-from governance.config import BudgetConfig, GovernanceConfig, GovernorConfig
-from governance.explore import explore, render
-from governance.state import GovernanceState, GroupState, Phase
-from tools.tlc import StateGraph, TLCOutputError, TLCResult, Toolchain, parse_dot, run_tlc
-
-SPECS = Path(__file__).resolve().parent.parent / "specs"
-NEEDS = (1, 3)  # the explorer's default needs (1.0, 3.0); they only weigh the budget
-
+from govtrain.formal.output import StateGraph, TLCOutputError, TLCResult, parse_dot
+from govtrain.formal.toolchain import Toolchain, run_tlc
+from govtrain.formal.vocabulary import (
+    CONSTANT_NAMES,
+    NEEDS,
+    governance_state,
+    group_state,
+    tla,
+    training_constants,
+)
+from govtrain.governance import budget, convergence
+from govtrain.governance.config import BudgetConfig, GovernanceConfig, GovernorConfig
+from govtrain.governance.explore import explore, render
+from govtrain.governance.state import GovernanceState, GroupState, Phase
+from govtrain.resources import specs_dir
 
 # --------------------------------------------------------------------------- comparison
 
@@ -199,63 +203,6 @@ def graph_from_tlc(
     return graph, initial.pop()
 
 
-# --------------------------------------------------------------------------- TLA+ constants
-
-
-def tla(value: Any) -> str:
-    """A Python value as a TLA+ constant expression."""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, tuple | list):
-        return "<<" + ", ".join(tla(v) for v in value) + ">>"
-    if isinstance(value, set | frozenset):
-        return "{" + ", ".join(tla(v) for v in sorted(value)) + "}"
-    if isinstance(value, dict):
-        return "[" + ", ".join(f"{k} |-> {tla(v)}" for k, v in value.items()) + "]"
-    raise TypeError(f"no TLA+ form for {value!r}")
-
-
-def exact(x: float) -> Fraction:
-    """A config number as the decimal the user wrote (0.3 is 3/10, not the nearest double)."""
-    return Fraction(str(x))
-
-
-def integer_scale(values: Iterable[float]) -> tuple[list[int], int]:
-    """Scale rationals to integers by the least common denominator: weights compare as
-    ratios, so multiplying every multiplier (or every need) by one positive number
-    changes no allocation."""
-    fracs = [exact(v) for v in values]
-    scale = lcm(*(f.denominator for f in fracs)) if fracs else 1
-    return [int(f * scale) for f in fracs], scale
-
-
-def training_constants(cfg: GovernanceConfig, needs: Sequence[float] = NEEDS) -> dict[str, Any]:
-    """GovernedTraining's constants for a governance config."""
-    frac = cfg.hierarchy.emergency_ratio  # the decimal as written, exactly
-    phases = ("ACTIVE", "COOLING", "AWAKENED")
-    mults, _ = integer_scale(cfg.governor.multipliers[Phase(p)] for p in phases)
-    need_ints, _ = integer_scale(needs)
-    return {
-        "GroupNames": tuple(g.name for g in cfg.groups),
-        "Level": tuple(g.level for g in cfg.groups),
-        "Patience": cfg.governor.patience,
-        "MaxAwakenings": cfg.governor.max_awakenings,
-        "TotalSteps": cfg.total_steps,
-        "EmergencyFraction": (frac.numerator, frac.denominator),
-        "Warmup": cfg.router.warmup_steps,
-        "Batch": cfg.router.batch_size,
-        "Master": cfg.budget.master,
-        "Floor": cfg.budget.floor,
-        "Ceiling": cfg.budget.ceiling,
-        "Multiplier": dict(zip(phases, mults, strict=True)),
-        "Needs": set(need_ints),
-    }
-
-
 def render_training_module(
     cfg: GovernanceConfig,
     module: str,
@@ -268,30 +215,12 @@ def render_training_module(
     consts = training_constants(cfg, needs)
     bar = "-" * max(4, (75 - len(module) - 12) // 2)
     lines = [f"{bar} MODULE {module} {bar}"]
-    lines.append(f"(* Generated from {source or 'a governance config'} by tools/conformance.py;")
+    lines.append(f"(* Generated from {source or 'a governance config'} by govtrain.formal.compare;")
     lines.append("   do not edit: `govtrain specs gen-model` rewrites it. *)")
     lines.append(f"EXTENDS {extends}")
     lines += [f"MC_{name} == {tla(value)}" for name, value in consts.items()]
     lines.append("=" * 77)
     return "\n".join(lines) + "\n"
-
-
-# The constants of GovernedTraining, in the order training_constants lists them.
-CONSTANT_NAMES = (
-    "GroupNames",
-    "Level",
-    "Patience",
-    "MaxAwakenings",
-    "TotalSteps",
-    "EmergencyFraction",
-    "Warmup",
-    "Batch",
-    "Master",
-    "Floor",
-    "Ceiling",
-    "Multiplier",
-    "Needs",
-)
 
 
 # --------------------------------------------------------------------------- the graphs
@@ -319,16 +248,6 @@ def governor_graph(gov: GovernorConfig) -> tuple[nx.MultiDiGraph, GroupState]:
                 seen.add(new)
                 queue.append(new)
     return graph, init
-
-
-def group_state(values: dict[str, Any], i: int | None = None) -> GroupState:
-    pick = (lambda name: values[name]) if i is None else (lambda name: values[name][i])
-    return GroupState(Phase(pick("phase")), pick("seenHigh"), pick("lows"), pick("awakenings"))
-
-
-def governance_state(values: dict[str, Any]) -> GovernanceState:
-    groups = tuple(group_state(values, i) for i in range(len(values["phase"])))
-    return GovernanceState(values["clock"], values["activeLevel"], groups)
 
 
 def step_label(_src: dict[str, Any], dst: dict[str, Any], _action: str) -> str:
@@ -368,7 +287,7 @@ class _Workdir:
 
     def __init__(self) -> None:
         self.path = Path(tempfile.mkdtemp(prefix="govtrain-conform-"))
-        for module in SPECS.glob("*.tla"):
+        for module in specs_dir().glob("*.tla"):
             shutil.copy2(module, self.path / module.name)
 
     def write(self, name: str, text: str) -> Path:

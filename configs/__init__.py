@@ -1,0 +1,1 @@
+"""Run configs shipped as package data; `govtrain run` defaults to quickstart.yaml."""

@@ -1,0 +1,99 @@
+"""The `step` audit record: one governance step as the log carries it.
+
+The governor and the HF callback write it, replay and trace export read it:
+this module is the only place that knows its fields. Groups are keyed by name
+in the record and listed in config order (the specs' `1..N`) in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from govtrain.governance.errors import GovtrainError
+from govtrain.governance.state import (
+    GovernanceState,
+    GroupObservation,
+    Transition,
+    state_from_dict,
+    state_to_dict,
+)
+from govtrain.governance.step import Decision
+
+OBSERVATION_FIELDS = ("signal", "wake", "need")
+
+
+class RecordSchemaError(GovtrainError):
+    """A step record lacks a field or has one of the wrong shape."""
+
+
+def decision_to_dict(d: Decision, names: Sequence[str]) -> dict[str, Any]:
+    return {
+        "allocations": dict(zip(names, d.allocations, strict=True)),
+        "quotas": dict(zip(names, d.quotas, strict=True)),
+        "budget_action": d.budget_action,
+        "warmup": d.warmup,
+    }
+
+
+def decision_from_dict(d: Mapping[str, Any], names: Sequence[str]) -> Decision:
+    return Decision(
+        tuple(d["allocations"][n] for n in names),
+        tuple(d["quotas"][n] for n in names),
+        d["budget_action"],
+        d["warmup"],
+    )
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What one governed step consumed, did and decided; `routed` is what the step used
+    (per group: the quota applied and the SHA-256 of the routed sample indices)."""
+
+    step: int
+    loss: float
+    lr: float
+    step_time_ms: float
+    routed: Mapping[str, Mapping[str, Any]]
+    observations: tuple[GroupObservation, ...]
+    transitions: tuple[Transition, ...]
+    state: GovernanceState
+    decision: Decision
+
+    def to_dict(self, names: Sequence[str]) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "loss": self.loss,
+            "lr": self.lr,
+            "step_time_ms": self.step_time_ms,
+            "routed": {n: dict(self.routed[n]) for n in names},
+            "observations": {
+                n: {f: getattr(o, f) for f in OBSERVATION_FIELDS}
+                for n, o in zip(names, self.observations, strict=True)
+            },
+            "transitions": [t.as_dict() for t in self.transitions],
+            "state": state_to_dict(self.state, list(names)),
+            "decision": decision_to_dict(self.decision, names),
+        }
+
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any], names: Sequence[str]) -> StepRecord:
+        """Parse a recorded step; a missing or malformed field is a RecordSchemaError."""
+        try:
+            return cls(
+                step=body["step"],
+                loss=body["loss"],
+                lr=body["lr"],
+                step_time_ms=body["step_time_ms"],
+                routed={n: body["routed"][n] for n in names},
+                observations=tuple(
+                    GroupObservation(**{f: body["observations"][n][f] for f in OBSERVATION_FIELDS})
+                    for n in names
+                ),
+                transitions=tuple(Transition.from_dict(t) for t in body["transitions"]),
+                state=state_from_dict(body["state"], list(names)),
+                decision=decision_from_dict(body["decision"], names),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecordSchemaError(f"malformed step record: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,1 @@
+"""The TLA+ specs, their models and manifest, shipped as package data (see README.md)."""
