@@ -194,8 +194,11 @@ class AuditLog:
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         fsync: FsyncPolicy = DEFAULT_FSYNC,
         fsync_every: int = DEFAULT_FSYNC_EVERY,
+        resume: Mapping[str, Any] | None = None,
     ) -> AuditLog:
-        """Resume the log in `run_dir`: verify it against the signer's key, then append."""
+        """Resume the log in `run_dir`: verify it against the signer's key, then append
+        one `run_resume` record (what the log held, plus the caller's `resume` facts:
+        the trainer's step and checkpoint) and sign a checkpoint over it."""
         run_dir = Path(run_dir)
         report = verify_run(run_dir, pubkey=signer.verifier)
         # A crash inside `create` can leave run_start without checkpoints.note.
@@ -216,7 +219,11 @@ class AuditLog:
         log._lock()
         log.append(
             "run_resume",
-            {"records": report.records, "previous": "closed" if report.closed else "interrupted"},
+            {
+                "records": report.records,
+                "previous": "closed" if report.closed else "interrupted",
+                **(resume or {}),
+            },
         )
         log.checkpoint()
         return log

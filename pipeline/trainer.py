@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from govtrain.audit.log import AuditLog, FsyncPolicy
 from govtrain.audit.provenance import build_run_start, file_sha256, read_records
 from govtrain.audit.verify import LOG_FILE
 from govtrain.governance.errors import GovtrainError
+from govtrain.governance.record import decision_from_dict, decision_to_dict
 from govtrain.pipeline.config import RunConfig, parse_config
 from govtrain.pipeline.data import Corpus, load_corpus
 from govtrain.pipeline.flops import FlopMeter
@@ -146,32 +148,35 @@ class GovernedTrainer:
             raise RunError(f"{run_dir}: no {LOG_FILE} to resume")
         records = read_records(run_dir / LOG_FILE)
         config = parse_config(records[0].body["config"], f"{run_dir} run_start")
-        cfg_audit = config.audit
+        # Everything is checked and loaded before the log is opened for append, so a
+        # refused resume writes nothing.
+        ckpts = [r.body for r in records if r.kind == "checkpoint"]
+        if not ckpts:
+            raise RunError(f"{run_dir}: no model checkpoint to resume from")
+        ckpt = ckpts[-1]
+        path = run_dir / ckpt["path"]
+        digest = file_sha256(path) if path.is_file() else "missing"
+        if digest != ckpt["sha256"]:
+            raise RunError(f"checkpoint {path}: SHA-256 {digest} does not match the log")
+        trainer = cls(config, run_dir, key_path=key_path)
+        # weights_only: a checkpoint is data; nothing in it is ever executed.
+        try:
+            state = torch.load(path, weights_only=True, map_location="cpu")
+        except pickle.UnpicklingError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RunError(
+                f"checkpoint {path}: refused, not plain tensors and data ({first})"
+            ) from None
+        trainer._load(state)
         audit = AuditLog.open(
             run_dir,
             signer=_signer(run_dir, key_path),
-            checkpoint_every=cfg_audit.checkpoint_every,
-            fsync=FsyncPolicy(cfg_audit.fsync),
+            checkpoint_every=config.audit.checkpoint_every,
+            fsync=FsyncPolicy(config.audit.fsync),
+            resume={"from_step": trainer.step, "checkpoint": ckpt["path"], "sha256": digest},
         )
-        ckpts = [r.body for r in records if r.kind == "checkpoint"]
-        try:
-            if not ckpts:
-                raise RunError(f"{run_dir}: no model checkpoint to resume from")
-            ckpt = ckpts[-1]
-            path = run_dir / ckpt["path"]
-            digest = file_sha256(path) if path.is_file() else "missing"
-            if digest != ckpt["sha256"]:
-                raise RunError(f"checkpoint {path}: SHA-256 {digest} does not match the log")
-            trainer = cls(config, run_dir, key_path=key_path)
-            trainer._load(torch.load(path, weights_only=False, map_location="cpu"))
-        except BaseException:
-            audit.close({"status": "resume refused"})
-            raise
         trainer.audit = audit
         trainer.gov.audit = audit
-        audit.append(
-            "resume", {"from_step": trainer.step, "checkpoint": ckpt["path"], "sha256": digest}
-        )
         log.info("resume", run_dir=str(run_dir), from_step=trainer.step)
         return trainer
 
@@ -274,7 +279,7 @@ class GovernedTrainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "governor": self.gov.state_dict(),
-            "decision": self.gov.decision,
+            "decision": decision_to_dict(self.gov.decision, self.gov.names),
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -291,7 +296,7 @@ class GovernedTrainer:
         self.model.load_state_dict(sd["model"])
         self.gov.load_state_dict(sd["governor"])
         self.optimizer.load_state_dict(sd["optimizer"])
-        self.gov.decision = sd["decision"]
+        self.gov.decision = decision_from_dict(sd["decision"], self.gov.names)
         torch.set_rng_state(sd["rng"]["torch"])
         if sd["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(sd["rng"]["cuda"])

@@ -43,7 +43,7 @@ def test_superseded_steps_after_a_crash_are_rewound(tiny_full_run) -> None:
     """A resume from step 20 after records up to 39: replay restarts at the checkpoint."""
     run_dir, _ = tiny_full_run
     recs = records(run_dir)
-    resume = Record(len(recs), "resume", "", {"from_step": 20}, b"")
+    resume = Record(len(recs), "run_resume", "", {"from_step": 20}, b"")
     again = [r for r in recs if r.kind == "step" and r.body["step"] >= 20]
     report = replay([*recs, resume, *again])
     assert report.ok, report.divergence

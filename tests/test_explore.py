@@ -7,8 +7,6 @@ broken rule can trip would be true by construction, and so worthless.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 
 import pytest

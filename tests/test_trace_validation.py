@@ -208,7 +208,7 @@ def test_tlc_accepts_superseded_steps_after_a_rewind(tiny_full_run) -> None:
     step 19 and the re-run steps 20..39 are matched again."""
     run_dir, _ = tiny_full_run
     recs = read_records(run_dir / "audit.jsonl")
-    resume = Record(len(recs), "resume", "", {"from_step": 20}, b"")
+    resume = Record(len(recs), "run_resume", "", {"from_step": 20}, b"")
     again = [r for r in recs if r.kind == "step" and r.body["step"] >= 20]
     report = conform_records([*recs, resume, *again], toolchain=toolchain())
     assert report.ok, (report.replay_summary(), report.tlc_summary())

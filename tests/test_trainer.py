@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from govtrain.audit.provenance import read_records
+from govtrain.audit.records import Record
 from govtrain.audit.verify import verify_run
 from govtrain.cli import main
 from govtrain.pipeline.config import parse_config
@@ -88,8 +89,11 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_full_run, tmp_path: Path) 
     ):
         assert torch.equal(a, b), name
     assert step_records(part) == step_records(full_dir)
-    kinds = [r.kind for r in read_records(part / "audit.jsonl")]
-    assert "run_resume" in kinds and "resume" in kinds
+    records = read_records(part / "audit.jsonl")
+    kinds = [r.kind for r in records]
+    resumes = [r for r in records if r.kind == "run_resume"]
+    assert len(resumes) == 1 and "resume" not in kinds
+    assert resumes[0].body["from_step"] == 20 and resumes[0].body["previous"] == "closed"
     assert verify_run(part).closed
 
 
@@ -100,8 +104,46 @@ def test_resume_refuses_a_tampered_checkpoint(tmp_path: Path) -> None:
     train_tiny(part, stop_after=10)
     ckpt = part / "checkpoints" / "step_000010.pt"
     ckpt.write_bytes(ckpt.read_bytes() + b"x")
+    log_before = (part / "audit.jsonl").read_bytes()
     with pytest.raises(GovtrainError, match="does not match the log"):
         GovernedTrainer.resume(part)
+    assert (part / "audit.jsonl").read_bytes() == log_before  # a refused resume writes nothing
+
+
+class _Planted:
+    """A pickle that runs code when loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_resume_never_executes_a_planted_checkpoint(tmp_path: Path) -> None:
+    """Even with the log rewritten and re-signed to match it (the run's own key is in the
+    run directory), a checkpoint that is not plain data is refused and never run."""
+    from govtrain.audit.keys import ensure_run_key
+    from govtrain.audit.provenance import file_sha256
+    from govtrain.governance.errors import GovtrainError
+    from tests.audit_support import join, rechain, sign_sizes
+
+    part, marker = tmp_path / "part", tmp_path / "pwned"
+    train_tiny(part, stop_after=10)
+    ckpt = part / "checkpoints" / "step_000010.pt"
+    torch.save({"step": 10, "model": _Planted(marker)}, ckpt)
+    lines = (part / "audit.jsonl").read_bytes().splitlines()
+    records = [Record.from_line(line) for line in lines]
+    at = next(r.seq for r in records if r.kind == "checkpoint" and r.body["path"].endswith("10.pt"))
+    body = {**records[at].body, "sha256": file_sha256(ckpt)}
+    lines[at] = Record.build(at, "checkpoint", records[at].prev, body).line
+    lines = rechain(lines, at)
+    (part / "audit.jsonl").write_bytes(join(lines))
+    (part / "checkpoints.note").write_bytes(sign_sizes(lines, [len(lines)], ensure_run_key(part)))
+    assert verify_run(part).closed  # the forgery verifies: only the loader stands in the way
+    with pytest.raises(GovtrainError, match="refused, not plain tensors"):
+        GovernedTrainer.resume(part)
+    assert not marker.exists()
 
 
 def _write_cfg(tmp_path: Path, data: dict) -> Path:

@@ -516,7 +516,13 @@ CATALOGUE: tuple[SeededBug, ...] = (
         name="resume_forgets_decision",
         layer="pipeline",
         title="resume forgets the checkpointed decision",
-        patches=(Patch("pipeline/trainer.py", '        self.gov.decision = sd["decision"]\n', ""),),
+        patches=(
+            Patch(
+                "pipeline/trainer.py",
+                '        self.gov.decision = decision_from_dict(sd["decision"], self.gov.names)\n',
+                "",
+            ),
+        ),
         symptom="A resumed run routes its first step by the initial warmup decision, not "
         "the one in the checkpoint: it silently differs from the uninterrupted run.",
         rationale="Replay of a resumed run rewinds to the checkpointed step and checks "

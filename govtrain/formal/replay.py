@@ -64,7 +64,7 @@ def replay(records: Sequence[Record]) -> ReplayReport:
     steps = transitions = 0
     for rec in records[1:]:
         body = rec.body
-        if rec.kind == "resume":
+        if rec.kind == "run_resume":
             back = after.get(body["from_step"] - 1)
             if back is None:
                 return ReplayReport(

@@ -50,7 +50,7 @@ def trace_lines(records: Iterable[Record]) -> Iterator[dict[str, Any]]:
     after: dict[int, dict[str, Any]] = {-1: init}
     yield {"event": "Init", "constants": trace_constants(cfg), "state": spec_state(init, names)}
     for rec in records[1:]:
-        if rec.kind == "resume":
+        if rec.kind == "run_resume":
             state = after[rec.body["from_step"] - 1]
             yield {
                 "event": "Rewind",
