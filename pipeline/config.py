@@ -61,6 +61,9 @@ class TrainConfig(_Section):
 
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(gt=0)
+    # "cosine": linear warmup over `warmup_steps`, then cosine decay to 0 at total_steps
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = Field(default=0, ge=0)
     weight_decay: float = Field(default=0.0, ge=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     grad_clip: float | None = Field(default=1.0, gt=0)
@@ -69,6 +72,8 @@ class TrainConfig(_Section):
     checkpoint_every: int = Field(default=100, ge=1)
     probe_every: int = Field(default=10, ge=1)
     awaken_optimizer_state: Literal["reset", "keep"] = "reset"
+    # the convergence signal the pipeline measures (pipeline/signals.py)
+    signal: Literal["grad_norm", "drift"] = "grad_norm"
     # "observe": measure, decide and audit, but apply nothing (shadow mode; the
     # overhead benchmark's middle arm). Every sample reaches every group.
     mode: Literal["governed", "observe"] = "governed"

@@ -60,7 +60,8 @@ class FlopMeter:
     def _count(self, frozen: frozenset[str], quotas: dict[str, int] | None) -> int:
         start = time.perf_counter()
         saved = {id(p): (p.requires_grad, p.grad) for p in self.model.parameters()}
-        slots = {g: (s.index, s.batch) for g, s in self.plan.slots.items()}
+        slots = {g: (s.index, s.batch, s.native) for g, s in self.plan.slots.items()}
+        self.plan.routed_forward()  # the counts below route after the forward
         try:
             self.gov.observing = False
             for g, ps in self.params.items():
@@ -72,8 +73,8 @@ class FlopMeter:
             for g in self.params:
                 index = (
                     None
-                    if quotas is None
-                    else torch.arange(min(quotas[g], batch), device=losses.device)
+                    if quotas is None or quotas[g] >= batch
+                    else torch.arange(quotas[g], device=losses.device)
                 )
                 self.plan.set(g, index, batch)
             with FlopCounterMode(display=False) as counter:
@@ -85,6 +86,7 @@ class FlopMeter:
             for p in self.model.parameters():
                 p.requires_grad_(saved[id(p)][0])
                 p.grad = saved[id(p)][1]
-            for g, (index, batch) in slots.items():
+            for g, (index, batch, native) in slots.items():
                 self.plan.set(g, index, batch)
+                self.plan.set_native(g, native)
             self.seconds += time.perf_counter() - start

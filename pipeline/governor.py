@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from govtrain.governance import routing, taxonomy
 from govtrain.governance.config import GovernanceConfig
-from govtrain.governance.record import StepRecord
+from govtrain.governance.record import StepRecord, decision_from_dict, decision_to_dict
 from govtrain.governance.state import (
     GovernanceState,
     GroupObservation,
@@ -48,7 +48,7 @@ from govtrain.governance.state import (
 )
 from govtrain.governance.step import Decision, StepResult, decide, govern, initial_state
 from govtrain.pipeline.routed import RoutingPlan, make_routable
-from govtrain.pipeline.signals import SignalMeter
+from govtrain.pipeline.signals import SignalMeter, drift_reading
 
 
 class AuditSink(Protocol):
@@ -70,6 +70,7 @@ class Governor:
         probe: ProbeLoss | None = None,
         probe_every: int = 10,
         awaken_optimizer_state: str = "reset",
+        signal: str = "grad_norm",
         enforce: bool = True,
         audit: AuditSink | None = None,
         seed: int = 0,
@@ -91,7 +92,11 @@ class Governor:
         for name, ps in self.params.items():
             for p in ps:
                 p.register_post_accumulate_grad_hook(self._grad_hook(name))
-        self.meter = SignalMeter(self.names, cfg.governor.window)
+        self.meter = SignalMeter(self.names, cfg.governor.window, signal)
+        # drift: each group's steps trained since (re)activation and its weights W and
+        # 2W of those steps ago
+        self._own_steps: dict[str, int] = {}
+        self._snapshots: dict[str, list[list[Tensor]]] = {}
         self.state: GovernanceState = initial_state(cfg)
         self.decision: Decision = decide(self.state, [1.0] * len(self.names), cfg)
         self.step = 0
@@ -105,16 +110,22 @@ class Governor:
         """Choose, per group, the samples whose gradient reaches its weights this step."""
         self._t0 = time.perf_counter()
         batch = per_sample_loss.shape[0]
-        scores = self._scores(per_sample_loss)
+        quotas = [
+            routing.applied_quota(self.state, i, q, batch, self.enforce)
+            for i, q in enumerate(self.decision.quotas)
+        ]
+        # scores are read off the device only when some group is really routed
+        scores = self._scores(per_sample_loss) if any(0 < k < batch for k in quotas) else []
         chosen: dict[str, tuple[int, ...] | None] = {}
         self.routed = {}
-        for i, name in enumerate(self.names):
-            k = routing.applied_quota(self.state, i, self.decision.quotas[i], batch, self.enforce)
-            index = None if k >= batch else routing.route(scores, k)
+        for i, (name, k) in enumerate(zip(self.names, quotas, strict=True)):
+            index = None if k >= batch else () if k == 0 else routing.route(scores, k)
             chosen[name] = index
+            # a frozen group's weights take no gradient: nothing to route
+            frozen = self.enforce and self.state.frozen(i)
             rows = (
                 None
-                if index is None
+                if index is None or frozen
                 else torch.tensor(index, dtype=torch.long, device=per_sample_loss.device)
             )
             self.plan.set(name, rows, batch)
@@ -169,6 +180,8 @@ class Governor:
         ]
         probes = self._probe(converged) if probe_due and converged else {}
         norms = self._take_norms()
+        if self.meter.kind == "drift":
+            self._read_drift()
         out = []
         for name, g in zip(self.names, self.state.groups, strict=True):
             if not g.phase.frozen:
@@ -188,6 +201,29 @@ class Governor:
         }
         self._sq = {g: [] for g in self.names}
         return norms
+
+    def _read_drift(self) -> None:
+        """Every `window` of a trainable group's own steps, snapshot its weights and read
+        the drift over the last two windows (signals.drift_reading)."""
+        w = self.cfg.governor.window
+        for name, g in zip(self.names, self.state.groups, strict=True):
+            if g.phase.frozen and self.enforce:
+                continue
+            n = self._own_steps[name] = self._own_steps.get(name, 0) + 1
+            if n % w:
+                continue
+            snaps = self._snapshots.setdefault(name, [])
+            now = [p.detach().clone() for p in self.params[name]]
+            if len(snaps) == 2:
+                d1, d2 = (
+                    torch.stack([(a - b).float().pow(2).sum() for a, b in zip(now, s, strict=True)])
+                    .sum()
+                    .item()
+                    for s in (snaps[1], snaps[0])
+                )
+                self.meter.record_drift(name, drift_reading(d1, d2))
+            snaps.append(now)
+            del snaps[:-2]
 
     def _probe(self, groups: list[str]) -> dict[str, float]:
         """Gradient norms of (frozen) `groups` on the probe batch; nothing is updated."""
@@ -220,6 +256,8 @@ class Governor:
                 continue
             if t.action in ("Activate", "Awaken"):
                 self.meter.reset(t.group)
+                self._own_steps.pop(t.group, None)
+                self._snapshots.pop(t.group, None)
             if t.action == "Awaken" and self.awaken_policy == "reset" and self.enforce:
                 for p in self.params[t.group]:
                     self.optimizer.state.pop(p, None)
@@ -230,6 +268,12 @@ class Governor:
         self._apply_freezing()
 
     def _apply_freezing(self) -> None:
+        """requires_grad follows the state; a group the next step routes fully runs natively."""
+        batch = self.cfg.router.batch_size
+        for i, name in enumerate(self.names):
+            k = routing.applied_quota(self.state, i, self.decision.quotas[i], batch, self.enforce)
+            frozen = self.enforce and self.state.frozen(i)
+            self.plan.set_native(name, frozen or k >= batch)
         for name, g in zip(self.names, self.state.groups, strict=True):
             frozen = g.phase.frozen and self.enforce
             for p in self.params[name]:
@@ -258,14 +302,24 @@ class Governor:
         return {
             "step": self.step,
             "state": state_to_dict(self.state, self.names),
+            "decision": decision_to_dict(self.decision, self.names),
             "meter": self.meter.state_dict(),
+            "own_steps": dict(self._own_steps),
+            "snapshots": {g: [list(s) for s in snaps] for g, snaps in self._snapshots.items()},
         }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
-        """Restore the core state; the next decision is recomputed from it, as the core would."""
+        """Restore the core state and the decision the next step uses."""
         self.step = sd["step"]
         self.state = state_from_dict(sd["state"], self.names)
+        self.decision = decision_from_dict(sd["decision"], self.names)
         self.meter.load_state_dict(sd["meter"])
+        self._own_steps = dict(sd["own_steps"])
+        device = {g: ps[0].device for g, ps in self.params.items() if ps}
+        self._snapshots = {
+            g: [[t.to(device[g]) for t in snap] for snap in snaps]
+            for g, snaps in sd["snapshots"].items()
+        }
         self._apply_freezing()
 
 

@@ -28,11 +28,14 @@ class RouteSlot:
     """The routed sample indices for one group, set after the forward, read in backward.
 
     `index=None` routes every sample. `batch` is the full batch size, used to
-    rescale the routed sum into a routed mean.
+    rescale the routed sum into a routed mean. `native`: the next forward is known
+    to route every sample (decided a step ahead), so the module runs its plain
+    PyTorch forward and backward; a slot run natively cannot be routed afterwards.
     """
 
     index: Tensor | None = None
     batch: int = 1
+    native: bool = False
 
     def rows(self, t: Tensor) -> Tensor:
         if self.index is None:
@@ -52,7 +55,11 @@ class RouteSlot:
         return self.batch / max(1, int(self.index.numel()))
 
 
-_ALL = RouteSlot()  # parameters that are not governed (frozen before governance began)
+_ALL = RouteSlot(native=True)  # parameters not governed (frozen before governance began)
+
+
+def _native(route: dict[str, RouteSlot]) -> bool:
+    return all(slot.native for slot in route.values())
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -146,6 +153,8 @@ class RoutedConv1D(Conv1D):
     route: dict[str, RouteSlot]
 
     def forward(self, x: Tensor) -> Tensor:
+        if _native(self.route):
+            return super().forward(x)
         return _RoutedAffine.apply(
             x, self.weight, self.bias, self.route["weight"], self.route["bias"], True
         )
@@ -155,6 +164,8 @@ class RoutedLinear(nn.Linear):
     route: dict[str, RouteSlot]
 
     def forward(self, x: Tensor) -> Tensor:
+        if _native(self.route):
+            return super().forward(x)
         return _RoutedAffine.apply(
             x, self.weight, self.bias, self.route["weight"], self.route.get("bias", _ALL), False
         )
@@ -164,6 +175,8 @@ class RoutedLayerNorm(nn.LayerNorm):
     route: dict[str, RouteSlot]
 
     def forward(self, x: Tensor) -> Tensor:
+        if _native(self.route):
+            return super().forward(x)
         return _RoutedLayerNorm.apply(
             x, self.weight, self.bias, self.eps, self.route["weight"], self.route["bias"]
         )
@@ -173,6 +186,8 @@ class RoutedEmbedding(nn.Embedding):
     route: dict[str, RouteSlot]
 
     def forward(self, ids: Tensor) -> Tensor:
+        if _native(self.route):
+            return super().forward(ids)
         return _RoutedEmbedding.apply(ids, self.weight, self.route["weight"])
 
 
@@ -192,11 +207,24 @@ class RoutingPlan:
 
     def set(self, group: str, index: Tensor | None, batch: int) -> None:
         slot = self.slots[group]
+        if slot.native and index is not None:
+            raise RuntimeError(
+                f"group {group} ran its forward natively (every sample routed) and cannot be "
+                f"routed now; is the batch ({batch}) larger than router.batch_size?"
+            )
         slot.index, slot.batch = index, batch
+
+    def set_native(self, group: str, native: bool) -> None:
+        self.slots[group].native = native
 
     def route_all(self) -> None:
         for slot in self.slots.values():
             slot.index = None
+
+    def routed_forward(self) -> None:
+        """Every module runs its routed forward (FLOP counting sets quotas after it)."""
+        for slot in self.slots.values():
+            slot.native = False
 
 
 def make_routable(model: nn.Module, group_of: dict[str, str]) -> RoutingPlan:

@@ -27,8 +27,7 @@ from govtrain.audit.log import AuditLog, FsyncPolicy
 from govtrain.audit.provenance import build_run_start, file_sha256, read_records
 from govtrain.audit.verify import LOG_FILE
 from govtrain.governance.errors import GovtrainError
-from govtrain.governance.record import decision_from_dict, decision_to_dict
-from govtrain.pipeline.config import RunConfig, parse_config
+from govtrain.pipeline.config import RunConfig, TrainConfig, parse_config
 from govtrain.pipeline.data import Corpus, load_corpus
 from govtrain.pipeline.flops import FlopMeter
 from govtrain.pipeline.governor import Governor
@@ -100,6 +99,7 @@ class GovernedTrainer:
             probe=lambda m: per_sample_loss(m, probe_ids).mean(),
             probe_every=tcfg.probe_every,
             awaken_optimizer_state=tcfg.awaken_optimizer_state,
+            signal=tcfg.signal,
             enforce=tcfg.mode == "governed",
             seed=cfg.seed,
         )
@@ -224,6 +224,10 @@ class GovernedTrainer:
             norm = nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             if not torch.isfinite(norm):
                 return self._skip({"loss": loss.item(), "grad_norm": norm.item()})
+            set_lr(
+                self.optimizer,
+                scheduled_lr(self.cfg.train, self.step, self.cfg.governance.total_steps),
+            )
             self.optimizer.step()
         result = self.gov.commit(loss=loss.item(), lr=self.optimizer.param_groups[0]["lr"])
         self.optimizer.zero_grad(set_to_none=True)
@@ -279,7 +283,6 @@ class GovernedTrainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "governor": self.gov.state_dict(),
-            "decision": decision_to_dict(self.gov.decision, self.gov.names),
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -296,7 +299,6 @@ class GovernedTrainer:
         self.model.load_state_dict(sd["model"])
         self.gov.load_state_dict(sd["governor"])
         self.optimizer.load_state_dict(sd["optimizer"])
-        self.gov.decision = decision_from_dict(sd["decision"], self.gov.names)
         torch.set_rng_state(sd["rng"]["torch"])
         if sd["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(sd["rng"]["cuda"])
@@ -344,6 +346,21 @@ def resolve_device(choice: str) -> torch.device:
 def _signer(run_dir: Path, key_path: Path | None) -> Signer:
     """The run key: a given private key file, else the run's own under run_dir/keys/."""
     return load_signing_key(key_path) if key_path is not None else ensure_run_key(run_dir)
+
+
+def scheduled_lr(tcfg: TrainConfig, step: int, total: int) -> float:
+    """The learning rate of (0-based) `step` under `train.lr_schedule`."""
+    if tcfg.lr_schedule == "constant":
+        return tcfg.lr
+    if step < tcfg.warmup_steps:
+        return tcfg.lr * (step + 1) / tcfg.warmup_steps
+    progress = (step - tcfg.warmup_steps) / max(1, total - tcfg.warmup_steps)
+    return tcfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def build_optimizer(model: nn.Module, tcfg) -> torch.optim.Optimizer:

@@ -137,6 +137,7 @@ def test_flop_meter_matches_a_direct_count() -> None:
         frozen = frozenset({"top"})
         for p in gov.params["top"]:
             p.requires_grad_(False)
+        gov.plan.routed_forward()  # routed by hand after the forward, not by a decision
         losses = per_sample_loss(model, corpus.train[:8])
         for g, q in quotas.items():
             gov.plan.set(g, torch.arange(q), 8)
@@ -145,3 +146,44 @@ def test_flop_meter_matches_a_direct_count() -> None:
         model.zero_grad(set_to_none=True)
         assert meter.step_flops(frozen, quotas) == counter.get_total_flops()
     assert meter.dense > meter.step_flops(frozenset({"top"}), dict.fromkeys(gov.names, 8))
+
+
+def _graph_names(t: torch.Tensor) -> set[str]:
+    seen, stack = set(), [t.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        stack.extend(f for f, _ in fn.next_functions)
+    return {type(f).__name__ for f in seen}
+
+
+def test_full_quota_runs_native_modules_with_the_same_gradients() -> None:
+    _, corpus, model, _opt, gov = setup("adamw")
+    ids = corpus.batch(0, 8, 0)
+    # the warmup routes every sample to every group: plain PyTorch modules, no routed nodes
+    assert all(slot.native for slot in gov.plan.slots.values())
+    native_loss = per_sample_loss(model, ids).mean()
+    assert not any("Routed" in n for n in _graph_names(native_loss))
+    native_loss.backward()
+    native = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad(set_to_none=True)
+    gov.plan.routed_forward()
+    routed_loss = per_sample_loss(model, ids).mean()
+    assert any("Routed" in n for n in _graph_names(routed_loss))
+    routed_loss.backward()
+    routed = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    assert len(native) == len(routed)
+    for a, b in zip(native, routed, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_quota_below_the_batch_runs_the_routed_modules() -> None:
+    _, corpus, model, opt, gov = setup("adamw")
+    train(gov, model, opt, corpus, steps=4)  # past the 2-step warmup; master 12 < 3 x 8
+    routed = {n for n, q in zip(gov.names, gov.decision.quotas, strict=True) if 0 < q < 8}
+    assert routed
+    assert all(not gov.plan.slots[n].native for n in routed)
+    loss = per_sample_loss(model, corpus.batch(gov.step, 8, 0)).mean()
+    assert any("Routed" in n for n in _graph_names(loss))

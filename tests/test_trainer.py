@@ -76,14 +76,31 @@ def test_hierarchy_advances_and_decisions_apply_next_step(tiny_full_run) -> None
             assert routed["quota"] == min(expected, 8), (after["step"], group)
 
 
-def test_resume_reproduces_the_uninterrupted_run(tiny_full_run, tmp_path: Path) -> None:
-    full_dir, full = tiny_full_run
+@pytest.mark.parametrize("variant", ["default", "drift_cosine"])
+def test_resume_reproduces_the_uninterrupted_run(tiny_full_run, tmp_path: Path, variant) -> None:
+    extra = (
+        {}
+        if variant == "default"
+        else {
+            "train__signal": "drift",
+            "train__lr_schedule": "cosine",
+            "train__warmup_steps": 5,
+            "governance__governor__window": 4,
+        }
+    )
+    if extra:
+        full_dir = tmp_path / "full"
+        full = train_tiny(full_dir, **extra)
+        assert any(full.gov.meter.drift.values())  # the drift signal was really read
+    else:
+        full_dir, full = tiny_full_run
     part = tmp_path / "part"
-    first = train_tiny(part, stop_after=20)
+    first = train_tiny(part, stop_after=20, **extra)
     assert first.step == 20
     resumed = GovernedTrainer.resume(part)
     assert resumed.step == 20
     resumed.train(progress=False)
+    assert resumed.gov.state == full.gov.state
     for (name, a), (_, b) in zip(
         full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
     ):

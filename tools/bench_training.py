@@ -9,14 +9,16 @@ batches with the same optimiser:
             signals, decisions and the audit log, but nothing applied, so
             observe / baseline is the cost of governing itself.
 
-Reported per arm: final eval loss, wall-clock of the training steps (evals
-excluded), backward FLOPs (torch.utils.flop_counter); for governed, the
-wall-clock and backward FLOPs it took to first reach the baseline's final eval
-loss within +1%. The last line is one JSON object.
+The arms are stepped alternately in one process (one step of each in turn), so
+whatever else runs on the machine slows them alike. Reported per arm: final
+eval loss, wall-clock of the training steps (evals excluded), backward FLOPs
+(torch.utils.flop_counter); for governed, the wall-clock and backward FLOPs it
+took to first reach the baseline's final eval loss within +1%. The last line is
+one JSON object.
 
     python tools/bench_training.py                    # configs/bench_shakespeare.yaml
     python tools/bench_training.py --quick            # smoke run, seconds
-    python tools/bench_training.py --config FILE --steps N
+    python tools/bench_training.py --config FILE --steps N --plot curve.png
     python tools/bench_training.py --overhead-only --steps 100   # baseline vs observe
 """
 
@@ -39,7 +41,9 @@ from govtrain.pipeline.trainer import (
     build_optimizer,
     per_sample_loss,
     resolve_device,
+    scheduled_lr,
     seed_everything,
+    set_lr,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,107 +64,117 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def run_baseline(cfg: RunConfig, corpus) -> dict:
+class PlainArm:
     """The plain loop: forward, mean loss, backward, clip, step. Nothing else."""
-    device = resolve_device(cfg.train.device)
-    seed_everything(cfg.seed)
-    model = build_model(cfg.model, corpus.vocab_size, cfg.data.seq_len).to(device).train()
-    opt = build_optimizer(model, cfg.train)
-    batch, steps = cfg.governance.router.batch_size, cfg.governance.total_steps
-    loss = per_sample_loss(model, corpus.train[:batch].to(device)).mean()
-    with FlopCounterMode(display=False) as counter:  # the backward only, as for the others
+
+    def __init__(self, cfg: RunConfig, corpus) -> None:
+        self.cfg, self.corpus = cfg, corpus
+        self.device = resolve_device(cfg.train.device)
+        seed_everything(cfg.seed)
+        model = build_model(cfg.model, corpus.vocab_size, cfg.data.seq_len)
+        self.model = model.to(self.device).train()
+        self.opt = build_optimizer(self.model, cfg.train)
+        self.batch = cfg.governance.router.batch_size
+        loss = per_sample_loss(self.model, corpus.train[: self.batch].to(self.device)).mean()
+        with FlopCounterMode(display=False) as counter:  # the backward only, as for the others
+            loss.backward()
+        self.model.zero_grad(set_to_none=True)
+        self.step_flops = counter.get_total_flops()  # every plain step: the same dense backward
+        self.step, self.seconds = 0, 0.0
+
+    def train_step(self) -> None:
+        cfg = self.cfg
+        ids = self.corpus.batch(self.step, self.batch, cfg.seed).to(self.device)
+        _sync(self.device)
+        t0 = time.perf_counter()
+        loss = per_sample_loss(self.model, ids).mean()
         loss.backward()
-    model.zero_grad(set_to_none=True)
-    step_flops = counter.get_total_flops()  # every plain step is the same dense backward
-    curve, elapsed = [], 0.0
-    for step in range(steps):
-        ids = corpus.batch(step, batch, cfg.seed).to(device)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip or math.inf)
+        set_lr(self.opt, scheduled_lr(cfg.train, self.step, cfg.governance.total_steps))
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        _sync(self.device)
+        self.seconds += time.perf_counter() - t0
+        self.step += 1
+
+    @property
+    def flops(self) -> int:
+        return self.step_flops * self.step
+
+    def evaluate(self) -> float:
+        return evaluate(self.model, self.corpus, self.cfg, self.device)
+
+    def close(self) -> dict:
+        return {}
+
+
+class GovernedArm:
+    """The GovernedTrainer (governed, or shadow mode with `train.mode: observe`)."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path) -> None:
+        self.trainer = GovernedTrainer(cfg, run_dir)
+        self.trainer.start()
+        # FLOP accounting is instrumentation (the plain arm counts its FLOPs outside the
+        # timed loop), so the time the meter spends inside the loop is left out.
+        self._metered = self.trainer.flops.seconds
+        self.seconds = 0.0
+
+    def train_step(self) -> None:
+        device = self.trainer.device
         _sync(device)
         t0 = time.perf_counter()
-        loss = per_sample_loss(model, ids).mean()
-        loss.backward()
-        if cfg.train.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        self.trainer.train_step()
         _sync(device)
-        elapsed += time.perf_counter() - t0
+        metered = self.trainer.flops.seconds - self._metered
+        self._metered = self.trainer.flops.seconds
+        self.seconds += time.perf_counter() - t0 - metered
+
+    @property
+    def flops(self) -> int:
+        return self.trainer.backward_flops
+
+    def evaluate(self) -> float:
+        return self.trainer.evaluate()
+
+    def close(self) -> dict:
+        self.trainer.audit.close()
+        s = self.trainer.summary()
+        return {
+            "skipped_share": s.skipped_share,
+            "final_state": s.final_state,
+            "transitions": dict(s.transitions),
+        }
+
+
+def race(arms: dict[str, PlainArm | GovernedArm], cfg: RunConfig) -> dict[str, dict]:
+    """Step every arm once per step, in alternating order, so whatever else the machine
+    does slows them alike; evaluate every `eval_every` steps (evals are not timed)."""
+    steps, curves = cfg.governance.total_steps, {name: [] for name in arms}
+    order = list(arms)
+    for step in range(steps):
+        for name in order if step % 2 == 0 else reversed(order):
+            arms[name].train_step()
         if (step + 1) % cfg.train.eval_every == 0 or step + 1 == steps:
-            curve.append(
-                (step + 1, elapsed, step_flops * (step + 1), evaluate(model, corpus, cfg, device))
-            )
+            for name, arm in arms.items():
+                curves[name].append((step + 1, arm.seconds, arm.flops, arm.evaluate()))
     return {
-        "curve": curve,
-        "seconds": elapsed,
-        "flops": step_flops * steps,
-        "eval": curve[-1][3],
-        "dense_step_flops": step_flops,
+        name: {
+            "curve": curves[name],
+            "seconds": arm.seconds,
+            "flops": arm.flops,
+            "eval": curves[name][-1][3],
+            **arm.close(),
+        }
+        for name, arm in arms.items()
     }
 
 
-def run_governed(cfg: RunConfig, run_dir: Path) -> dict:
-    trainer = GovernedTrainer(cfg, run_dir)
-    trainer.start()
-    # FLOP accounting is instrumentation (the baseline counts its FLOPs outside the
-    # timed loop), so the time the meter spends inside the loop is left out.
-    counted_before = trainer.flops.seconds
-    curve, elapsed, steps = [], 0.0, cfg.governance.total_steps
-    while trainer.step < steps:
-        _sync(trainer.device)
-        t0 = time.perf_counter()
-        trainer.train_step()
-        _sync(trainer.device)
-        elapsed += time.perf_counter() - t0
-        if trainer.step % cfg.train.eval_every == 0 or trainer.step == steps:
-            seconds = elapsed - (trainer.flops.seconds - counted_before)
-            curve.append((trainer.step, seconds, trainer.backward_flops, trainer.evaluate()))
-    trainer.audit.close()
-    s = trainer.summary()
-    elapsed -= trainer.flops.seconds - counted_before
-    return {
-        "curve": curve,
-        "seconds": elapsed,
-        "flops": s.backward_flops,
-        "eval": curve[-1][3],
-        "skipped_share": s.skipped_share,
-        "final_state": s.final_state,
-        "transitions": dict(s.transitions),
-    }
-
-
-def overhead(observe_cfg: RunConfig, corpus, run_dir: Path) -> None:
-    """Plain loop and shadow-mode governance stepped alternately, so both see the same machine.
-
-    Whatever else runs on the machine slows both arms alike; the ratio of their
-    summed step times is the cost of measuring, deciding and auditing.
-    """
-    device = resolve_device(observe_cfg.train.device)
-    seed_everything(observe_cfg.seed)
-    model = build_model(observe_cfg.model, corpus.vocab_size, observe_cfg.data.seq_len)
-    model = model.to(device).train()
-    opt = build_optimizer(model, observe_cfg.train)
-    trainer = GovernedTrainer(observe_cfg, run_dir)
-    trainer.start()
-    counted_before = trainer.flops.seconds
-    batch, steps = observe_cfg.governance.router.batch_size, observe_cfg.governance.total_steps
-    plain = governed = 0.0
-    for step in range(steps):
-        ids = corpus.batch(step, batch, observe_cfg.seed).to(device)
-        _sync(device)
-        t0 = time.perf_counter()
-        loss = per_sample_loss(model, ids).mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), observe_cfg.train.grad_clip or math.inf)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        _sync(device)
-        t1 = time.perf_counter()
-        trainer.train_step()
-        _sync(device)
-        plain, governed = plain + t1 - t0, governed + time.perf_counter() - t1
-    trainer.audit.close()
-    governed -= trainer.flops.seconds - counted_before
+def overhead(cfg: RunConfig, observe_cfg: RunConfig, corpus, run_dir: Path) -> None:
+    """Plain loop and shadow-mode governance stepped alternately: the cost of governing."""
+    out = race({"plain": PlainArm(cfg, corpus), "observe": GovernedArm(observe_cfg, run_dir)}, cfg)
+    plain, governed = out["plain"]["seconds"], out["observe"]["seconds"]
     ratio = governed / plain
+    steps = cfg.governance.total_steps
     print(
         f"{steps} steps interleaved: plain loop {plain:.1f}s, shadow-mode governance "
         f"{governed:.1f}s, overhead {ratio - 1:+.1%}"
@@ -169,13 +183,34 @@ def overhead(observe_cfg: RunConfig, corpus, run_dir: Path) -> None:
         json.dumps(
             {
                 "steps": steps,
-                "device": device.type,
+                "device": resolve_device(cfg.train.device).type,
                 "plain_s": plain,
                 "observe_s": governed,
                 "overhead_observe_over_baseline": round(ratio, 4),
             }
         )
     )
+
+
+def plot(results: dict[str, dict], target: float, path: Path) -> None:
+    """Eval loss against training wall-clock, one line per arm (matplotlib, headless)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, arm in results.items():
+        xs = [seconds for _, seconds, _, _ in arm["curve"]]
+        ax.plot(xs, [loss for *_, loss in arm["curve"]], label=name, marker=".")
+    ax.axhline(target, color="grey", linestyle="--", label="baseline final +1%")
+    ax.set_xlabel("training wall-clock (s, evals excluded)")
+    ax.set_ylabel("eval loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def reach(curve: list, target: float) -> tuple[int, float, int] | None:
@@ -191,6 +226,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "bench_shakespeare.yaml")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--plot", type=Path, help="write eval loss vs wall-clock here (PNG)")
     parser.add_argument(
         "--overhead-only", action="store_true", help="only the baseline and observe arms"
     )
@@ -229,13 +265,22 @@ def main() -> None:
     observe_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"mode": "observe"})})
     with tempfile.TemporaryDirectory() as tmp:
         if args.overhead_only:
-            overhead(observe_cfg, corpus, Path(tmp) / "observe")
+            overhead(cfg, observe_cfg, corpus, Path(tmp) / "observe")
             return
-        base = run_baseline(cfg, corpus)
-        obs = run_governed(observe_cfg, Path(tmp) / "observe")
-        gov = run_governed(cfg, Path(tmp) / "governed")
+        results = race(
+            {
+                "baseline": PlainArm(cfg, corpus),
+                "governed": GovernedArm(cfg, Path(tmp) / "governed"),
+                "observe": GovernedArm(observe_cfg, Path(tmp) / "observe"),
+            },
+            cfg,
+        )
+    base, gov, obs = results["baseline"], results["governed"], results["observe"]
     target = base["eval"] * TOLERANCE
     reached = reach(gov["curve"], target)
+    if args.plot is not None:
+        plot({"baseline": base, "governed": gov}, target, args.plot)
+        print(f"wrote {args.plot}")
     device = resolve_device(cfg.train.device)
     print(
         f"device {device.type}, {cfg.governance.total_steps} steps, model {cfg.model.n_layer}x"

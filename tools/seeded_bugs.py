@@ -471,8 +471,15 @@ CATALOGUE: tuple[SeededBug, ...] = (
         patches=(
             Patch(
                 "pipeline/governor.py",
-                "self.state, i, self.decision.quotas[i], batch, self.enforce",
-                "self.state, i, self.decision.allocations[i], batch, self.enforce",
+                "routing.applied_quota(self.state, i, q, batch, self.enforce)\n"
+                "            for i, q in enumerate(self.decision.quotas)",
+                "routing.applied_quota(self.state, i, q, batch, self.enforce)\n"
+                "            for i, q in enumerate(self.decision.allocations)",
+            ),
+            Patch(
+                "pipeline/governor.py",
+                "self.state, i, self.decision.quotas[i], batch, self.enforce)",
+                "self.state, i, self.decision.allocations[i], batch, self.enforce)",
             ),
         ),
         symptom="The observation-only warmup is skipped: groups get `allocation` samples "
@@ -518,8 +525,8 @@ CATALOGUE: tuple[SeededBug, ...] = (
         title="resume forgets the checkpointed decision",
         patches=(
             Patch(
-                "pipeline/trainer.py",
-                '        self.gov.decision = decision_from_dict(sd["decision"], self.gov.names)\n',
+                "pipeline/governor.py",
+                '        self.decision = decision_from_dict(sd["decision"], self.names)\n',
                 "",
             ),
         ),
