@@ -89,10 +89,10 @@ class Governor:
         self.plan: RoutingPlan = make_routable(model, group_of)
         self._sq: dict[str, list[Tensor]] = {g: [] for g in self.names}
         self.observing = True  # False while probes and FLOP counts run their own backward
+        self.meter = SignalMeter(self.names, cfg.governor.window, signal)
         for name, ps in self.params.items():
             for p in ps:
                 p.register_post_accumulate_grad_hook(self._grad_hook(name))
-        self.meter = SignalMeter(self.names, cfg.governor.window, signal)
         # drift: each group's steps trained since (re)activation and its weights W and
         # 2W of those steps ago
         self._own_steps: dict[str, int] = {}
@@ -153,15 +153,19 @@ class Governor:
     # -- observing -------------------------------------------------------------------
 
     def _grad_hook(self, group: str) -> Callable[[Tensor], None]:
-        """Add each gradient's squared norm to its group's as the backward produces it.
+        """Keep each gradient's norm for its group as the backward produces it (the
+        `grad_norm` signal only: `drift` reads weights, not gradients).
 
         Reading gradients here, not at commit, sees them before any clipping
         rescales them, so the signal tracks the group and not the clip factor.
         """
+        wanted = self.meter.kind == "grad_norm"
 
         def hook(p: Tensor) -> None:
-            if self.observing and p.grad is not None:
-                self._sq[group].append(p.grad.detach().float().pow(2).sum())
+            if wanted and self.observing and p.grad is not None:
+                self._sq[group].append(
+                    torch.linalg.vector_norm(p.grad.detach(), dtype=torch.float32)
+                )
 
         return hook
 
@@ -193,7 +197,7 @@ class Governor:
 
     def _take_norms(self) -> dict[str, float]:
         """Each group's gradient L2 norm this step, read off the device in one sync."""
-        sums = [torch.stack(v).sum() if v else None for v in self._sq.values()]
+        sums = [torch.stack(v).square().sum() if v else None for v in self._sq.values()]
         present = [t for t in sums if t is not None]
         values = iter(torch.stack(present).sqrt().tolist() if present else [])
         norms = {
