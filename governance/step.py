@@ -1,6 +1,6 @@
 """One governance step, composing every component (spec: `specs/GovernedTraining.tla`).
 
-The order is DESIGN.md's: step t's observations move each governor, the
+The order of a step: step t's observations move each governor, the
 hierarchy then activates the next level if due, and the budget and router
 decide from the *new* state what step t+1 may use. Step t's own update has
 already completed unchanged.

@@ -1,4 +1,4 @@
-"""The layering DESIGN.md fixes, checked in fresh interpreters: the core and the log
+"""The layering the README describes, checked in fresh interpreters: the core and the log
 import neither torch nor the training side, and the auditor's commands run with the
 torch side made unimportable."""
 
@@ -96,3 +96,15 @@ def test_run_without_the_train_extra_says_which_to_install(tmp_path) -> None:
     assert result.stderr.count("\n") == 1
     assert "pip install 'govtrain[train]'" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_python_dash_m_govtrain_is_the_cli() -> None:
+    """`python -m govtrain` (what `torchrun -m govtrain` runs) is the same CLI."""
+    out = subprocess.run(
+        [sys.executable, "-m", "govtrain", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT.parent,
+    ).stdout
+    assert all(command in out for command in ("audit", "explore", "run", "specs"))

@@ -591,7 +591,7 @@ GAPS: tuple[SeededBug, ...] = (
             ),
         ),
         symptom="Step t's freezing is applied before step t's update: a group that "
-        "converges at step t loses that step's update (DESIGN.md: step t's update "
+        "converges at step t loses that step's update (the rule: step t's update "
         "completes unchanged).",
         rationale="The log and the decisions are unchanged, so replay is blind; the resume "
         "test compares two runs with the same bug.",

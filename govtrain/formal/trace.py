@@ -37,7 +37,8 @@ from govtrain.formal.vocabulary import (
 )
 from govtrain.governance.config import parse_governance
 from govtrain.governance.errors import GovtrainError
-from govtrain.governance.state import GroupObservation, Transition, state_to_dict
+from govtrain.governance.record import StepRecord
+from govtrain.governance.state import state_to_dict
 from govtrain.governance.step import abstract, initial_state
 from govtrain.resources import specs_dir
 
@@ -60,13 +61,14 @@ def trace_lines(records: Iterable[Record]) -> Iterator[dict[str, Any]]:
             }
         elif rec.kind == "step":
             b = rec.body
-            seen = [abstract(GroupObservation(**b["observations"][n]), cfg) for n in names]
-            after[b["step"]] = b["state"]
+            step = StepRecord.from_dict(b, names)
+            seen = [abstract(o, cfg) for o in step.observations]
+            after[step.step] = b["state"]
             yield {
                 "event": "GovernanceStep",
                 "seq": rec.seq,
-                "step": b["step"],
-                "actions": [Transition.from_dict(t).label for t in b["transitions"]],
+                "step": step.step,
+                "actions": [t.label for t in step.transitions],
                 "high": [high for high, _ in seen],
                 "wake": [wake for _, wake in seen],
                 "state": spec_state(b["state"], names),
