@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from govtrain.governance import routing, taxonomy
 from govtrain.governance.config import GovernanceConfig
+from govtrain.governance.errors import GovtrainError
 from govtrain.governance.record import StepRecord, decision_from_dict, decision_to_dict
 from govtrain.governance.state import (
     GovernanceState,
@@ -75,6 +76,12 @@ class Governor:
         audit: AuditSink | None = None,
         seed: int = 0,
     ) -> None:
+        if _compiled(model):
+            raise GovtrainError(
+                "a torch.compile'd model cannot be governed: the routed modules read their "
+                "routing slots and requires_grad eagerly, and a compiled graph would keep "
+                "stale ones; pass the eager model"
+            )
         self.model, self.optimizer, self.cfg = model, optimizer, cfg
         self.probe, self.probe_every = probe, probe_every
         self.awaken_policy, self.audit, self.seed = awaken_optimizer_state, audit, seed
@@ -325,6 +332,11 @@ class Governor:
             for g, snaps in sd["snapshots"].items()
         }
         self._apply_freezing()
+
+
+def _compiled(model: nn.Module) -> bool:
+    """torch.compile(model) wraps it (OptimizedModule); model.compile() compiles in place."""
+    return hasattr(model, "_orig_mod") or getattr(model, "_compiled_call_impl", None) is not None
 
 
 def _grad_norm(params: list[nn.Parameter]) -> float:

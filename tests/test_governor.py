@@ -187,3 +187,19 @@ def test_a_quota_below_the_batch_runs_the_routed_modules() -> None:
     assert all(not gov.plan.slots[n].native for n in routed)
     loss = per_sample_loss(model, corpus.batch(gov.step, 8, 0)).mean()
     assert any("Routed" in n for n in _graph_names(loss))
+
+
+@pytest.mark.parametrize("how", ["wrapped", "in_place"])
+def test_a_compiled_model_is_refused_with_one_clear_error(how: str) -> None:
+    from govtrain.governance.errors import GovtrainError
+
+    cfg = parse_config(tiny_run())
+    corpus = load_corpus(cfg.data, cfg.seed)
+    model = build_model(cfg.model, corpus.vocab_size, cfg.data.seq_len)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    if how == "wrapped":
+        model = torch.compile(model)
+    else:
+        model.compile()
+    with pytest.raises(GovtrainError, match=r"torch\.compile'd model cannot be governed"):
+        Governor(model, opt, cfg.governance)
