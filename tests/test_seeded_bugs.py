@@ -68,13 +68,14 @@ def test_every_patch_applies_to_this_checkout() -> None:
 
 
 def test_a_stale_or_ambiguous_patch_fails_loudly(tmp_path: Path) -> None:
-    (tmp_path / "governance").mkdir()
-    (tmp_path / "governance" / "m.py").write_text("x = 1\nx = 1\n")
+    target = sb.in_copy(tmp_path, "governance/m.py")  # the copy's installed layout
+    target.parent.mkdir(parents=True)
+    target.write_text("x = 1\nx = 1\n")
     for old, count in (("x = 1\n", 2), ("y = 2\n", 0)):
         bug = SeededBug("b", "core", "t", (Patch("governance/m.py", old, "z\n"),), "", "", ())
         with pytest.raises(SeededBugError, match=f"occurs {count} times"):
             sb.apply_bug(bug, tmp_path)
-    assert (tmp_path / "governance" / "m.py").read_text() == "x = 1\nx = 1\n"
+    assert target.read_text() == "x = 1\nx = 1\n"
 
 
 def test_the_repository_itself_is_never_patched() -> None:
@@ -90,7 +91,7 @@ def test_a_patched_copy_runs_its_own_code(tmp_path: Path) -> None:
     copy = sb.make_copy(tmp_path / "repo")
     sb.apply_bug(bug, copy)
     patched = bug.patches[0]
-    assert patched.new in (copy / patched.file).read_text()
+    assert patched.new in sb.in_copy(copy, patched.file).read_text()
     assert patched.new not in (sb.ROOT / patched.file).read_text()
     sb.check_isolation(copy)  # every package resolves inside the copy
 

@@ -7,7 +7,7 @@ detectors that must catch it once the patch is applied:
 
 * `FailingTests`: the named pytest node ids fail when run on the patched copy;
 * `ReplayDivergence`: a tiny run trained by the patched copy is replayed by
-  `pipeline.conform.replay` and diverges with a message containing `needle`.
+  `govtrain.formal.replay.replay` and diverges with a message containing `needle`.
   `core="clean"` replays with this repository's own (trusted) governance core,
   in this process; `core="own"` replays with the patched copy's core, i.e.
   with the code that produced the run. A bug in the pipeline's application of
@@ -781,11 +781,11 @@ def train_run(copy: Path, run_dir: Path, detector: ReplayDivergence) -> TrainedR
 def clean_replay(log: Path) -> str | None:
     """Replay with this repository's core; the divergence as text, or None."""
     from govtrain.audit.provenance import read_records
-    from govtrain.pipeline import conform
+    from govtrain.formal import replay
 
-    if not Path(conform.__file__).resolve().is_relative_to(ROOT):
-        raise SeededBugError(f"the clean core is not this repository's: {conform.__file__}")
-    report = conform.replay(read_records(log))
+    if not Path(replay.__file__).resolve().is_relative_to(ROOT):
+        raise SeededBugError(f"the clean core is not this repository's: {replay.__file__}")
+    report = replay.replay(read_records(log))
     return None if report.ok else str(report.divergence)
 
 
