@@ -8,8 +8,8 @@
   time to generate and to check an RFC 9162 inclusion proof (random leaves) and
   a consistency proof (random old sizes) against the full tree's root.
 
-    python tools/bench_log_policies.py            # 10^6 leaves, ~1-2 minutes
-    python tools/bench_log_policies.py --quick    # smoke run
+    python -m tools.bench_log_policies            # from the repository root; 10^6 leaves
+    python -m tools.bench_log_policies --quick    # smoke run
 """
 
 from __future__ import annotations
