@@ -96,3 +96,40 @@ def test_shadow_mode_decides_and_audits_but_applies_nothing(tmp_path: Path) -> N
     assert all(v["quota"] == 8 for s in steps for v in s["routed"].values())
     assert any(s["transitions"] for s in steps)
     assert all(p.requires_grad for p in trainer.model.parameters())
+
+
+def _quiet_steps(recs: list) -> list[int]:
+    """Indices of step records whose step took no action (the replay's states agree around them)."""
+    return [i for i, r in enumerate(recs) if r.kind == "step" and not r.body["transitions"]]
+
+
+@pytest.mark.parametrize("edit", ["drop", "repeat", "swap"])
+def test_dropped_repeated_or_swapped_step_records_are_named(tiny_full_run, edit: str) -> None:
+    run_dir, _ = tiny_full_run
+    recs = records(run_dir)
+    quiet = _quiet_steps(recs)
+    i = next(q for q in quiet if q + 1 in quiet and recs[q].body["step"] > 25)
+    step = recs[i].body["step"]
+    if edit == "drop":
+        recs = recs[:i] + recs[i + 1 :]
+    elif edit == "repeat":
+        recs = [*recs[: i + 1], recs[i], *recs[i + 1 :]]
+    else:
+        recs = [*recs[:i], recs[i + 1], recs[i], *recs[i + 2 :]]
+    report = replay(recs)
+    assert not report.ok
+    assert "is due (a step record is missing, repeated or out of order)" in report.divergence.what
+    assert report.divergence.step in (step, step + 1)
+
+
+def test_a_nonfinite_step_keeps_the_numbering(tiny_full_run) -> None:
+    """A skipped update is recorded as `nonfinite` with its step's number; the step records
+    after it carry the next numbers, and the state does not move."""
+    run_dir, _ = tiny_full_run
+    recs = records(run_dir)
+    steps = [r for r in recs if r.kind == "step"]
+    head = [r for r in recs if r.kind != "step" and r.seq < steps[0].seq]
+    skipped = Record(0, "nonfinite", "", {"step": 0, "loss": float("nan")}, b"")
+    shifted = [altered([r], 0, lambda b: b.update(step=b["step"] + 1))[0] for r in steps[:5]]
+    assert replay([*head, skipped, *shifted]).ok
+    assert not replay([*head, skipped, *steps[:5]]).ok

@@ -8,9 +8,12 @@ every recorded state, and the routing a step used must be the decision of the
 step before (in shadow mode, `train.mode: observe`, the whole batch). The
 first record that disagrees is reported with its `seq`.
 
-A `resume` record rewinds the replay to the state after step `from_step - 1`:
-step records written after the checkpoint a crashed run resumed from are
-superseded by the ones the resumed run writes.
+Step records must be numbered 0, 1, 2, ... (a `nonfinite` record takes its
+step's number): a dropped, repeated or reordered step record is a divergence,
+even when the states around it would replay. A `run_resume` record rewinds
+the replay to the state after step `from_step - 1`: step records written after
+the checkpoint a crashed run resumed from are superseded by the ones the
+resumed run writes.
 """
 
 from __future__ import annotations
@@ -61,10 +64,20 @@ def replay(records: Sequence[Record]) -> ReplayReport:
     state = initial_state(cfg)
     decision = decide(state, [1.0] * len(names), cfg)
     after: dict[int, tuple[GovernanceState, Decision]] = {-1: (state, decision)}
-    steps = transitions = 0
+    steps = transitions = due = 0  # `due`: the step number the next step record must carry
     for rec in records[1:]:
         body = rec.body
-        if rec.kind == "run_resume":
+        if rec.kind in ("step", "nonfinite") and body.get("step") != due:
+            what = (
+                f"step number {body.get('step')} where step {due} is due "
+                "(a step record is missing, repeated or out of order)"
+            )
+            return ReplayReport(steps, transitions, Divergence(rec.seq, body.get("step"), what))
+        if rec.kind == "nonfinite":  # a skipped update: the core's state stands still
+            after[due] = (state, decision)
+            due += 1
+            continue
+        if rec.kind == "run_resume" and "from_step" in body:
             back = after.get(body["from_step"] - 1)
             if back is None:
                 return ReplayReport(
@@ -77,6 +90,7 @@ def replay(records: Sequence[Record]) -> ReplayReport:
                     ),
                 )
             state, decision = back
+            due = body["from_step"]
             continue
         if rec.kind != "step":
             continue
@@ -85,6 +99,7 @@ def replay(records: Sequence[Record]) -> ReplayReport:
             return ReplayReport(steps, transitions, Divergence(rec.seq, body.get("step"), problem))
         state, decision, taken = problem
         after[body["step"]] = (state, decision)
+        due += 1
         steps += 1
         transitions += taken
     return ReplayReport(steps, transitions, None)
