@@ -451,16 +451,15 @@ CATALOGUE: tuple[SeededBug, ...] = (
         ),
         symptom="Quiet steps are missing from audit.jsonl; the hash chain and signed "
         "checkpoints still verify, because the records were never written.",
-        rationale="Replay (either core: the core is not at fault) feeds the next recorded "
-        "observations to a state whose clock is behind the recorded one; the conform "
-        "and trainer tests count the step records.",
+        rationale="Replay (either core: the core is not at fault) finds a step record whose "
+        "number is not the one due; the conform and trainer tests count the step records.",
         detectors=(
             _tests(
                 REAL_RUN_REPLAYS,
                 "test_trainer.py::test_every_step_is_audited_and_the_log_verifies",
             ),
-            ReplayDivergence("clean", "was routed"),
-            ReplayDivergence("own", "was routed"),
+            ReplayDivergence("clean", "is due"),
+            ReplayDivergence("own", "is due"),
         ),
         tlc="rejects: no GovernanceStep moves the clock by more than one",
     ),
