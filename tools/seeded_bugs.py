@@ -536,7 +536,7 @@ CATALOGUE: tuple[SeededBug, ...] = (
         detectors=(
             _tests(
                 "test_conform.py::test_resumed_run_replays_exactly",
-                "test_trainer.py::test_resume_reproduces_the_uninterrupted_run",
+                "test_trainer.py::test_resume_reproduces_the_uninterrupted_run[default]",
             ),
             ReplayDivergence("clean", "was routed", resume_at=15),
             ReplayDivergence("own", "was routed", resume_at=15),
@@ -598,7 +598,7 @@ GAPS: tuple[SeededBug, ...] = (
         blind_to=(
             FailingTests(
                 (
-                    "tests/test_trainer.py::test_resume_reproduces_the_uninterrupted_run",
+                    "tests/test_trainer.py::test_resume_reproduces_the_uninterrupted_run[default]",
                     "tests/test_trainer.py::test_hierarchy_advances_and_decisions_apply_next_step",
                 )
             ),
