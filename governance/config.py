@@ -125,6 +125,9 @@ class GovernanceConfig(_Strict):
     hierarchy: HierarchyConfig
     budget: BudgetConfig
     router: RouterConfig
+    # steps that must end with every group CONVERGED at the top level (and no wake
+    # probe firing) before the run ends early; 0: the run always takes total_steps
+    finish_window: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> GovernanceConfig:

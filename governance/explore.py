@@ -75,7 +75,8 @@ def render(state: GovernanceState) -> str:
         + (f"^{g.awakenings}" if g.awakenings else "")
         for g in state.groups
     )
-    return f"<clock={state.clock} level={state.active_level} {groups}>"
+    quiet = f" quiet={state.quiet}" if state.quiet else ""
+    return f"<clock={state.clock} level={state.active_level}{quiet} {groups}>"
 
 
 def label(actions: Sequence[str]) -> str:

@@ -50,4 +50,4 @@ def activate_levels(
             transitions.append(
                 Transition("Activate", cfg.groups[i].name, g.phase.value, groups[i].phase.value)
             )
-    return GovernanceState(state.clock, level, tuple(groups)), tuple(transitions)
+    return GovernanceState(state.clock, level, tuple(groups), state.quiet), tuple(transitions)

@@ -45,6 +45,8 @@ def TypeOK(c: Checked) -> str | None:
         return f"active level {s.active_level} outside 0..{cfg.hierarchy.levels - 1}"
     if len(s.groups) != len(cfg.groups):
         return f"{len(s.groups)} group states for {len(cfg.groups)} groups"
+    if not 0 <= s.quiet <= cfg.finish_window:
+        return f"quiet count {s.quiet} outside 0..{cfg.finish_window}"
 
     def bad(i: int) -> bool:
         g = s.groups[i]
@@ -112,6 +114,21 @@ def ActivationGated(c: Checked) -> str | None:
     )
 
 
+def FinishOnlyWhenAllConverged(c: Checked) -> str | None:
+    """Steps count towards the run's end only while the top level is active and every
+    group is CONVERGED (written out here, not through governance.completion)."""
+    s, top = c.post, c.cfg.hierarchy.levels - 1
+    if s.quiet == 0:
+        return None
+    if s.active_level != top:
+        return f"quiet count {s.quiet} while level {top} is not active"
+    return _first(
+        c,
+        lambda i: s.groups[i].phase is not Phase.CONVERGED,
+        f"not CONVERGED although the quiet count is {s.quiet}",
+    )
+
+
 def BudgetConserved(c: Checked) -> str | None:
     total = sum(c.decision.allocations)
     if total > c.cfg.budget.master:
@@ -173,6 +190,7 @@ INVARIANTS: dict[str, Invariant] = {
         NoSkippedLevels,
         DormantAboveLevel,
         ActivationGated,
+        FinishOnlyWhenAllConverged,
         BudgetConserved,
         BudgetWithinBounds,
         BudgetWorkConserving,

@@ -1,7 +1,7 @@
 """Immutable governance state values, shared by every component.
 
 The fields are exactly the TLA+ variables of `specs/GovernedTraining.tla`
-(`phase`, `seenHigh`, `lows`, `awakenings`, `activeLevel`, `clock`), so a state
+(`phase`, `seenHigh`, `lows`, `awakenings`, `activeLevel`, `clock`, `quiet`), so a state
 here and a state there can be compared one to one.
 """
 
@@ -27,9 +27,10 @@ class Phase(StrEnum):
 
 
 # Every action a governance step can take, as the specs and audit records spell them:
-# the governor's moves, then the hierarchy's (budget decisions are Allocate / Ration).
+# the governor's moves, the hierarchy's, then the run's end (budget decisions are
+# Allocate / Ration).
 GOVERNOR_ACTIONS = ("Activate", "Learn", "BeginCooling", "Cool", "Converge", "Reheat", "Awaken")
-ACTIONS = (*GOVERNOR_ACTIONS, "ActivateLevel")
+ACTIONS = (*GOVERNOR_ACTIONS, "ActivateLevel", "Finish")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +52,17 @@ class GroupState:
 
 @dataclass(frozen=True, slots=True)
 class GovernanceState:
-    """The whole core's state: the clock, the active level and every group's governor."""
+    """The whole core's state: the clock, the active level and every group's governor.
+
+    `quiet`: consecutive steps that ended with nothing left to train (every
+    group CONVERGED at the top level), saturating at `finish_window`; the run
+    ends when it gets there (governance/completion.py).
+    """
 
     clock: int
     active_level: int
     groups: tuple[GroupState, ...]
+    quiet: int = 0
 
     def frozen(self, group: int) -> bool:
         return self.groups[group].phase.frozen
@@ -85,8 +92,9 @@ class Transition:
 
     @property
     def label(self) -> str:
-        """The action as the specs label it: `Learn(embed)`, `ActivateLevel(1)`."""
-        return f"{self.action}({self.group if self.group is not None else self.after})"
+        """The action as the specs label it: `Learn(embed)`, `ActivateLevel(1)`, `Finish`."""
+        target = self.group if self.group is not None else self.after
+        return f"{self.action}({target})" if target else self.action
 
     def as_dict(self) -> dict[str, str | None]:
         return {
@@ -106,6 +114,7 @@ def state_to_dict(state: GovernanceState, names: list[str]) -> dict[str, Any]:
     return {
         "clock": state.clock,
         "active_level": state.active_level,
+        "quiet": state.quiet,
         "groups": {
             n: {
                 "phase": g.phase.value,
@@ -128,4 +137,4 @@ def state_from_dict(d: dict[str, Any], names: list[str]) -> GovernanceState:
         )
         for n in names
     )
-    return GovernanceState(d["clock"], d["active_level"], groups)
+    return GovernanceState(d["clock"], d["active_level"], groups, d["quiet"])

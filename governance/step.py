@@ -1,9 +1,10 @@
 """One governance step, composing every component (spec: `specs/GovernedTraining.tla`).
 
 The order of a step: step t's observations move each governor, the
-hierarchy then activates the next level if due, and the budget and router
-decide from the *new* state what step t+1 may use. Step t's own update has
-already completed unchanged.
+hierarchy then activates the next level if due, the run's end is counted
+(Finish when nothing has been left to train for `finish_window` steps), and
+the budget and router decide from the *new* state what step t+1 may use.
+Step t's own update has already completed unchanged.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from govtrain.governance import budget, convergence, hierarchy, routing
+from govtrain.governance import budget, completion, convergence, hierarchy, routing
 from govtrain.governance.config import GovernanceConfig
 from govtrain.governance.errors import ObservationError
 from govtrain.governance.state import (
@@ -76,15 +77,19 @@ def govern(
     _validate(observations, cfg)
     groups: list[GroupState] = []
     transitions: list[Transition] = []
+    woke: list[bool] = []
     for spec, g, obs in zip(cfg.groups, state.groups, observations, strict=True):
-        new, action = convergence.observe(g, *abstract(obs, cfg), cfg.governor)
+        high, wake = abstract(obs, cfg)
+        new, action = convergence.observe(g, high, wake, cfg.governor)
         groups.append(new)
+        woke.append(wake)
         if action is not None:
             transitions.append(Transition(action, spec.name, g.phase.value, new.phase.value))
     moved = GovernanceState(min(state.clock + 1, cfg.horizon), state.active_level, tuple(groups))
-    new_state, activations = hierarchy.activate_levels(moved, cfg)
+    activated, activations = hierarchy.activate_levels(moved, cfg)
+    new_state, finish = completion.count_quiet(state.quiet, activated, woke, cfg)
     decision = decide(new_state, [o.need for o in observations], cfg)
-    return StepResult(new_state, (*transitions, *activations), decision)
+    return StepResult(new_state, (*transitions, *activations, *finish), decision)
 
 
 def _validate(observations: Sequence[GroupObservation], cfg: GovernanceConfig) -> None:

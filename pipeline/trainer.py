@@ -26,6 +26,7 @@ from govtrain.audit.keys import Signer, ensure_run_key, load_signing_key
 from govtrain.audit.log import AuditLog, FsyncPolicy
 from govtrain.audit.provenance import build_run_start, file_sha256, read_records
 from govtrain.audit.verify import LOG_FILE
+from govtrain.governance import completion
 from govtrain.governance.errors import GovtrainError
 from govtrain.pipeline.config import RunConfig, TrainConfig, parse_config
 from govtrain.pipeline.data import Corpus, load_corpus
@@ -53,6 +54,8 @@ class RunSummary:
     transitions: Counter = field(default_factory=Counter)
     final_state: dict[str, str] = field(default_factory=dict)
     active_level: int = 0
+    total_steps: int = 0
+    finished: bool = False  # ended by Finish: nothing was left to train
 
     @property
     def skipped_share(self) -> float:
@@ -168,6 +171,11 @@ class GovernedTrainer:
                 f"checkpoint {path}: refused, not plain tensors and data ({first})"
             ) from None
         trainer._load(state)
+        if trainer.finished:
+            raise RunError(
+                f"{run_dir}: the run finished at step {trainer.step} (nothing left to train); "
+                "there is nothing to resume"
+            )
         audit = AuditLog.open(
             run_dir,
             signer=_signer(run_dir, key_path),
@@ -181,13 +189,13 @@ class GovernedTrainer:
         return trainer
 
     def train(self, stop_after: int | None = None, progress: bool = True) -> RunSummary:
-        """Train to the end (or to `stop_after` steps), checkpoint, seal the log."""
+        """Train to the end (or to `stop_after` steps, or to a Finish), checkpoint, seal the log."""
         assert self.audit is not None, "call start() or resume() first"
         total = self.cfg.governance.total_steps
         end = total if stop_after is None else min(total, stop_after)
         nonfinite = 0
         with _progress(progress, total, self.step) as bar:
-            while self.step < end:
+            while self.step < end and not self.finished:
                 ok = self.train_step()
                 nonfinite = 0 if ok else nonfinite + 1
                 if nonfinite >= self.cfg.train.max_nonfinite:
@@ -197,13 +205,23 @@ class GovernedTrainer:
                         f"{nonfinite} non-finite losses in a row at step {self.step}; "
                         f"stopped (log sealed, last checkpoint kept)"
                     )
-                if self.step % self.cfg.train.eval_every == 0 or self.step == total:
+                done = self.step == total or self.finished
+                if self.step % self.cfg.train.eval_every == 0 or done:
                     self.evaluate()
-                if self.step % self.cfg.train.checkpoint_every == 0 or self.step == end:
+                if self.step % self.cfg.train.checkpoint_every == 0 or done or self.step == end:
                     self._checkpoint()
                 bar(self.step, self.last_loss, self.gov.state.active_level)
-        self.audit.close()
+        if self.finished:
+            log.info("finish", step=self.step, steps_saved=total - self.step)
+            self.audit.close({"finished_at": self.step, "steps_saved": total - self.step})
+        else:
+            self.audit.close()
         return self.summary()
+
+    @property
+    def finished(self) -> bool:
+        """The core took Finish: every group converged and stayed so (completion.py)."""
+        return completion.finished(self.gov.state, self.cfg.governance)
 
     # -- one step ---------------------------------------------------------------------
 
@@ -332,6 +350,8 @@ class GovernedTrainer:
                 n: g.phase.value for n, g in zip(self.gov.names, self.gov.state.groups, strict=True)
             },
             active_level=self.gov.state.active_level,
+            total_steps=self.cfg.governance.total_steps,
+            finished=self.finished,
         )
 
 

@@ -3,11 +3,16 @@
 (* One governance step over every group; Python: governance/step.py.       *)
 (*                                                                         *)
 (* The state is exactly governance.state.GovernanceState: the clock, the   *)
-(* active level, and per group its phase, seenHigh, lows and awakenings.   *)
-(* In one GovernanceStep every group's governor moves on its own           *)
-(* observation (signal high or low, wake probe fired or not) at the same   *)
-(* time, the clock ticks (saturating at Horizon), then the hierarchy       *)
-(* activates at most one level.  The budget and the router decide, from    *)
+(* active level, the quiet count, and per group its phase, seenHigh, lows  *)
+(* and awakenings.  In one GovernanceStep every group's governor moves on  *)
+(* its own observation (signal high or low, wake probe fired or not) at    *)
+(* the same time, the clock ticks (saturating at Horizon), the hierarchy   *)
+(* activates at most one level, then the run's end is counted             *)
+(* (governance/completion.py): quiet counts the consecutive steps that     *)
+(* ended with every group CONVERGED at the top level and no wake probe     *)
+(* firing, saturating at FinishWindow; the step that brings it there       *)
+(* takes the action Finish, and the trainer ends the run.  With            *)
+(* FinishWindow = 0 quiet stays 0.  The budget and the router decide, from *)
 (* the state after the step, what the next step may use; the decision is   *)
 (* a function of the state and the groups' learning needs, so the budget   *)
 (* and router invariants are checked for every vector of needs.            *)
@@ -28,6 +33,7 @@ CONSTANTS
     EmergencyFraction,  \* hierarchy.emergency_fraction as <<numerator, denominator>>
     Warmup,             \* router.warmup_steps
     Batch,              \* router.batch_size
+    FinishWindow,       \* finish_window (0: the run never ends early)
     Master,             \* budget.master
     Floor,              \* budget.floor
     Ceiling,            \* budget.ceiling
@@ -35,12 +41,16 @@ CONSTANTS
     Needs,              \* the learning needs a group may report (naturals, see README)
     Bug                 \* "none", or a Bug variant of one of the components
 
+\* Its own broken variant (the components' apply through their instances).
+BugVariants == {"none", "FinishWhileCooling"}
+
 ASSUME /\ DOMAIN GroupNames = DOMAIN Level
        /\ DOMAIN Multiplier = {"ACTIVE", "COOLING", "AWAKENED"}
        /\ Needs \subseteq Nat
+       /\ FinishWindow \in Nat
 
-VARIABLES clock, activeLevel, phase, seenHigh, lows, awakenings
-vars == <<clock, activeLevel, phase, seenHigh, lows, awakenings>>
+VARIABLES clock, activeLevel, phase, seenHigh, lows, awakenings, quiet
+vars == <<clock, activeLevel, phase, seenHigh, lows, awakenings, quiet>>
 
 Groups == DOMAIN Level
 
@@ -62,10 +72,23 @@ Eligible == {g \in Groups : ~Frozen(g)}
 Name(g) == GroupNames[g]
 Labels(f) == SelectSeq([g \in Groups |-> f[g]], LAMBDA s : s # "")
 
+\* Nothing left to train after a step that reached level lvl and phases ph.
+\* Bug "FinishWhileCooling": a COOLING group (still training) counts too.
+NothingToTrain(ph, lvl) ==
+    /\ lvl = MaxLevel
+    /\ \A g \in Groups : ph[g] = "CONVERGED" \/ (Bug = "FinishWhileCooling" /\ ph[g] = "COOLING")
+
+\* The quiet count after a step (q before it) and whether the step finishes the run.
+Quiet(q, ph, lvl, wake) ==
+    IF FinishWindow > 0 /\ NothingToTrain(ph, lvl) /\ \A g \in Groups : ~wake[g]
+    THEN IF q + 1 < FinishWindow THEN q + 1 ELSE FinishWindow
+    ELSE 0
+
 \* The outcome of one step under one observation per group (high[g]: g's
 \* signal is high, wake[g]: g's wake probe fired): the next clock, level and
 \* group records, and the actions taken in the order step.py reports them
-\* (governor moves in group order, then ActivateLevel, then each Activate).
+\* (governor moves in group order, then ActivateLevel, then each Activate,
+\* then Finish).
 Step(high, wake) ==
     LET moved == [g \in Groups |-> Gov(g)!Observe(Gov(g)!Current, high[g], wake[g])]
         movedPhase == [g \in Groups |-> moved[g].next.phase]
@@ -84,7 +107,10 @@ Step(high, wake) ==
                      ELSE <<"ActivateLevel(" \o ToString(lvl) \o ")">>
                           \o Labels([g \in Groups |->
                                  IF g \in woken THEN "Activate(" \o Name(g) \o ")" ELSE ""])
-    IN [clock |-> c, level |-> lvl, groups |-> groups, actions |-> governed \o activated]
+        q == Quiet(quiet, [g \in Groups |-> groups[g].phase], lvl, wake)
+        finish == IF q = FinishWindow /\ quiet < q THEN <<"Finish">> ELSE << >>
+    IN [clock |-> c, level |-> lvl, groups |-> groups, quiet |-> q,
+        actions |-> governed \o activated \o finish]
 
 \* The observations Next offers: each group's signal only where its phase
 \* reads it, its wake probe only where its phase reads that, as
@@ -102,6 +128,7 @@ Apply(s) == /\ clock' = s.clock
             /\ seenHigh' = [g \in Groups |-> s.groups[g].seenHigh]
             /\ lows' = [g \in Groups |-> s.groups[g].lows]
             /\ awakenings' = [g \in Groups |-> s.groups[g].awakenings]
+            /\ quiet' = s.quiet
 
 GovernanceStep(high, wake) == Apply(Step(high, wake))
 
@@ -111,6 +138,7 @@ Init == /\ clock = 0
         /\ seenHigh = [g \in Groups |-> FALSE]
         /\ lows = [g \in Groups |-> 0]
         /\ awakenings = [g \in Groups |-> 0]
+        /\ quiet = 0
 
 Next == \E high \in Signals, wake \in Wakes : GovernanceStep(high, wake)
 
@@ -151,6 +179,7 @@ Plans == [nd \in NeedVectors |-> Plan(nd)]   \* use as TLCEval(Plans): computed 
 
 TypeOK == /\ clock \in 0..Horizon
           /\ activeLevel \in 0..MaxLevel
+          /\ quiet \in 0..FinishWindow
           /\ \A g \in Groups : Gov(g)!TypeOK
           /\ LET p == TLCEval(Plans) IN
                 \A nd \in NeedVectors : /\ p[nd].units \in [Groups -> Nat]
@@ -160,6 +189,12 @@ NoCoolingFromCold == \A g \in Groups : Gov(g)!NoCoolingFromCold
 AwakeningsBounded == \A g \in Groups : Gov(g)!AwakeningsBounded
 
 DormantAboveLevel == Hier!DormantAboveLevel
+
+\* Written out, not through NothingToTrain: steps count towards the run's end
+\* only while the top level is active and every group is CONVERGED.
+FinishOnlyWhenAllConverged ==
+    quiet > 0 => /\ activeLevel = MaxLevel
+                 /\ \A g \in Groups : phase[g] = "CONVERGED"
 LevelsMonotone == [][Hier!LevelNeverFalls]_vars
 NoSkippedLevels == [][Hier!LevelRisesByAtMostOne]_vars
 ActivationGated == [][Hier!ActivationIsGated]_vars

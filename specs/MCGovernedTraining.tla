@@ -10,6 +10,7 @@ MC_TotalSteps == 8
 MC_EmergencyFraction == <<3, 4>>
 MC_Warmup == 1
 MC_Batch == 4
+MC_FinishWindow == 2
 MC_Master == 6
 MC_Floor == 1
 MC_Ceiling == 4

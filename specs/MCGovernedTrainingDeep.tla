@@ -3,7 +3,8 @@
 (* levels (two at level 0), patience 2, one awakening, 12 steps with the   *)
 (* emergency at three quarters of the run (deadlines 5 and 9), two warmup  *)
 (* steps, and a budget whose floors do not fit once every group is awake   *)
-(* (master 5, floor 2), so Ration happens too.                             *)
+(* (master 5, floor 2), so Ration happens too; the run ends after one step *)
+(* with nothing left to train.                                             *)
 EXTENDS GovernedTraining
 Deep_GroupNames == <<"embed", "body", "neck", "head">>
 Deep_Level == <<0, 0, 1, 2>>
@@ -13,6 +14,7 @@ Deep_TotalSteps == 12
 Deep_EmergencyFraction == <<3, 4>>
 Deep_Warmup == 2
 Deep_Batch == 4
+Deep_FinishWindow == 1
 Deep_Master == 5
 Deep_Floor == 2
 Deep_Ceiling == 4

@@ -59,6 +59,7 @@ TraceTotalSteps == TraceConstants.TotalSteps
 TraceEmergencyFraction == TraceConstants.EmergencyFraction
 TraceWarmup == TraceConstants.Warmup
 TraceBatch == TraceConstants.Batch
+TraceFinishWindow == TraceConstants.FinishWindow
 
 \* Not in the trace and never evaluated by this module's checks (the budget
 \* and the router decide from the state; the Python replay checks their
@@ -78,7 +79,7 @@ tvars == <<vars, actions, l>>
 TraceView == <<vars, l>>
 
 \* The spec's variables as a record, in the trace's field names.
-State == [clock |-> clock, activeLevel |-> activeLevel, phase |-> phase,
+State == [clock |-> clock, activeLevel |-> activeLevel, quiet |-> quiet, phase |-> phase,
           seenHigh |-> seenHigh, lows |-> lows, awakenings |-> awakenings]
 
 SetState(st) == /\ clock' = st.clock
@@ -87,6 +88,7 @@ SetState(st) == /\ clock' = st.clock
                 /\ seenHigh' = st.seenHigh
                 /\ lows' = st.lows
                 /\ awakenings' = st.awakenings
+                /\ quiet' = st.quiet
 
 Max(S) == CHOOSE m \in S : \A n \in S : n <= m
 
@@ -167,7 +169,7 @@ Expected(i) ==
       [] line.event = "GovernanceStep" ->
             LET s == Step(line.high, line.wake) IN
             [event |-> "GovernanceStep", step |-> StepDue(i),
-             state |-> [clock |-> s.clock, activeLevel |-> s.level,
+             state |-> [clock |-> s.clock, activeLevel |-> s.level, quiet |-> s.quiet,
                         phase |-> [g \in Groups |-> s.groups[g].phase],
                         seenHigh |-> [g \in Groups |-> s.groups[g].seenHigh],
                         lows |-> [g \in Groups |-> s.groups[g].lows],
@@ -180,7 +182,7 @@ Expected(i) ==
       [] OTHER ->
             [event |-> "unknown"]
 
-TraceAlias == [clock |-> clock, activeLevel |-> activeLevel, phase |-> phase,
+TraceAlias == [clock |-> clock, activeLevel |-> activeLevel, quiet |-> quiet, phase |-> phase,
                seenHigh |-> seenHigh, lows |-> lows, awakenings |-> awakenings,
                actions |-> actions, l |-> l,
                expected |-> IF l < Len(Trace) THEN Expected(l + 1) ELSE << >>]

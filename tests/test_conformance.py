@@ -126,6 +126,7 @@ def test_tla_values_map_to_python_states():
     values = {
         "clock": 2,
         "activeLevel": 1,
+        "quiet": 0,
         "phase": ("CONVERGED", "COOLING", "ACTIVE"),
         "seenHigh": (True, True, False),
         "lows": (0, 1, 0),
@@ -133,7 +134,7 @@ def test_tla_values_map_to_python_states():
         "actions": ("Cool(body)",),
     }
     state = voc.governance_state(values)
-    assert state.clock == 2 and state.active_level == 1
+    assert state.clock == 2 and state.active_level == 1 and state.quiet == 0
     assert state.groups[1] == GroupState(Phase.COOLING, True, 1, 0)
     assert state.groups[0].awakenings == 1
 

@@ -211,6 +211,7 @@ def test_every_named_invariant_is_registered() -> None:
         "NoSkippedLevels",
         "DormantAboveLevel",
         "ActivationGated",
+        "FinishOnlyWhenAllConverged",
         "BudgetConserved",
         "BudgetWithinBounds",
         "BudgetWorkConserving",

@@ -121,7 +121,9 @@ def run(
         )
         trainer.start()
     summary = trainer.train(stop_after=stop_after, progress=not no_progress)
-    _print_summary(summary, stopped=summary.steps < trainer.cfg.governance.total_steps)
+    _print_summary(
+        summary, stopped=summary.steps < trainer.cfg.governance.total_steps and not summary.finished
+    )
 
 
 TRAIN_EXTRA = ("torch", "transformers", "tokenizers", "accelerate")
@@ -145,11 +147,14 @@ def _print_summary(s, stopped: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(
-        title="stopped early: resume with --resume" if stopped else "run complete",
-        show_header=False,
-    )
-    table.add_row("steps", str(s.steps))
+    title = "stopped early: resume with --resume" if stopped else "run complete"
+    if s.finished:
+        title = "run finished early: nothing left to train"
+    table = Table(title=title, show_header=False)
+    steps = str(s.steps)
+    if s.finished:
+        steps += f" of {s.total_steps} ({s.total_steps - s.steps} saved: every group converged)"
+    table.add_row("steps", steps)
     table.add_row("final train / eval loss", f"{s.train_loss:.4f} / {s.eval_loss:.4f}")
     table.add_row(
         "backward FLOPs skipped",

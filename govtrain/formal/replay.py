@@ -8,6 +8,9 @@ every recorded state, and the routing a step used must be the decision of the
 step before (in shadow mode, `train.mode: observe`, the whole batch). The
 first record that disagrees is reported with its `seq`.
 
+A run ends at a Finish (nothing left to train, governance/completion.py): a
+step record after the step that took it is a divergence.
+
 Step records must be numbered 0, 1, 2, ... (a `nonfinite` record takes its
 step's number): a dropped, repeated or reordered step record is a divergence,
 even when the states around it would replay. A `run_resume` record rewinds
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from govtrain.audit.records import Record
-from govtrain.governance import routing
+from govtrain.governance import completion, routing
 from govtrain.governance.config import GovernanceConfig, parse_governance
 from govtrain.governance.invariants import Checked, violations
 from govtrain.governance.record import OBSERVATION_FIELDS, decision_to_dict
@@ -94,6 +97,9 @@ def replay(records: Sequence[Record]) -> ReplayReport:
             continue
         if rec.kind != "step":
             continue
+        if completion.finished(state, cfg):
+            what = f"step {due} after the run finished at step {due - 1} (Finish)"
+            return ReplayReport(steps, transitions, Divergence(rec.seq, due, what))
         problem = _check_step(body, state, decision, cfg, names, enforced)
         if isinstance(problem, str):
             return ReplayReport(steps, transitions, Divergence(rec.seq, body.get("step"), problem))

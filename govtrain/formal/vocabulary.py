@@ -19,7 +19,7 @@ from govtrain.governance.config import GovernanceConfig
 from govtrain.governance.state import GovernanceState, GroupState, Phase
 
 # spec variable -> field of GovernanceState (whole state) or GroupState (one per group).
-STATE_VARIABLES = {"clock": "clock", "activeLevel": "active_level"}
+STATE_VARIABLES = {"clock": "clock", "activeLevel": "active_level", "quiet": "quiet"}
 GROUP_VARIABLES = {
     "phase": "phase",
     "seenHigh": "seen_high",
@@ -29,7 +29,7 @@ GROUP_VARIABLES = {
 SPEC_VARIABLES = (*STATE_VARIABLES, *GROUP_VARIABLES)
 
 # The constants of GovernedTraining.tla, in the order `training_constants` lists them;
-# the first eight are the ones a trace's Init line carries (the trace model checks the
+# the first nine are the ones a trace's Init line carries (the trace model checks the
 # governors and the hierarchy; budget and router constants get satisfying values).
 CONSTANT_NAMES = (
     "GroupNames",
@@ -40,13 +40,14 @@ CONSTANT_NAMES = (
     "EmergencyFraction",
     "Warmup",
     "Batch",
+    "FinishWindow",
     "Master",
     "Floor",
     "Ceiling",
     "Multiplier",
     "Needs",
 )
-TRACE_CONSTANT_NAMES = CONSTANT_NAMES[:8]
+TRACE_CONSTANT_NAMES = CONSTANT_NAMES[:9]
 MULTIPLIED_PHASES = (Phase.ACTIVE, Phase.COOLING, Phase.AWAKENED)
 # The explorer's default needs (1.0, 3.0), as integers: they only weigh the budget.
 NEEDS = (1, 3)
@@ -122,6 +123,7 @@ def training_constants(cfg: GovernanceConfig, needs: Sequence[float] = NEEDS) ->
         (frac.numerator, frac.denominator),
         cfg.router.warmup_steps,
         cfg.router.batch_size,
+        cfg.finish_window,
         cfg.budget.master,
         cfg.budget.floor,
         cfg.budget.ceiling,
