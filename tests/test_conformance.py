@@ -235,3 +235,17 @@ def test_spec_and_code_agree(small_cfg):
     assert broken.difference.kind == "transition only in TLA+"
     assert "--BeginCooling-->" in broken.difference.detail
     assert broken.difference.path == ("Activate",)
+
+
+@needs_tlc
+def test_a_python_invariant_violation_is_reported_as_such(small_cfg, monkeypatch):
+    """The explorer stops at the first broken invariant; the comparison says so instead of
+    listing the states the truncated graph lacks."""
+    from govtrain.governance import convergence
+
+    monkeypatch.setattr(convergence, "may_begin_cooling", lambda g: True)
+    out = conf.conform_training(small_cfg, find_toolchain(), timeout=300)
+    assert not out.ok
+    assert out.difference.kind == "invariant violated in Python"
+    assert "NoCoolingFromCold" in out.difference.detail
+    assert out.difference.path and "BeginCooling" in out.difference.path[-1]

@@ -386,6 +386,16 @@ def conform_training(
         their_init,
         show=show_state,
     )
+    if exploration.violation is not None:
+        # the explorer stopped at a broken invariant: its graph is partial, and the
+        # violation, not the missing rest of the graph, is what to report
+        v = exploration.violation
+        out.difference = Difference(
+            "invariant violated in Python",
+            render(v.path[-1].state) if v.path else render(exploration.initial),
+            "; ".join(f"{name}: {reason}" for name, reason in v.broken),
+            tuple("|".join(step.actions) or "Stutter" for step in v.path),
+        )
     out.seconds, out.tlc = time.monotonic() - start, result
     return out
 
