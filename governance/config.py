@@ -10,9 +10,19 @@ from __future__ import annotations
 import math
 import re
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from govtrain.governance.errors import ConfigError
 from govtrain.governance.state import Phase
@@ -21,11 +31,67 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TRAINABLE = (Phase.ACTIVE, Phase.COOLING, Phase.AWAKENED)
 
 
-class _Strict(BaseModel):
+# The audit log's numbers are RFC 8785 (I-JSON) numbers: integers beyond 2^53 - 1
+# cannot be written exactly, so no config integer may exceed it.
+MAX_INT = 2**53 - 1
+
+
+class StrictSection(BaseModel):
+    """A config section: unknown keys, NaN and infinities rejected; numbers as written.
+
+    YAML and pydantic would turn `true` into 1 and `1e30` into an integer; a
+    config is a commitment, so an integer field takes an integer, a number
+    field a number, and neither takes a boolean.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_as_written(cls, v: Any, info: ValidationInfo) -> Any:
+        kind = cls.model_fields[info.field_name].annotation
+        if kind in (int, int | None):
+            if isinstance(v, bool) or (isinstance(v, float) and v is not None):
+                raise ValueError("must be an integer")
+            if isinstance(v, int) and abs(v) > MAX_INT:
+                raise ValueError(f"must be at most {MAX_INT} (2^53 - 1) in size")
+        elif kind in (float, float | None) and isinstance(v, bool):
+            raise ValueError("must be a number")
+        return v
 
-class GroupConfig(_Strict):
+
+def load_yaml(path: Path) -> Any:
+    """A YAML file's data; a repeated key, a non-UTF-8 byte or a syntax error is one
+    ConfigError naming the file (and where), never a last-one-wins silent choice."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: builds no objects
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class GroupConfig(StrictSection):
     """A named parameter group: ordered fnmatch patterns and a hierarchy level."""
 
     name: str
@@ -47,7 +113,7 @@ class GroupConfig(_Strict):
         return v
 
 
-class GovernorConfig(_Strict):
+class GovernorConfig(StrictSection):
     """Convergence-governor parameters shared by every group.
 
     `multipliers` scale a group's learning need into its budget weight; only the
@@ -77,7 +143,7 @@ class GovernorConfig(_Strict):
         return v
 
 
-class HierarchyConfig(_Strict):
+class HierarchyConfig(StrictSection):
     """Coarse-to-fine levels; level k >= 1 is forced on by k/(levels-1) of the emergency point."""
 
     levels: int = Field(ge=1)
@@ -90,7 +156,7 @@ class HierarchyConfig(_Strict):
         return Fraction(repr(self.emergency_fraction))
 
 
-class BudgetConfig(_Strict):
+class BudgetConfig(StrictSection):
     """Integer compute units per step; one unit is one sample's weight gradient for one group."""
 
     master: int = Field(ge=1)
@@ -104,7 +170,7 @@ class BudgetConfig(_Strict):
         return self
 
 
-class RouterConfig(_Strict):
+class RouterConfig(StrictSection):
     """Per-step sample routing: batch size, observation-only warmup, and the scorer.
 
     `loss` routes the highest per-sample losses (selective backprop); `random`
@@ -116,7 +182,7 @@ class RouterConfig(_Strict):
     scorer: Literal["loss", "random"] = "loss"
 
 
-class GovernanceConfig(_Strict):
+class GovernanceConfig(StrictSection):
     """Everything the pure decision core needs, and nothing about torch."""
 
     total_steps: int = Field(ge=1)

@@ -10,24 +10,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from govtrain.governance.config import GovernanceConfig, format_validation_error
+from govtrain.governance.config import (
+    GovernanceConfig,
+    StrictSection,
+    format_validation_error,
+    load_yaml,
+)
 from govtrain.governance.errors import ConfigError
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class ModelConfig(_Section):
+class ModelConfig(StrictSection):
     """A GPT-2 architecture built from these numbers (no download)."""
 
     name: Literal["gpt2"] = "gpt2"
-    n_layer: int = Field(ge=1)
-    n_embd: int = Field(ge=8)
-    n_head: int = Field(ge=1)
+    n_layer: int = Field(ge=1, le=1024)
+    n_embd: int = Field(ge=8, le=65536)
+    n_head: int = Field(ge=1, le=1024)
     dropout: float = Field(default=0.0, ge=0, lt=1)
 
     @model_validator(mode="after")
@@ -37,13 +37,16 @@ class ModelConfig(_Section):
         return self
 
 
-class DataConfig(_Section):
+MAX_TOKENS = 2**31  # a synthetic corpus is one int64 tensor: 16 GiB at this size
+
+
+class DataConfig(StrictSection):
     """`synthetic`: a deterministic order-2 Markov corpus made in code; `text`: a local file."""
 
     source: Literal["synthetic", "text"]
     path: Path | None = None
-    seq_len: int = Field(ge=2)
-    vocab_size: int = Field(ge=8)
+    seq_len: int = Field(ge=2, le=65536)
+    vocab_size: int = Field(ge=8, le=2**20)
     sequences: int = Field(default=4096, ge=16)
     eval_fraction: float = Field(default=0.1, gt=0, lt=1)
 
@@ -53,10 +56,15 @@ class DataConfig(_Section):
             raise ValueError("source 'text' needs a path")
         if self.source == "synthetic" and self.path is not None:
             raise ValueError("source 'synthetic' takes no path")
+        if self.source == "synthetic" and self.sequences * self.seq_len > MAX_TOKENS:
+            raise ValueError(
+                f"sequences x seq_len ({self.sequences} x {self.seq_len}) exceeds "
+                f"{MAX_TOKENS} tokens: the synthetic corpus would not fit in memory"
+            )
         return self
 
 
-class TrainConfig(_Section):
+class TrainConfig(StrictSection):
     """Optimiser and loop settings; the batch size and step count live in `governance`."""
 
     optimizer: Literal["adamw", "sgd"] = "adamw"
@@ -84,12 +92,12 @@ class TrainConfig(_Section):
     max_nonfinite: int = Field(default=3, ge=1)
 
 
-class AuditConfig(_Section):
+class AuditConfig(StrictSection):
     checkpoint_every: int = Field(default=256, ge=1)
     fsync: Literal["always", "every_n", "checkpoint"] = "checkpoint"
 
 
-class RunConfig(_Section):
+class RunConfig(StrictSection):
     name: str = Field(min_length=1)
     seed: int = Field(default=0, ge=0)
     governance: GovernanceConfig
@@ -119,15 +127,7 @@ def parse_config(data: Any, source: str = "config") -> RunConfig:
 def load_config(path: Path) -> RunConfig:
     """Read and validate a YAML run config; relative data paths resolve against the file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    cfg = parse_config(data, str(path))
+    cfg = parse_config(load_yaml(path), str(path))
     if cfg.data is not None and cfg.data.path is not None and not cfg.data.path.is_absolute():
         resolved = (path.parent / cfg.data.path).resolve()
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": resolved})})

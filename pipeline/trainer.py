@@ -22,7 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from govtrain.audit.keys import Signer, ensure_run_key, load_signing_key
+from govtrain.audit.keys import (
+    PRIVATE_KEY_FILE,
+    RUN_KEY_DIR,
+    Signer,
+    ensure_run_key,
+    load_signing_key,
+)
 from govtrain.audit.log import AuditLog, FsyncPolicy
 from govtrain.audit.provenance import build_run_start, file_sha256, read_records
 from govtrain.audit.verify import LOG_FILE
@@ -149,6 +155,12 @@ class GovernedTrainer:
         run_dir = Path(run_dir)
         if not (run_dir / LOG_FILE).is_file():
             raise RunError(f"{run_dir}: no {LOG_FILE} to resume")
+        if key_path is None and not (run_dir / RUN_KEY_DIR / PRIVATE_KEY_FILE).is_file():
+            # the run was signed with a key kept elsewhere: never mint a new one here
+            raise RunError(
+                f"{run_dir}: no run key in {RUN_KEY_DIR}/; the run was signed with an "
+                "external key: pass --key KEY"
+            )
         records = read_records(run_dir / LOG_FILE)
         config = parse_config(records[0].body["config"], f"{run_dir} run_start")
         # Everything is checked and loaded before the log is opened for append, so a

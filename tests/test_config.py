@@ -27,6 +27,7 @@ def _mutate(raw: dict, path: str, value: object) -> dict:
 
 
 _DELETE = object()
+ROOT = Path(__file__).resolve().parent.parent
 
 # (dotted path to change, new value, text the error must contain)
 INVALID = [
@@ -118,3 +119,51 @@ def test_yaml_errors_are_config_errors(tmp_path: Path) -> None:
 def test_every_shipped_config_is_valid() -> None:
     for path in sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (
+            "governance: {total_steps: 1}\ngovernance: {total_steps: 2}\n",
+            "duplicate key 'governance'",
+        ),
+        ("name: a\nname: b\n", "(line 2): duplicate key 'name'"),
+    ],
+)
+def test_duplicate_yaml_keys_are_refused(tmp_path: Path, text: str, needle: str) -> None:
+    bad = tmp_path / "dup.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 9\)"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("governance.total_steps", True, "governance.total_steps: must be an integer (got True)"),
+        ("seed", True, "seed: must be an integer (got True)"),
+        ("governance.total_steps", 1e30, "governance.total_steps: must be an integer"),
+        ("governance.total_steps", 10**16, "must be at most 9007199254740991"),
+        ("governance.router.batch_size", 32.0, "governance.router.batch_size: must be an integer"),
+        ("train.lr", True, "train.lr: must be a number (got True)"),
+        ("data.seq_len", 10**9, "data.seq_len: Input should be less than or equal to 65536"),
+        ("data.sequences", 10**8, "exceeds 2147483648 tokens"),
+    ],
+)
+def test_numbers_are_taken_as_written(field: str, value, needle: str) -> None:
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    data = _mutate(raw, field, value)
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert needle in str(err.value), str(err.value)

@@ -287,3 +287,21 @@ def test_a_trainable_group_with_no_samples_trains_nothing(tmp_path: Path) -> Non
     steps = [r.body for r in read_records(tmp_path / "empty" / "audit.jsonl") if r.kind == "step"]
     assert trainer.step == 8
     assert any(v["quota"] == 0 for s in steps[2:] for g, v in s["routed"].items() if g != "top")
+
+
+def test_resume_of_an_external_key_run_without_the_key_mints_nothing(tmp_path: Path) -> None:
+    from govtrain.audit.keys import generate_signer, write_key_pair
+    from govtrain.governance.errors import GovtrainError
+
+    keys = tmp_path / "mykeys"
+    write_key_pair(keys, generate_signer())
+    part = tmp_path / "part"
+    trainer = GovernedTrainer(parse_config(tiny_run()), part, key_path=keys / "audit.key")
+    trainer.start()
+    trainer.train(stop_after=10, progress=False)
+    before = sorted(p.relative_to(part) for p in part.rglob("*"))
+    with pytest.raises(GovtrainError, match="external key: pass --key"):
+        GovernedTrainer.resume(part)
+    assert sorted(p.relative_to(part) for p in part.rglob("*")) == before  # no key written
+    GovernedTrainer.resume(part, key_path=keys / "audit.key").train(progress=False)
+    assert verify_run(part).closed
