@@ -45,6 +45,7 @@ from govtrain.pipeline.trainer import (
     seed_everything,
     set_lr,
 )
+from tools.curves import plot_curves
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE = 1.01
@@ -192,27 +193,6 @@ def overhead(cfg: RunConfig, observe_cfg: RunConfig, corpus, run_dir: Path) -> N
     )
 
 
-def plot(results: dict[str, dict], target: float, path: Path) -> None:
-    """Eval loss against training wall-clock, one line per arm (matplotlib, headless)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for name, arm in results.items():
-        xs = [seconds for _, seconds, _, _ in arm["curve"]]
-        ax.plot(xs, [loss for *_, loss in arm["curve"]], label=name, marker=".")
-    ax.axhline(target, color="grey", linestyle="--", label="baseline final +1%")
-    ax.set_xlabel("training wall-clock (s, evals excluded)")
-    ax.set_ylabel("eval loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def reach(curve: list, target: float) -> tuple[int, float, int] | None:
     """(step, seconds, flops) of the first eval at or below `target`."""
     for step, seconds, flops, loss in curve:
@@ -279,7 +259,11 @@ def main() -> None:
     target = base["eval"] * TOLERANCE
     reached = reach(gov["curve"], target)
     if args.plot is not None:
-        plot({"baseline": base, "governed": gov}, target, args.plot)
+        curves = {
+            n: [(c[1], c[3]) for c in a["curve"]]
+            for n, a in (("baseline", base), ("governed", gov))
+        }
+        plot_curves(curves, target, "baseline final +1%", "eval loss", args.plot)
         print(f"wrote {args.plot}")
     device = resolve_device(cfg.train.device)
     print(
