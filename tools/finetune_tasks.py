@@ -14,10 +14,12 @@
 
 Splits are disjoint by construction: `nextline` and `order` assign whole chunks of 200
 consecutive lines to train / validation / test by the SHA-256 of the chunk
-(so no line is in two splits, and a negative is drawn from its own split);
-`speaker` drops duplicate speeches and assigns each by the SHA-256 of its
-text. About 80 / 10 / 10. The task depends on the corpus and `data_seed`
-only, never on a training seed, so every arm and seed sees the same data.
+(so no line is in two splits, and a negative is drawn from its own split)
+and use only lines that occur once in the corpus ("Good night." could land
+in two splits); `speaker` drops duplicate speeches and assigns each by the
+SHA-256 of its text. About 80 / 10 / 10. The task depends on the corpus and
+`data_seed` only, never on a training seed, so every arm and seed sees the
+same data.
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ def nextline_task(corpus: str, data_seed: int = 0) -> Task:
     lines: list[tuple[int, str]] = []  # (paragraph number, line), speaker headers left out
     for n, para in enumerate(_paragraphs(corpus)):
         lines += [(n, line) for line in para if not _SPEAKER.fullmatch(line)]
+    once = Counter(line for _, line in lines)
+    # a line that occurs twice ("Good night.") could land in two splits: leave it out
+    lines = [(n, line) for n, line in lines if once[line] == 1]
     by_split: dict[str, list[list[tuple[int, str]]]] = {s: [] for s in SPLITS}
     for start in range(0, len(lines), CHUNK_LINES):
         chunk = lines[start : start + CHUNK_LINES]
@@ -97,6 +102,8 @@ def nextline_task(corpus: str, data_seed: int = 0) -> Task:
 def order_task(corpus: str, data_seed: int = 0) -> Task:
     rng = random.Random(data_seed)
     lines = [line for para in _paragraphs(corpus) for line in para if not _SPEAKER.fullmatch(line)]
+    once = Counter(lines)
+    lines = [line for line in lines if once[line] == 1]
     out: dict[str, list[Example]] = {s: [] for s in SPLITS}
     for start in range(0, len(lines), CHUNK_LINES):
         chunk = lines[start : start + CHUNK_LINES]
