@@ -118,12 +118,5 @@ class PrefixCache:
 
         return hook
 
-    def clear(self) -> None:
-        self.rows, self.key = {}, (0, ())
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.rows.values())
-
 
 __all__ = ["PrefixCache"]
