@@ -12,6 +12,7 @@ count never starts and a run always takes `total_steps`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from govtrain.governance.config import GovernanceConfig
 from govtrain.governance.state import GovernanceState, Phase, Transition
@@ -39,5 +40,4 @@ def count_quiet(
     calm = cfg.finish_window > 0 and nothing_to_train(state, cfg) and not any(woke)
     now = min(quiet + 1, cfg.finish_window) if calm else 0
     done = now == cfg.finish_window and quiet < now
-    out = GovernanceState(state.clock, state.active_level, state.groups, now)
-    return out, (Transition("Finish", None, "", ""),) if done else ()
+    return replace(state, quiet=now), (Transition("Finish", None, "", ""),) if done else ()

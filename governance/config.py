@@ -51,7 +51,7 @@ class StrictSection(BaseModel):
     def _numbers_as_written(cls, v: Any, info: ValidationInfo) -> Any:
         kind = cls.model_fields[info.field_name].annotation
         if kind in (int, int | None):
-            if isinstance(v, bool) or (isinstance(v, float) and v is not None):
+            if isinstance(v, bool | float):
                 raise ValueError("must be an integer")
             if isinstance(v, int) and abs(v) > MAX_INT:
                 raise ValueError(f"must be at most {MAX_INT} (2^53 - 1) in size")
