@@ -118,6 +118,7 @@ def build_run_start(
     packages: Iterable[str] = DEFAULT_PACKAGES,
     repo_dir: Path | None = None,
     run_id: str | None = None,
+    distributed: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run_start body. `config` must be JSON data (e.g. a pydantic ``model_dump(mode="json")``).
 
@@ -151,6 +152,8 @@ def build_run_start(
     }
     if key is not None:
         body["key"] = key_commitment(key)
+    if distributed is not None:  # world size, backend, engine of a multi-process run
+        body["distributed"] = dict(distributed)
     return body
 
 

@@ -60,8 +60,10 @@ class StepRecord:
     transitions: tuple[Transition, ...]
     state: GovernanceState
     decision: Decision
+    grad_bytes: int | None = None  # gradient bytes all-reduced (distributed runs only)
 
     def to_dict(self, names: Sequence[str]) -> dict[str, Any]:
+        extra = {} if self.grad_bytes is None else {"grad_bytes": self.grad_bytes}
         return {
             "step": self.step,
             "loss": self.loss,
@@ -75,6 +77,7 @@ class StepRecord:
             "transitions": [t.as_dict() for t in self.transitions],
             "state": state_to_dict(self.state, list(names)),
             "decision": decision_to_dict(self.decision, names),
+            **extra,
         }
 
     @classmethod
@@ -94,6 +97,7 @@ class StepRecord:
                 transitions=tuple(Transition.from_dict(t) for t in body["transitions"]),
                 state=state_from_dict(body["state"], list(names)),
                 decision=decision_from_dict(body["decision"], names),
+                grad_bytes=body.get("grad_bytes"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordSchemaError(f"malformed step record: {type(exc).__name__}: {exc}") from None

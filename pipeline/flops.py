@@ -60,7 +60,7 @@ class FlopMeter:
     def _count(self, frozen: frozenset[str], quotas: dict[str, int] | None) -> int:
         start = time.perf_counter()
         saved = {id(p): (p.requires_grad, p.grad) for p in self.model.parameters()}
-        slots = {g: (s.index, s.batch, s.native) for g, s in self.plan.slots.items()}
+        slots = {g: (s.index, s.batch, s.native, s.scale) for g, s in self.plan.slots.items()}
         self.plan.routed_forward()  # the counts below route after the forward
         try:
             self.gov.observing = False
@@ -86,7 +86,7 @@ class FlopMeter:
             for p in self.model.parameters():
                 p.requires_grad_(saved[id(p)][0])
                 p.grad = saved[id(p)][1]
-            for g, (index, batch, native) in slots.items():
-                self.plan.set(g, index, batch)
+            for g, (index, batch, native, scale) in slots.items():
+                self.plan.set(g, index, batch, scale)
                 self.plan.set_native(g, native)
             self.seconds += time.perf_counter() - start

@@ -24,6 +24,10 @@ observations measured here; this module only measures and applies:
 
 With `enforce=False` (shadow mode) everything is measured, decided and audited
 but nothing is applied: every group trains on every sample.
+
+Across ranks (`world`, pipeline/distributed.py) the caller passes `route` the
+gathered losses of the global batch and, after averaging the gradients, calls
+`record_gradients`; the observations the core sees are rank 0's, broadcast.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from govtrain.governance.state import (
     state_to_dict,
 )
 from govtrain.governance.step import Decision, StepResult, decide, govern, initial_state
+from govtrain.pipeline.distributed import Shard, World, broadcast_floats
 from govtrain.pipeline.routed import RoutingPlan, make_routable
 from govtrain.pipeline.signals import SignalMeter, drift_reading
 
@@ -75,6 +80,7 @@ class Governor:
         enforce: bool = True,
         audit: AuditSink | None = None,
         seed: int = 0,
+        world: World | None = None,
     ) -> None:
         if _compiled(model):
             raise GovtrainError(
@@ -85,7 +91,7 @@ class Governor:
         self.model, self.optimizer, self.cfg = model, optimizer, cfg
         self.probe, self.probe_every = probe, probe_every
         self.awaken_policy, self.audit, self.seed = awaken_optimizer_state, audit, seed
-        self.enforce = enforce
+        self.enforce, self.world = enforce, world
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
         group_of = taxonomy.assign(trainable, cfg.groups)
         self.names = [g.name for g in cfg.groups]
@@ -113,16 +119,23 @@ class Governor:
 
     # -- the three calls of a step -------------------------------------------------
 
-    def route(self, per_sample_loss: Tensor) -> dict[str, tuple[int, ...] | None]:
-        """Choose, per group, the samples whose gradient reaches its weights this step."""
+    def route(
+        self, per_sample_loss: Tensor, shard: Shard | None = None
+    ) -> dict[str, tuple[int, ...] | None]:
+        """Choose, per group, the samples whose gradient reaches its weights this step.
+
+        With a `shard` the quotas apply to the global batch (`shard.losses`), whose
+        routed rows this rank then takes its own share of; the returned indices are global.
+        """
         self._t0 = time.perf_counter()
-        batch = per_sample_loss.shape[0]
+        everyone = per_sample_loss if shard is None else shard.losses
+        batch, local = everyone.shape[0], per_sample_loss.shape[0]
         quotas = [
             routing.applied_quota(self.state, i, q, batch, self.enforce)
             for i, q in enumerate(self.decision.quotas)
         ]
         # scores are read off the device only when some group is really routed
-        scores = self._scores(per_sample_loss) if any(0 < k < batch for k in quotas) else []
+        scores = self._scores(everyone) if any(0 < k < batch for k in quotas) else []
         chosen: dict[str, tuple[int, ...] | None] = {}
         self.routed = {}
         for i, (name, k) in enumerate(zip(self.names, quotas, strict=True)):
@@ -130,24 +143,28 @@ class Governor:
             chosen[name] = index
             # a frozen group's weights take no gradient: nothing to route
             frozen = self.enforce and self.state.frozen(i)
+            mine = index if shard is None or index is None else shard.local_rows(index)
             rows = (
                 None
-                if index is None or frozen
-                else torch.tensor(index, dtype=torch.long, device=per_sample_loss.device)
+                if mine is None or frozen
+                else torch.tensor(mine, dtype=torch.long, device=per_sample_loss.device)
             )
-            self.plan.set(name, rows, batch)
+            self.plan.set(name, rows, local, None if index is None else batch / max(1, k))
             self.routed[name] = {"quota": k, "digest": _digest(index, batch)}
         return chosen
 
-    def commit(self, loss: float, lr: float) -> StepResult:
-        """After the optimiser step: observe, run the pure core, apply, audit."""
+    def commit(self, loss: float, lr: float, grad_bytes: int | None = None) -> StepResult:
+        """After the optimiser step: observe, run the pure core, apply, audit.
+
+        `grad_bytes`: the gradient bytes all-reduced this step, in a distributed run.
+        """
         observations = self._observe()
         result = govern(self.state, observations, self.cfg)
         before = self.state
         self.state, self.decision = result.state, result.decision
         self._apply_transitions(before, result)
         if self.audit is not None:
-            self.audit.append("step", self._record(loss, lr, observations, result))
+            self.audit.append("step", self._record(loss, lr, observations, result, grad_bytes))
         self.step += 1
         return result
 
@@ -166,7 +183,7 @@ class Governor:
         Reading gradients here, not at commit, sees them before any clipping
         rescales them, so the signal tracks the group and not the clip factor.
         """
-        wanted = self.meter.kind == "grad_norm"
+        wanted = self.meter.kind == "grad_norm" and self.world is None
 
         def hook(p: Tensor) -> None:
             if wanted and self.observing and p.grad is not None:
@@ -175,6 +192,22 @@ class Governor:
                 )
 
         return hook
+
+    def record_gradients(self) -> None:
+        """Take each group's gradient norms now (after they were averaged across ranks)
+        instead of from the backward's hooks, which see each rank's local gradient."""
+        if self.meter.kind != "grad_norm":
+            return
+        for name, ps in self.params.items():
+            self._sq[name] = [
+                torch.linalg.vector_norm(p.grad.detach(), dtype=torch.float32)
+                for p in ps
+                if p.grad is not None
+            ]
+
+    def trainable(self) -> list[nn.Parameter]:
+        """The parameters the next backward gives gradients to, in model order."""
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     def _scores(self, per_sample_loss: Tensor) -> list[float]:
         if self.cfg.router.scorer == "random":
@@ -200,7 +233,11 @@ class Governor:
             signal = 0.0 if g.phase.frozen else self.meter.signal(name)
             wake = self.meter.wake(name, probes[name]) if name in probes else 0.0
             out.append(GroupObservation(signal=signal, wake=wake, need=signal))
-        return out
+        if self.world is None:
+            return out
+        device = next(self.model.parameters()).device
+        flat = broadcast_floats([v for o in out for v in (o.signal, o.wake, o.need)], device)
+        return [GroupObservation(*flat[i : i + 3]) for i in range(0, len(flat), 3)]
 
     def _take_norms(self) -> dict[str, float]:
         """Each group's gradient L2 norm this step, read off the device in one sync."""
@@ -295,7 +332,12 @@ class Governor:
     # -- recording -------------------------------------------------------------------
 
     def _record(
-        self, loss: float, lr: float, obs: list[GroupObservation], result: StepResult
+        self,
+        loss: float,
+        lr: float,
+        obs: list[GroupObservation],
+        result: StepResult,
+        grad_bytes: int | None,
     ) -> dict[str, Any]:
         return StepRecord(
             step=self.step,
@@ -307,6 +349,7 @@ class Governor:
             transitions=result.transitions,
             state=result.state,
             decision=result.decision,
+            grad_bytes=grad_bytes,
         ).to_dict(self.names)
 
     def state_dict(self) -> dict[str, Any]:

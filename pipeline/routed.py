@@ -31,11 +31,15 @@ class RouteSlot:
     rescale the routed sum into a routed mean. `native`: the next forward is known
     to route every sample (decided a step ahead), so the module runs its plain
     PyTorch forward and backward; a slot run natively cannot be routed afterwards.
+    `scale` turns the routed rows' share of the batch-mean gradient into the mean over
+    all routed samples: batch / routed, with both counted over the *global* batch
+    when the batch is split across ranks.
     """
 
     index: Tensor | None = None
     batch: int = 1
     native: bool = False
+    scale: float = 1.0
 
     def rows(self, t: Tensor) -> Tensor:
         if self.index is None:
@@ -47,12 +51,6 @@ class RouteSlot:
                 f"(e.g. position_ids of shape [batch, seq])"
             )
         return t.index_select(0, self.index)
-
-    @property
-    def scale(self) -> float:
-        if self.index is None:
-            return 1.0
-        return self.batch / max(1, int(self.index.numel()))
 
 
 _ALL = RouteSlot(native=True)  # parameters not governed (frozen before governance began)
@@ -205,14 +203,17 @@ class RoutingPlan:
 
     slots: dict[str, RouteSlot] = field(default_factory=dict)
 
-    def set(self, group: str, index: Tensor | None, batch: int) -> None:
+    def set(self, group: str, index: Tensor | None, batch: int, scale: float | None = None) -> None:
+        """Route `index` of a batch of `batch` rows; `scale` defaults to batch / len(index)."""
         slot = self.slots[group]
         if slot.native and index is not None:
             raise RuntimeError(
                 f"group {group} ran its forward natively (every sample routed) and cannot be "
                 f"routed now; is the batch ({batch}) larger than router.batch_size?"
             )
-        slot.index, slot.batch = index, batch
+        if scale is None:
+            scale = 1.0 if index is None else batch / max(1, int(index.numel()))
+        slot.index, slot.batch, slot.scale = index, batch, scale
 
     def set_native(self, group: str, native: bool) -> None:
         self.slots[group].native = native

@@ -4,10 +4,15 @@ One step reads top to bottom: batch -> forward -> per-sample loss -> route ->
 routed backward -> clip -> optimiser step -> govern (takes effect next step)
 -> audit. Evaluations and model checkpoints are audited too; a checkpoint is a
 file whose SHA-256 goes into the log, and resuming verifies log and file first.
+
+Under torchrun (`world`) every rank trains its share of each global batch and
+runs the same loop; only rank 0 holds the key, writes the log and checkpoints,
+and evaluates (pipeline/distributed.py says what is identical across ranks).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import pickle
@@ -31,11 +36,25 @@ from govtrain.audit.keys import (
 )
 from govtrain.audit.log import AuditLog, FsyncPolicy
 from govtrain.audit.provenance import build_run_start, file_sha256, read_records
+from govtrain.audit.records import canonical_json
+from govtrain.audit.repair import repair_torn_tail
 from govtrain.audit.verify import LOG_FILE
 from govtrain.governance import completion
 from govtrain.governance.errors import GovtrainError
+from govtrain.governance.record import decision_to_dict
+from govtrain.governance.state import state_to_dict
 from govtrain.pipeline.config import RunConfig, TrainConfig, parse_config
 from govtrain.pipeline.data import Corpus, load_corpus
+from govtrain.pipeline.distributed import (
+    DistributedError,
+    World,
+    agree,
+    all_reduce_gradients,
+    check_all,
+    gather,
+    split,
+    trainable_digest,
+)
 from govtrain.pipeline.flops import FlopMeter
 from govtrain.pipeline.governor import Governor
 from govtrain.pipeline.models import build_model, parameter_digest, structure_digest
@@ -62,6 +81,8 @@ class RunSummary:
     active_level: int = 0
     total_steps: int = 0
     finished: bool = False  # ended by Finish: nothing was left to train
+    world_size: int = 1
+    grad_bytes: int = 0  # gradient bytes all-reduced across ranks (world_size > 1)
 
     @property
     def skipped_share(self) -> float:
@@ -84,10 +105,17 @@ def per_sample_loss(model: nn.Module, ids: Tensor) -> Tensor:
 class GovernedTrainer:
     """Builds model, data, optimiser, governor and audit log from a RunConfig, then trains."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, *, key_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: Path,
+        *,
+        key_path: Path | None = None,
+        world: World | None = None,
+    ) -> None:
         self.cfg = cfg.trainable()
         self.run_dir = Path(run_dir)
-        self.key_path = key_path
+        self.key_path, self.world = key_path, world
         gcfg, tcfg = cfg.governance, cfg.train
         assert tcfg is not None and cfg.model is not None and cfg.data is not None
         seed_everything(cfg.seed)
@@ -96,7 +124,7 @@ class GovernedTrainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
         self.corpus: Corpus = load_corpus(cfg.data, cfg.seed)
-        self.device = resolve_device(tcfg.device)
+        self.device = resolve_device(tcfg.device, world)
         self.model = build_model(cfg.model, self.corpus.vocab_size, cfg.data.seq_len)
         self.model.to(self.device).train()
         self.optimizer = build_optimizer(self.model, tcfg)
@@ -111,11 +139,13 @@ class GovernedTrainer:
             signal=tcfg.signal,
             enforce=tcfg.mode == "governed",
             seed=cfg.seed,
+            world=world,
         )
         flop_ids = self.corpus.train[: gcfg.router.batch_size].to(self.device)
         self.flops = FlopMeter(self.gov, lambda m: per_sample_loss(m, flop_ids))
-        self.audit: AuditLog | None = None
+        self.audit: AuditLog | _Unlogged | None = None
         self.step = 0
+        self.grad_bytes = 0  # gradient bytes all-reduced across ranks, over the run
         self.backward_flops = 0
         self.transitions: Counter = Counter()
         self.last_loss = math.nan
@@ -124,7 +154,14 @@ class GovernedTrainer:
     # -- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        """Create the run directory and the audit log, committing to what this run is."""
+        """Create the run directory and the audit log, committing to what this run is, and
+        checkpoint the initial weights, so a crash at any later step can be resumed."""
+        self.audit = on_leader(self._create_log, self.world)
+        self.gov.audit = self.audit
+        self._checkpoint()
+        log.info("run_start", run_dir=str(self.run_dir), groups=self.gov.names)
+
+    def _create_log(self) -> AuditLog:
         if self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise RunError(f"run directory {self.run_dir} exists; pass --resume to continue it")
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -134,25 +171,36 @@ class GovernedTrainer:
             data_files=self.corpus.files,
             model_structure_digest=f"sha256:{structure_digest(self.model)}",
             initial_params_digest=f"sha256:{parameter_digest(self.model)}",
+            distributed=None if self.world is None else self.world.describe(),
         )
-        self.audit = AuditLog.create(
+        return AuditLog.create(
             self.run_dir,
             signer=_signer(self.run_dir, self.key_path),
             run_start=run_start,
             checkpoint_every=self.cfg.audit.checkpoint_every,
             fsync=FsyncPolicy(self.cfg.audit.fsync),
         )
-        self.gov.audit = self.audit
-        log.info("run_start", run_dir=str(self.run_dir), groups=self.gov.names)
 
     @classmethod
-    def resume(cls, run_dir: Path, *, key_path: Path | None = None) -> GovernedTrainer:
+    def resume(
+        cls,
+        run_dir: Path,
+        *,
+        key_path: Path | None = None,
+        world: World | None = None,
+        after_crash: bool = False,
+    ) -> GovernedTrainer:
         """Verify the log and the last checkpoint's hash, then restore everything.
 
         The config comes from the log's run_start record, so a resumed run is
-        the run that was committed to, whatever the YAML file says today.
+        the run that was committed to, whatever the YAML file says today; the
+        world size may differ from the one it ran at. `after_crash` (torchrun
+        restarting a failed group) first cuts a torn tail a killed writer left,
+        and only that (audit/repair.py).
         """
         run_dir = Path(run_dir)
+        if after_crash:
+            on_leader(lambda: _cut_torn_tail(run_dir), world)
         if not (run_dir / LOG_FILE).is_file():
             raise RunError(f"{run_dir}: no {LOG_FILE} to resume")
         if key_path is None and not (run_dir / RUN_KEY_DIR / PRIVATE_KEY_FILE).is_file():
@@ -162,7 +210,7 @@ class GovernedTrainer:
                 "external key: pass --key KEY"
             )
         records = read_records(run_dir / LOG_FILE)
-        config = parse_config(records[0].body["config"], f"{run_dir} run_start")
+        config = committed_config(run_dir, records)
         # Everything is checked and loaded before the log is opened for append, so a
         # refused resume writes nothing.
         ckpts = [r.body for r in records if r.kind == "checkpoint"]
@@ -173,7 +221,7 @@ class GovernedTrainer:
         digest = file_sha256(path) if path.is_file() else "missing"
         if digest != ckpt["sha256"]:
             raise RunError(f"checkpoint {path}: SHA-256 {digest} does not match the log")
-        trainer = cls(config, run_dir, key_path=key_path)
+        trainer = cls(config, run_dir, key_path=key_path, world=world)
         # weights_only: a checkpoint is data; nothing in it is ever executed.
         try:
             state = torch.load(path, weights_only=True, map_location="cpu")
@@ -188,12 +236,18 @@ class GovernedTrainer:
                 f"{run_dir}: the run finished at step {trainer.step} (nothing left to train); "
                 "there is nothing to resume"
             )
-        audit = AuditLog.open(
-            run_dir,
-            signer=_signer(run_dir, key_path),
-            checkpoint_every=config.audit.checkpoint_every,
-            fsync=FsyncPolicy(config.audit.fsync),
-            resume={"from_step": trainer.step, "checkpoint": ckpt["path"], "sha256": digest},
+        facts = {"from_step": trainer.step, "checkpoint": ckpt["path"], "sha256": digest}
+        if world is not None:
+            facts["distributed"] = world.describe()
+        audit = on_leader(
+            lambda: AuditLog.open(
+                run_dir,
+                signer=_signer(run_dir, key_path),
+                checkpoint_every=config.audit.checkpoint_every,
+                fsync=FsyncPolicy(config.audit.fsync),
+                resume=facts,
+            ),
+            world,
         )
         trainer.audit = audit
         trainer.gov.audit = audit
@@ -208,7 +262,9 @@ class GovernedTrainer:
         nonfinite = 0
         with _progress(progress, total, self.step) as bar:
             while self.step < end and not self.finished:
+                seen = self.transitions.total()
                 ok = self.train_step()
+                changed = self.transitions.total() != seen
                 nonfinite = 0 if ok else nonfinite + 1
                 if nonfinite >= self.cfg.train.max_nonfinite:
                     self._checkpoint()
@@ -220,7 +276,10 @@ class GovernedTrainer:
                 done = self.step == total or self.finished
                 if self.step % self.cfg.train.eval_every == 0 or done:
                     self.evaluate()
-                if self.step % self.cfg.train.checkpoint_every == 0 or done or self.step == end:
+                save = self.step % self.cfg.train.checkpoint_every == 0 or done or self.step == end
+                if self.world is not None and (save or changed or self._agree_due()):
+                    self._agree()
+                if save:
                     self._checkpoint()
                 bar(self.step, self.last_loss, self.gov.state.active_level)
         if self.finished:
@@ -229,6 +288,11 @@ class GovernedTrainer:
         else:
             self.audit.close()
         return self.summary()
+
+    @property
+    def leader(self) -> bool:
+        """Rank 0, or the only process: the one that logs, checkpoints and reports."""
+        return self.world is None or self.world.leader
 
     @property
     def finished(self) -> bool:
@@ -241,15 +305,25 @@ class GovernedTrainer:
         """One governed step; False when a loss or gradient was not finite and was skipped."""
         assert self.audit is not None
         ids = self.corpus.batch(self.step, self.cfg.governance.router.batch_size, self.cfg.seed)
+        if self.world is not None:
+            ids = split(ids, self.world)
         ids = ids.to(self.device, non_blocking=True)
         losses = per_sample_loss(self.model, ids)
-        loss = losses.mean()
+        shard = None if self.world is None else gather(losses, self.world)
+        # the global batch's mean loss; the backward runs on this rank's share
+        loss = losses.mean() if shard is None else shard.losses.mean()
         if not torch.isfinite(loss):
             return self._skip({"loss": loss.item()})
-        self.gov.route(losses)
-        if loss.requires_grad:  # False once every group is frozen: nothing to learn, no backward
+        self.gov.route(losses, shard)
+        grad_bytes = None
+        local = losses.mean()
+        if local.requires_grad:  # False once every group is frozen: nothing to learn, no backward
             self.backward_flops += self.flops.step_flops(self._frozen(), self._quotas())
-            loss.backward()
+            local.backward()
+            if self.world is not None:
+                grad_bytes = all_reduce_gradients(self.gov.trainable(), self.world)
+                self.grad_bytes += grad_bytes
+                self.gov.record_gradients()
             clip = self.cfg.train.grad_clip or math.inf
             norm = nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             if not torch.isfinite(norm):
@@ -259,7 +333,9 @@ class GovernedTrainer:
                 scheduled_lr(self.cfg.train, self.step, self.cfg.governance.total_steps),
             )
             self.optimizer.step()
-        result = self.gov.commit(loss=loss.item(), lr=self.optimizer.param_groups[0]["lr"])
+        result = self.gov.commit(
+            loss=loss.item(), lr=self.optimizer.param_groups[0]["lr"], grad_bytes=grad_bytes
+        )
         self.optimizer.zero_grad(set_to_none=True)
         for t in result.transitions:
             self.transitions[t.action] += 1
@@ -280,7 +356,10 @@ class GovernedTrainer:
 
     @torch.no_grad()
     def evaluate(self) -> float:
+        """The eval loss (on rank 0 only: every rank holds the same weights)."""
         assert self.audit is not None
+        if self.world is not None and not self.world.leader:
+            return self.last_eval
         self.model.eval()
         batches = self.corpus.eval_batches(
             self.cfg.governance.router.batch_size, self.cfg.train.eval_batches
@@ -295,6 +374,8 @@ class GovernedTrainer:
 
     def _checkpoint(self) -> None:
         assert self.audit is not None
+        if self.world is not None and not self.world.leader:
+            return
         rel = Path("checkpoints") / f"step_{self.step:06d}.pt"
         path = self.run_dir / rel
         path.parent.mkdir(exist_ok=True)
@@ -319,6 +400,7 @@ class GovernedTrainer:
                 "python": random.getstate(),
             },
             "backward_flops": self.backward_flops,
+            "grad_bytes": self.grad_bytes,
             "transitions": dict(self.transitions),
             "last_loss": self.last_loss,
             "last_eval": self.last_eval,
@@ -334,8 +416,40 @@ class GovernedTrainer:
             torch.cuda.set_rng_state_all(sd["rng"]["cuda"])
         random.setstate(sd["rng"]["python"])
         self.backward_flops = sd["backward_flops"]
+        self.grad_bytes = sd.get("grad_bytes", 0)
         self.transitions = Counter(sd["transitions"])
         self.last_loss, self.last_eval = sd["last_loss"], sd["last_eval"]
+
+    # -- agreement across ranks -------------------------------------------------------
+
+    def _agree_due(self) -> bool:
+        return self.step % self.cfg.train.agree_every == 0
+
+    def _digest(self) -> str:
+        """SHA-256 of what every rank must hold alike: the core's state and decision, and
+        the trainable weights."""
+        names = self.gov.names
+        core = canonical_json(
+            {
+                "state": state_to_dict(self.gov.state, names),
+                "decision": decision_to_dict(self.gov.decision, names),
+            }
+        )
+        return hashlib.sha256(core + trainable_digest(self.gov.trainable()).encode()).hexdigest()
+
+    def _agree(self) -> None:
+        """All ranks compare digests; on a mismatch, checkpoint rank 0, seal the log, stop."""
+        assert self.world is not None and self.audit is not None
+        digests = agree(self._digest(), self.world)
+        self.audit.append("agree", {"step": self.step, "digests": digests})
+        odd = [r for r, d in enumerate(digests) if d != digests[0]]
+        if odd:
+            self._checkpoint()
+            self.audit.close({"status": "ranks disagree", "step": self.step, "ranks": odd})
+            raise DistributedError(
+                f"rank(s) {odd} disagree with rank 0 at step {self.step} (governance state "
+                "or weights differ); stopped: rank 0 checkpointed, log sealed"
+            )
 
     # -- reporting --------------------------------------------------------------------
 
@@ -364,15 +478,66 @@ class GovernedTrainer:
             active_level=self.gov.state.active_level,
             total_steps=self.cfg.governance.total_steps,
             finished=self.finished,
+            world_size=1 if self.world is None else self.world.size,
+            grad_bytes=self.grad_bytes,
         )
 
 
-def resolve_device(choice: str) -> torch.device:
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def committed_config(run_dir: Path, records: list | None = None) -> RunConfig:
+    """The config a run's log committed to in its run_start record."""
+    if records is None:
+        if not (run_dir / LOG_FILE).is_file():
+            raise RunError(f"{run_dir}: no {LOG_FILE} to resume")
+        records = read_records(run_dir / LOG_FILE)
+    return parse_config(records[0].body["config"], f"{run_dir} run_start")
+
+
+def resolve_device(choice: str, world: World | None = None) -> torch.device:
+    """The device; under torchrun, the one the rank joined the job with (its own GPU)."""
     if choice == "cuda" and not torch.cuda.is_available():
         raise RunError("train.device is 'cuda' but no CUDA device is available")
+    if world is not None:
+        return world.device
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice)
+
+
+def wants_cuda(choice: str) -> bool:
+    """Whether `train.device` resolves to CUDA here (picks the collectives' backend)."""
+    return choice == "cuda" or (choice == "auto" and torch.cuda.is_available())
+
+
+def on_leader(make, world: World | None):
+    """`make()` on rank 0 (in every process when not distributed); other ranks get a sink
+    that writes nothing. Any failure on rank 0 stops every rank, not only rank 0."""
+    if world is None:
+        return make()
+    error, made = None, _Unlogged()
+    if world.leader:
+        try:
+            made = make()
+        except Exception as exc:  # re-raised below, after telling the other ranks
+            error = exc
+    check_all(error, world)
+    return made
+
+
+def _cut_torn_tail(run_dir: Path) -> None:
+    """After a crash: cut an incomplete last record a killed writer left (nothing else)."""
+    _, cuts = repair_torn_tail(run_dir)
+    if cuts:
+        log.warning("repaired", cuts=[f"{c.file.name}@{c.offset}" for c in cuts])
+
+
+class _Unlogged:
+    """The audit sink of ranks other than 0: rank 0 writes the run's one log."""
+
+    def append(self, kind: str, body: dict[str, Any]) -> None:
+        pass
+
+    def close(self, body: dict[str, Any] | None = None) -> None:
+        pass
 
 
 def _signer(run_dir: Path, key_path: Path | None) -> Signer:

@@ -101,38 +101,37 @@ def run(
     key_path: Path | None,
     no_progress: bool,
 ) -> None:
-    """Train under governance: CONFIG, or configs/quickstart.yaml when none is given."""
-    from datetime import UTC, datetime
+    """Train under governance: CONFIG, or configs/quickstart.yaml when none is given.
 
-    from govtrain.pipeline.config import load_config
+    Under `torchrun --nproc_per_node=N -m govtrain run CONFIG` it trains on N processes.
+    """
     from govtrain.pipeline.logs import configure_logging
 
-    GovernedTrainer = _trainer_class()
+    launch = _train_side("govtrain.pipeline.launch")
     configure_logging()
-    if resume_dir is not None:
-        if config is not None or run_dir is not None:
-            raise click.UsageError("--resume takes the config and directory from the run itself")
-        trainer = GovernedTrainer.resume(resume_dir, key_path=key_path)
-    else:
-        cfg = load_config(config or DEFAULT_CONFIG)
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        trainer = GovernedTrainer(
-            cfg, run_dir or Path("runs") / f"{cfg.name}-{stamp}", key_path=key_path
+    if resume_dir is not None and (config is not None or run_dir is not None):
+        raise click.UsageError("--resume takes the config and directory from the run itself")
+    trainer = launch.open_run(config or DEFAULT_CONFIG, run_dir, resume_dir, key_path)
+    try:
+        summary = trainer.train(stop_after=stop_after, progress=not no_progress and trainer.leader)
+    finally:
+        launch.distributed.leave()
+    if trainer.leader:
+        _print_summary(
+            summary,
+            stopped=summary.steps < trainer.cfg.governance.total_steps and not summary.finished,
         )
-        trainer.start()
-    summary = trainer.train(stop_after=stop_after, progress=not no_progress)
-    _print_summary(
-        summary, stopped=summary.steps < trainer.cfg.governance.total_steps and not summary.finished
-    )
 
 
 TRAIN_EXTRA = ("torch", "transformers", "tokenizers", "accelerate")
 
 
-def _trainer_class():
-    """The trainer, or one line naming the extra to install when the torch side is missing."""
+def _train_side(module: str):
+    """A torch-side module, or one line naming the extra to install when torch is missing."""
+    import importlib
+
     try:
-        from govtrain.pipeline.trainer import GovernedTrainer
+        return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in TRAIN_EXTRA:
             raise
@@ -140,7 +139,6 @@ def _trainer_class():
             f"training needs the train extra ({exc.name} is not installed): "
             "pip install 'govtrain[train]'"
         ) from None
-    return GovernedTrainer
 
 
 def _print_summary(s, stopped: bool) -> None:
@@ -161,6 +159,10 @@ def _print_summary(s, stopped: bool) -> None:
         f"{s.skipped_share:.1%} of dense ({s.backward_flops / 1e12:.2f} of "
         f"{s.dense_backward_flops / 1e12:.2f} TFLOP, torch.utils.flop_counter)",
     )
+    if s.world_size > 1:
+        table.add_row(
+            "processes", f"{s.world_size} (gradients all-reduced: {s.grad_bytes / 2**20:.1f} MiB)"
+        )
     table.add_row(
         "transitions", ", ".join(f"{a} {n}" for a, n in sorted(s.transitions.items())) or "none"
     )

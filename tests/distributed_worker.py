@@ -1,0 +1,100 @@
+"""Run by tests/test_distributed.py under torchrun (and once in-process, world=None):
+the pieces of a distributed governed step, with results left for the test to compare.
+
+    python -m torch.distributed.run --standalone --nproc_per_node=2 \
+        tests/distributed_worker.py grads OUT QUOTA
+    ... diverge RUN_DIR
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+from govtrain.governance.config import parse_governance
+from govtrain.pipeline import distributed
+from govtrain.pipeline.config import ModelConfig
+from govtrain.pipeline.governor import Governor
+from govtrain.pipeline.models import build_model
+from govtrain.pipeline.trainer import GovernedTrainer, per_sample_loss
+
+BATCH, SEQ, VOCAB = 8, 12, 40
+GOVERNANCE = {
+    "total_steps": 10,
+    "groups": [
+        {"name": "embed", "patterns": ["transformer.wte.*", "transformer.wpe.*"], "level": 0},
+        {"name": "body", "patterns": ["transformer.h.*", "transformer.ln_f.*"], "level": 0},
+    ],
+    "governor": {
+        "signal_threshold": 0.05,
+        "window": 2,
+        "patience": 2,
+        "wake_threshold": 0.5,
+        "max_awakenings": 1,
+    },
+    "hierarchy": {"levels": 1, "emergency_fraction": 0.5},
+    "budget": {"master": 8, "floor": 1, "ceiling": 8},
+    "router": {"batch_size": BATCH, "warmup_steps": 0, "scorer": "loss"},
+}
+
+
+def routed_gradients(quota: int, world: distributed.World | None) -> dict[str, torch.Tensor]:
+    """The averaged weight gradients of one governed step on the global batch, every group
+    routed `quota` of its samples (this rank's share of the batch when `world` is given)."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(n_layer=2, n_embd=16, n_head=2), VOCAB, SEQ)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    gov = Governor(model, opt, parse_governance(GOVERNANCE), probe=None, world=world)
+    gov.decision = dataclasses.replace(gov.decision, quotas=(quota,) * len(gov.names))
+    gov._apply_freezing()
+    ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(1))
+    if world is not None:
+        ids = distributed.split(ids, world)
+    losses = per_sample_loss(model, ids)
+    shard = None if world is None else distributed.gather(losses, world)
+    gov.route(losses, shard)
+    losses.mean().backward()
+    if world is not None:
+        distributed.all_reduce_gradients(gov.trainable(), world)
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def diverge(run_dir: Path, world: distributed.World) -> None:
+    """A governed run in which rank 1's weights are nudged after 3 steps: the next
+    agreement must stop the job."""
+    from govtrain.pipeline.config import load_config
+
+    cfg = load_config(Path(__file__).parent.parent / "configs" / "smoke.yaml")
+    trainer = GovernedTrainer(cfg, run_dir, world=world)
+    trainer.start()
+    for _ in range(3):
+        trainer.train_step()
+    if world.rank == 1:
+        with torch.no_grad():
+            trainer.gov.trainable()[0].add_(1e-3)
+    trainer.train(progress=False)
+
+
+def main() -> None:
+    what, out = sys.argv[1], Path(sys.argv[2])
+    world = distributed.join(60, cuda=False)
+    try:
+        if what == "grads":
+            grads = routed_gradients(int(sys.argv[3]), world)
+            if world.leader:
+                torch.save(grads, out)
+        elif what == "diverge":
+            try:
+                diverge(out, world)
+            except distributed.DistributedError as exc:
+                print(f"rank {world.rank}: {exc}", flush=True)
+                sys.exit(7)
+    finally:
+        distributed.leave()
+
+
+if __name__ == "__main__":
+    main()
