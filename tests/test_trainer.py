@@ -56,7 +56,7 @@ def test_every_step_is_audited_and_the_log_verifies(tiny_full_run) -> None:
     assert start["config"]["name"] == "tiny" and start["seed"] == 3
     assert start["model"]["structure_digest"].startswith("sha256:")
     ckpts = [r.body for r in records if r.kind == "checkpoint"]
-    assert [c["step"] for c in ckpts] == [10, 20, 30, 40]
+    assert [c["step"] for c in ckpts] == [0, 10, 20, 30, 40]  # 0: the initial weights
     evals = [r.body for r in records if r.kind == "eval"]
     assert [e["step"] for e in evals] == [10, 20, 30, 40]
     assert all(math.isfinite(e["loss"]) for e in evals)
