@@ -25,9 +25,11 @@ observations measured here; this module only measures and applies:
 With `enforce=False` (shadow mode) everything is measured, decided and audited
 but nothing is applied: every group trains on every sample.
 
-Across ranks (`world`, pipeline/distributed.py) the caller passes `route` the
-gathered losses of the global batch and, after averaging the gradients, calls
-`record_gradients`; the observations the core sees are rank 0's, broadcast.
+Across ranks (`world`, pipeline/distributed.py) the observations the core sees
+are rank 0's, broadcast, so every rank decides alike. GovernedTrainer also
+passes `route` the gathered losses of the global batch and, with `synced=True`,
+takes the gradient norms from the averaged gradients (`record_gradients`)
+rather than from the backward's hooks, which see each rank's local gradient.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class Governor:
         audit: AuditSink | None = None,
         seed: int = 0,
         world: World | None = None,
+        synced: bool = False,
     ) -> None:
         if _compiled(model):
             raise GovtrainError(
@@ -91,7 +94,7 @@ class Governor:
         self.model, self.optimizer, self.cfg = model, optimizer, cfg
         self.probe, self.probe_every = probe, probe_every
         self.awaken_policy, self.audit, self.seed = awaken_optimizer_state, audit, seed
-        self.enforce, self.world = enforce, world
+        self.enforce, self.world, self.synced = enforce, world, synced
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
         group_of = taxonomy.assign(trainable, cfg.groups)
         self.names = [g.name for g in cfg.groups]
@@ -183,7 +186,7 @@ class Governor:
         Reading gradients here, not at commit, sees them before any clipping
         rescales them, so the signal tracks the group and not the clip factor.
         """
-        wanted = self.meter.kind == "grad_norm" and self.world is None
+        wanted = self.meter.kind == "grad_norm" and not self.synced
 
         def hook(p: Tensor) -> None:
             if wanted and self.observing and p.grad is not None:
@@ -274,26 +277,31 @@ class Governor:
             del snaps[:-2]
 
     def _probe(self, groups: list[str]) -> dict[str, float]:
-        """Gradient norms of (frozen) `groups` on the probe batch; nothing is updated."""
+        """Gradient norms of (frozen) `groups` on the probe batch; nothing is updated.
+
+        `torch.autograd.grad`, not `backward()`: no `.grad` is written and no
+        gradient-accumulation hook fires (DDP's reducer keeps its own there, and a
+        probe seen by it breaks the next training backward), so the probe is
+        invisible to the training step.
+        """
         assert self.probe is not None
-        saved = {id(p): (p.requires_grad, p.grad) for p in self.model.parameters()}
-        wanted = {id(p) for g in groups for p in self.params[g]}
+        saved = {id(p): p.requires_grad for p in self.model.parameters()}
+        wanted = [p for g in groups for p in self.params[g]]
+        ids = {id(p) for p in wanted}
         was_training = self.model.training
         self.observing = False
         try:
             for p in self.model.parameters():
-                p.requires_grad_(id(p) in wanted)
-                p.grad = None
+                p.requires_grad_(id(p) in ids)
             self.plan.route_all()
             self.model.eval()
-            self.probe(self.model).backward()
-            return {g: _grad_norm(self.params[g]) for g in groups}
+            grads = iter(torch.autograd.grad(self.probe(self.model), wanted, allow_unused=True))
+            return {g: _grad_norm([next(grads) for _ in self.params[g]]) for g in groups}
         finally:
             self.observing = True
             self.model.train(was_training)
             for p in self.model.parameters():
-                p.requires_grad_(saved[id(p)][0])
-                p.grad = saved[id(p)][1]
+                p.requires_grad_(saved[id(p)])
 
     # -- applying --------------------------------------------------------------------
 
@@ -382,12 +390,12 @@ def _compiled(model: nn.Module) -> bool:
     return hasattr(model, "_orig_mod") or getattr(model, "_compiled_call_impl", None) is not None
 
 
-def _grad_norm(params: list[nn.Parameter]) -> float:
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
+def _grad_norm(grads: list[Tensor | None]) -> float:
+    present = [g for g in grads if g is not None]
+    if not present:
         return 0.0
     return float(
-        torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in present]))
     )
 
 

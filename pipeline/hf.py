@@ -44,9 +44,23 @@ position table's gradient comes from the routed samples only. Any other batch
 dim (a relative-position table indexed by [T, T], say) cannot be routed per
 sample and is refused with the module's name.
 
+Several processes (torchrun + the Trainer's DistributedDataParallel): the
+Trainer wraps the model before `on_train_begin`, so every governed parameter is
+in DDP's construction-time set and the callback only ever freezes and unfreezes
+parameters of that set; with `ddp_find_unused_parameters` (the Trainer's
+default for a PreTrainedModel) DDP tolerates the frozen ones, still
+all-reducing them as zeros (no communication saved: GovernedTrainer's own
+all-reduce is what saves it). Each rank routes its own batch (`router.batch_size`
+is the per-device batch). The gradient-norm hooks see each rank's local
+gradient, so the observations the core sees are rank 0's, broadcast as float64:
+every rank takes the same decisions, by construction. Only rank 0 may hold the
+audit log.
+
 What the callback refuses (HFGovernanceError, at `on_train_begin`), and why:
-gradient accumulation > 1 and more than one process/GPU (one route per
-optimizer step of one batch is what the Governor's quota means); a per-device
+gradient accumulation > 1 and DataParallel over several GPUs (one route per
+optimizer step of one batch is what the Governor's quota means);
+`ddp_find_unused_parameters=False` (freezing after DDP wraps the model would
+fail the next backward); an audit log on a rank other than 0; a per-device
 batch other than `router.batch_size` (quotas are samples of that batch);
 `max_steps` other than `total_steps` (the hierarchy's emergency deadlines are
 fractions of it); label smoothing (the Trainer then hides `labels` from the
@@ -86,6 +100,7 @@ from govtrain.audit.provenance import build_run_start, file_sha256
 from govtrain.governance.config import GovernanceConfig
 from govtrain.governance.errors import GovtrainError
 from govtrain.governance.state import Transition
+from govtrain.pipeline.distributed import World
 from govtrain.pipeline.governor import Governor
 from govtrain.pipeline.models import parameter_digest, structure_digest
 
@@ -269,6 +284,7 @@ class GovernanceCallback(TrainerCallback):
             awaken_optimizer_state=self.awaken_policy,
             audit=self.audit,
             seed=self.seed,
+            world=_world(),
         )
         self._hooks.append(model.register_forward_pre_hook(self._before_forward, with_kwargs=True))
         self._hooks.append(model.register_forward_hook(self._after_forward, with_kwargs=True))
@@ -462,10 +478,16 @@ class GovernanceCallback(TrainerCallback):
             problems.append(
                 f"gradient_accumulation_steps is {args.gradient_accumulation_steps}, must be 1"
             )
-        if args.world_size != 1 or args.n_gpu > 1:
+        if args.n_gpu > 1:
+            problems.append(f"{args.n_gpu} GPUs in one process (DataParallel): use torchrun")
+        world = _world()
+        if world is not None and args.ddp_find_unused_parameters is False:
             problems.append(
-                f"{args.world_size} processes / {args.n_gpu} GPUs: one process on one device"
+                "ddp_find_unused_parameters=False: DDP would fail the first backward after a "
+                "group freezes; leave it unset (True for a PreTrainedModel) or set it True"
             )
+        if world is not None and not world.leader and self.audit is not None:
+            problems.append(f"an audit log on rank {world.rank}: only rank 0 writes the log")
         if args.per_device_train_batch_size != cfg.router.batch_size:
             problems.append(
                 f"per_device_train_batch_size is {args.per_device_train_batch_size}, "
@@ -523,3 +545,12 @@ class GovernanceCallback(TrainerCallback):
         assert self.audit is not None
         full, base = path.resolve(), Path(self.audit.run_dir).resolve()
         return full.relative_to(base).as_posix() if full.is_relative_to(base) else os.fspath(full)
+
+
+def _world() -> World | None:
+    """This process's place in a torchrun job (None for one process)."""
+    dist = torch.distributed
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return None
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return World(dist.get_rank(), dist.get_world_size(), local, str(dist.get_backend()))

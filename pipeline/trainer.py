@@ -140,6 +140,7 @@ class GovernedTrainer:
             enforce=tcfg.mode == "governed",
             seed=cfg.seed,
             world=world,
+            synced=world is not None,
         )
         flop_ids = self.corpus.train[: gcfg.router.batch_size].to(self.device)
         self.flops = FlopMeter(self.gov, lambda m: per_sample_loss(m, flop_ids))

@@ -4,6 +4,7 @@ the pieces of a distributed governed step, with results left for the test to com
     python -m torch.distributed.run --standalone --nproc_per_node=2 \
         tests/distributed_worker.py grads OUT QUOTA
     ... diverge RUN_DIR
+    ... hf OUT_DIR
 """
 
 from __future__ import annotations
@@ -78,6 +79,49 @@ def diverge(run_dir: Path, world: distributed.World) -> None:
     trainer.train(progress=False)
 
 
+def hf_trainer(out: Path, world: distributed.World) -> None:
+    """An unmodified transformers.Trainer (its own DDP) governed by the callback; each rank
+    writes the transitions it took, rank 0 also the audit log."""
+    import json
+
+    from torch.utils.data import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    from govtrain.pipeline.config import DataConfig
+    from govtrain.pipeline.data import synthetic_corpus
+    from govtrain.pipeline.hf import GovernanceCallback, start_audit
+
+    ids = synthetic_corpus(
+        DataConfig(source="synthetic", seq_len=SEQ, vocab_size=VOCAB, sequences=256), 0
+    ).train
+
+    class LM(Dataset):
+        def __len__(self) -> int:
+            return ids.shape[0]
+
+        def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+            return {"input_ids": ids[i], "labels": ids[i]}
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(n_layer=2, n_embd=16, n_head=2), VOCAB, SEQ)
+    governance = {**GOVERNANCE, "total_steps": 24}
+    governance["governor"] = {**GOVERNANCE["governor"], "signal_threshold": 0.3}
+    governance["groups"] = [*GOVERNANCE["groups"][:1], {**GOVERNANCE["groups"][1], "level": 1}]
+    governance["hierarchy"] = {"levels": 2, "emergency_fraction": 0.5}
+    cfg = parse_governance(governance)
+    args = TrainingArguments(
+        output_dir=str(out / "hf"), max_steps=24, per_device_train_batch_size=BATCH,
+        learning_rate=1e-2, lr_scheduler_type="constant", save_strategy="no",
+        report_to="none", use_cpu=True, disable_tqdm=True, seed=0, ddp_backend="gloo",
+    )  # fmt: skip
+    audit = start_audit(out / "run", model, cfg, training_args=args) if world.leader else None
+    probe = {"input_ids": ids[:4], "labels": ids[:4]}
+    callback = GovernanceCallback(cfg, audit=audit, probe_batch=probe, probe_every=2)
+    Trainer(model=model, args=args, train_dataset=LM(), callbacks=[callback]).train()
+    taken = [t.as_dict() for t in callback.transitions]
+    (out / f"rank{world.rank}.json").write_text(json.dumps(taken))
+
+
 def main() -> None:
     what, out = sys.argv[1], Path(sys.argv[2])
     world = distributed.join(60, cuda=False)
@@ -86,6 +130,8 @@ def main() -> None:
             grads = routed_gradients(int(sys.argv[3]), world)
             if world.leader:
                 torch.save(grads, out)
+        elif what == "hf":
+            hf_trainer(out, world)
         elif what == "diverge":
             try:
                 diverge(out, world)

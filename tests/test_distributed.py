@@ -226,3 +226,16 @@ def test_a_killed_rank_is_survived(tmp_path: Path) -> None:
         assert after == list(range(last.body["from_step"], 90)), (victim, at)
         end = records[-1].body
         assert records[-1].kind == "run_end" and "status" not in end, json.dumps(end)
+
+
+def test_hf_trainer_under_ddp_decides_alike_on_every_rank(tmp_path: Path) -> None:
+    """transformers.Trainer wraps the model in its own DDP; the callback freezes and unfreezes
+    only parameters DDP wrapped, and every rank takes the same transitions."""
+    done = torchrun(str(WORKER), "hf", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1]
+    actions = {t["action"] for t in ranks[0]}
+    assert {"Activate", "Converge"} <= actions  # unfrozen after the wrap, then frozen again
+    assert verify_run(tmp_path / "run").closed
+    assert replay(read_records(tmp_path / "run" / "audit.jsonl")).divergence is None
