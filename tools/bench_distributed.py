@@ -18,14 +18,17 @@ each. The last line is one JSON object.
     python -m tools.bench_distributed                 # configs/bench_shakespeare.yaml
     python -m tools.bench_distributed --quick         # smoke run, seconds
     python -m tools.bench_distributed --steps 300
+    python -m tools.bench_distributed --steps 100 --profile   # + rank 0's governed-step profile
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import math
 import os
+import pstats
 import subprocess
 import sys
 import tempfile
@@ -41,6 +44,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--nproc", type=int, default=2)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile rank 0's governed steps (govtrain's own functions)",
+    )
     return parser.parse_args(argv)
 
 
@@ -147,14 +155,19 @@ def worker(args: argparse.Namespace) -> None:
         plain = DDPArm(cfg, governed.corpus, world)
         governed_s = 0.0
         total = cfg.governance.total_steps
+        profile = cProfile.Profile() if args.profile and world.leader else None
         for _ in range(total):
             plain.train_step()
             if governed.finished:
                 continue
             t0, metered = time.perf_counter(), governed.flops.seconds
+            if profile is not None:
+                profile.enable()
             governed.train_step()
             if governed.step % cfg.train.agree_every == 0:
                 governed._agree()
+            if profile is not None:
+                profile.disable()
             # FLOP accounting is instrumentation (as in bench_training): its time is left out
             governed_s += time.perf_counter() - t0 - (governed.flops.seconds - metered)
         governed.audit.close()
@@ -173,6 +186,9 @@ def worker(args: argparse.Namespace) -> None:
         if not world.leader:
             distributed.leave()
             return
+        if profile is not None:
+            stats = pstats.Stats(profile).sort_stats("cumulative")
+            stats.print_stats(r"pipeline/(distributed|governor|trainer|flops)", 14)
         ddp_eval, gov_eval = eval_loss(plain.ddp.module), eval_loss(governed.model)
         steps = governed.step
         # DDP reduces every step; the governed arm reduced only on the steps it trained
