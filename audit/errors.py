@@ -58,6 +58,7 @@ class Reason(StrEnum):
     CHECKPOINT_MISMATCH = "checkpoint not consistent with the log"
     TRUNCATED = "records missing after the last signed checkpoint"
     TORN_TAIL = "torn tail"
+    NOT_A_CRASH = "a history no crash can leave"
 
 
 class VerificationError(AuditError):

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -88,21 +89,33 @@ def _open_append(path: Path, *, create: bool | None = None) -> int:
 
 
 def _publish(path: Path, data: bytes) -> None:
-    """Create `path` holding `data` atomically (write, fsync, link): complete or absent."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    """Create `path` holding `data` atomically (write, fsync, link): complete or absent.
+
+    The temporary is this writer's own (created exclusively, uniquely named), so two
+    writers starting the same run never write into each other's; `link` lets one win.
+    """
+    fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
     try:
-        if os.write(fd, data) != len(data):
-            raise LogStateError(f"short write to {tmp}")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
+        try:
+            if os.write(fd, data) != len(data):
+                raise LogStateError(f"short write to {tmp}")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.link(tmp, path)
     except FileExistsError as exc:
         raise LogStateError(f"{path} already exists; use AuditLog.open to resume") from exc
     finally:
         os.unlink(tmp)
+
+
+def _exclusive(fd: int, path: Path) -> None:
+    """Take the writer's lock on the log (released when the process dies)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        raise LogStateError(f"another writer has {path} open") from exc
 
 
 class AuditLog:
@@ -151,10 +164,12 @@ class AuditLog:
         """Start a new log in `run_dir` with `run_start` as record 0, and sign it.
 
         The run_start body gets the signer's `key_commitment` under "key" (an
-        existing "key" entry must match the signer).
+        existing "key" entry must match the signer) and the signing cadence under
+        "audit_log", so a verifier can tell a crash from removed notes.
         """
         run_dir = Path(run_dir)
         body = dict(run_start)
+        body["audit_log"] = {"checkpoint_every": checkpoint_every}
         commitment = key_commitment(signer.verifier)
         if body.setdefault("key", commitment) != commitment:
             raise LogStateError("run_start commits a different key than the signer's")
@@ -200,9 +215,18 @@ class AuditLog:
         one `run_resume` record (what the log held, plus the caller's `resume` facts:
         the trainer's step and checkpoint) and sign a checkpoint over it."""
         run_dir = Path(run_dir)
-        report = verify_run(run_dir, pubkey=signer.verifier)
+        # Lock, then verify, then append: no other writer can change what was verified.
         # A crash inside `create` can leave run_start without checkpoints.note.
         fds = (_open_append(run_dir / LOG_FILE, create=False), _open_append(run_dir / NOTES_FILE))
+        try:
+            _exclusive(fds[0], run_dir / LOG_FILE)
+            report = verify_run(run_dir, pubkey=signer.verifier)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        # sign at the cadence the log committed to, whatever the caller passes today
+        checkpoint_every = report.checkpoint_every or checkpoint_every
         fsync_path(run_dir)
         log = cls(
             run_dir,
@@ -216,7 +240,6 @@ class AuditLog:
             fsync=fsync,
             fsync_every=fsync_every,
         )
-        log._lock()
         log.append(
             "run_resume",
             {
@@ -240,10 +263,10 @@ class AuditLog:
 
     def _lock(self) -> None:
         try:
-            fcntl.flock(self._log_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
+            _exclusive(self._log_fd, self.run_dir / LOG_FILE)
+        except LogStateError:
             self._release()
-            raise LogStateError(f"another writer has {self.run_dir / LOG_FILE} open") from exc
+            raise
 
     def _write(self, fd: int, data: bytes) -> None:
         """One os.write; anything short of all of it leaves the log broken (a torn tail)."""

@@ -20,7 +20,14 @@ What this guarantees against someone who can edit the files but lacks the key:
 * a whole log rewritten and re-signed with another key is caught only by ``pubkey``:
   the trust anchor has to come from outside the log;
 * rolling a resumed log back to an earlier closed state is caught only by an
-  ``anchor`` (a checkpoint note kept outside the run directory).
+  ``anchor`` (a checkpoint note kept outside the run directory);
+* an unclosed log is reported as a crash (``closed`` False) only when a crash could
+  have left it: the writer signs run_start before anything else, signs whenever the
+  log's size reaches a multiple of the ``checkpoint_every`` that run_start commits to,
+  and continues a closed log only with run_resume. More unsigned records than that,
+  records but no signed checkpoint, or any other record after run_end is
+  `Reason.NOT_A_CRASH`: someone removed notes or appended, and a resume must not
+  sign over it.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ class VerifyReport:
     last_hash: str
     last_note: str | None
     frontier: CompactRange = field(repr=False, compare=False)
+    checkpoint_every: int | None = None  # the signing cadence run_start commits to
 
     @property
     def unsealed(self) -> int:
@@ -217,6 +225,7 @@ def verify_bytes(
             )
         expected[anchor.size] = (anchor.root, f"trusted checkpoint {i}")
 
+    every = _committed_cadence(first["body"])
     frontier = CompactRange()
     prev, matched, kind = GENESIS_PREV, 0, "run_start"
     sha256 = hashlib.sha256
@@ -233,6 +242,13 @@ def verify_bytes(
             raise VerificationError(
                 Reason.BAD_LINK,
                 f"prev is {record['prev']}, SHA-256 of record {seq - 1} is {prev}",
+                seq=seq,
+            )
+        if kind == "run_end" and record["kind"] != "run_resume":
+            raise VerificationError(
+                Reason.NOT_A_CRASH,
+                f"a {record['kind']} record follows run_end: a closed log is continued only "
+                "by run_resume",
                 seq=seq,
             )
         kind = record["kind"]
@@ -284,6 +300,20 @@ def verify_bytes(
             covered=False,
         )
     size = checkpoints[-1].size if checkpoints else 0
+    if not checkpoints and count > 1:
+        raise VerificationError(
+            Reason.NOT_A_CRASH,
+            f"{count} records and no signed checkpoint: the writer signs run_start before "
+            "writing anything else",
+            seq=1,
+        )
+    if every is not None and count - size > every:
+        raise VerificationError(
+            Reason.NOT_A_CRASH,
+            f"{count - size} records after the last signed checkpoint, more than the "
+            f"checkpoint_every ({every}) run_start commits to: the writer would have signed them",
+            seq=size,
+        )
     return VerifyReport(
         records=count,
         root=frontier.root(),
@@ -295,4 +325,12 @@ def verify_bytes(
         last_hash=prev,
         last_note=texts[-1] if texts else None,
         frontier=frontier,
+        checkpoint_every=every,
     )
+
+
+def _committed_cadence(run_start: dict) -> int | None:
+    """The checkpoint_every a log's run_start commits to (None in logs that predate it)."""
+    section = run_start.get("audit_log")
+    every = section.get("checkpoint_every") if isinstance(section, dict) else None
+    return every if type(every) is int and every >= 1 else None

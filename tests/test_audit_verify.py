@@ -135,13 +135,13 @@ def test_a_log_rewritten_with_another_key_is_caught_only_by_a_trusted_key(closed
     assert (error.reason, error.seq) == (Reason.KEY_MISMATCH, 0)
 
 
-def test_records_appended_after_the_close_are_reported_unsealed(closed_run) -> None:
+def test_records_appended_after_the_close_are_not_a_crash(closed_run) -> None:
     _, signer, log, notes = closed_run
     lines = lines_of(log)
     extra = Record.build(40, "run_end", Record.from_line(lines[-1]).hash, {"status": "ok"}).line
-    report = verify_bytes(join([*lines, extra]), notes, pubkey=signer.verifier)
-    assert (report.closed, report.unsealed) == (False, 1)
-    assert "1 records after the last signed checkpoint" in report.summary()
+    with pytest.raises(VerificationError, match="follows run_end") as err:
+        verify_bytes(join([*lines, extra]), notes, pubkey=signer.verifier)
+    assert err.value.reason is Reason.NOT_A_CRASH and err.value.seq == 40
 
 
 def test_a_trusted_checkpoint_catches_a_rollback(tmp_path: Path) -> None:

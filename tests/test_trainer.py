@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -305,3 +306,21 @@ def test_resume_of_an_external_key_run_without_the_key_mints_nothing(tmp_path: P
     assert sorted(p.relative_to(part) for p in part.rglob("*")) == before  # no key written
     GovernedTrainer.resume(part, key_path=keys / "audit.key").train(progress=False)
     assert verify_run(part).closed
+
+
+def test_path_errors_are_one_line(tmp_path: Path) -> None:
+    """A run directory under a regular file, or in a read-only directory: one line naming
+    the path, exit 1, nothing written."""
+    cfg = _write_cfg(tmp_path, tiny_run())
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(main, ["run", str(cfg), "--run-dir", str(blocker / "r")])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [f"error: {blocker / 'r'}: Not a directory"]
+    if os.geteuid() == 0:
+        return  # root writes into read-only directories
+    locked = tmp_path / "ro"
+    locked.mkdir(mode=0o500)
+    result = CliRunner().invoke(main, ["run", str(cfg), "--run-dir", str(locked / "r")])
+    assert result.exit_code == 1 and "Permission denied" in result.output
+    assert list(locked.iterdir()) == []

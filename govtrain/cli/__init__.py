@@ -31,6 +31,10 @@ class _Group(click.Group):
         except AuditError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # disk full, read-only, a path through a file: name the path
+            where = exc.filename if exc.filename is not None else "?"
+            click.echo(f"error: {where}: {exc.strerror or exc}", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=_Group)

@@ -3,8 +3,8 @@
 Exit codes: 0 success (for verify and repair: the log is intact and closed);
 1 tampering or any other error, naming the first bad record and why; 2 usage;
 3 torn tail (a crash mid-write: `govtrain audit repair` cuts it); 4 intact but not
-closed (the run crashed or is still running, or records were appended after the
-last signed checkpoint: those are protected by the hash chain only).
+closed as a crash leaves it (at most checkpoint_every records after the last signed
+checkpoint, protected by the hash chain only); a history no crash can leave is 1.
 Errors are raised as `audit.errors.AuditError`; `pipeline.cli` turns them into one
 line on stderr and their exit code. Nothing here imports torch.
 """
