@@ -21,12 +21,16 @@ ROUNDS = 25
 CTX = mp.get_context("fork")
 
 
-def _start(run: str, barrier, results, signer) -> None:
+def _write(what: str, run: str, barrier, results, signer) -> None:
+    """Start (or resume) the run in `run` when both racers are ready, then append and close."""
     barrier.wait()
     try:
-        log = AuditLog.create(
-            Path(run), signer=signer, run_start={"config": {}}, fsync=FsyncPolicy.CHECKPOINT
-        )
+        if what == "start":
+            log = AuditLog.create(
+                Path(run), signer=signer, run_start={"config": {}}, fsync=FsyncPolicy.CHECKPOINT
+            )
+        else:
+            log = AuditLog.open(Path(run), signer=signer, checkpoint_every=8)
     except LogStateError:
         results.put("lost")
         return
@@ -36,22 +40,10 @@ def _start(run: str, barrier, results, signer) -> None:
     results.put("won")
 
 
-def _open(run: str, barrier, results, signer) -> None:
-    barrier.wait()
-    try:
-        log = AuditLog.open(Path(run), signer=signer, checkpoint_every=8)
-    except LogStateError:
-        results.put("lost")
-        return
-    for i in range(30):
-        log.append("step", {"step": i})
-    log.close()
-    results.put("won")
-
-
-def race(target, run: Path, signer) -> list[str]:
+def race(what: str, run: Path, signer) -> list[str]:
     barrier, results = CTX.Barrier(2), CTX.Queue()
-    procs = [CTX.Process(target=target, args=(str(run), barrier, results, signer)) for _ in "ab"]
+    args = (what, str(run), barrier, results, signer)
+    procs = [CTX.Process(target=_write, args=args) for _ in "ab"]
     for p in procs:
         p.start()
     for p in procs:
@@ -67,7 +59,7 @@ def test_two_writers_one_wins_and_the_log_verifies(tmp_path: Path, what: str) ->
         run = tmp_path / str(i)
         if what == "open":
             make_run(run, 20, checkpoint_every=8, close=False, signer=signer)
-        outcome = race(_start if what == "start" else _open, run, signer)
+        outcome = race(what, run, signer)
         # a second opener may also win, once the first has closed: it then resumes
         # the closed log after verifying it under the lock
         allowed = [["lost", "won"]] if what == "start" else [["lost", "won"], ["won", "won"]]
