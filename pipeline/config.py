@@ -90,13 +90,24 @@ class TrainConfig(StrictSection):
     # Bit-exact resume on CUDA needs deterministic kernels (slower); CPU is exact anyway.
     deterministic: bool = False
     max_nonfinite: int = Field(default=3, ge=1)
+
     # Under torchrun (pipeline/distributed.py): "ddp" replicates the model and all-reduces
-    # the trainable gradients; collectives error after `collective_timeout_s` instead of
-    # hanging on a lost rank; ranks compare state and weight digests every `agree_every`
-    # steps (and at every checkpoint and transition).
-    engine: Literal["ddp"] = "ddp"
+    # the trainable gradients, "fsdp2" shards it (FSDP2, one unit per block); collectives
+    # error after `collective_timeout_s` instead of hanging on a lost rank; ranks compare
+    # state and weight digests every `agree_every` steps (and at every checkpoint and
+    # transition).
+    engine: Literal["ddp", "fsdp2"] = "ddp"
     collective_timeout_s: float = Field(default=300.0, gt=0, le=86400)
     agree_every: int = Field(default=50, ge=1)
+
+    @model_validator(mode="after")
+    def _engine_reads_signal(self) -> TrainConfig:
+        if self.engine == "fsdp2" and self.signal == "drift":
+            raise ValueError(
+                "engine 'fsdp2' does not support signal 'drift' yet (its weight snapshots "
+                "would be per-rank shards): use signal 'grad_norm' or engine 'ddp'"
+            )
+        return self
 
 
 class AuditConfig(StrictSection):

@@ -15,6 +15,15 @@ groups send no bytes, every rank sees the same averaged gradient, and the
 parameter set may change at any step boundary. The price is no overlap of
 communication with the backward (tools/bench_distributed.py measures it).
 
+The other engine (`train.engine: fsdp2`) shards every parameter across ranks
+with FSDP2 (`fully_shard` per transformer block and at the root). FSDP2 reads
+`requires_grad` at every unshard and reduce-scatter, so freezing needs nothing
+more and frozen groups are not reduced; the routed modules run on the
+unsharded weights inside each block's forward, so routing is unchanged. Weights
+and gradients are then shards: gradient norms, the agreement digest and
+checkpoints gather what they need (a checkpoint is the full state dict, so a
+run resumes at any world size and with either engine).
+
 Decisions are identical by construction: routing reads every rank's per-sample
 losses, gathered in rank order (the global batch's order); the core's
 observations are rank 0's, broadcast as float64; and every `agree_every` steps
@@ -32,6 +41,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.distributed.tensor import DTensor
 
 from govtrain.governance.errors import GovtrainError
 
@@ -62,8 +72,8 @@ class World:
             return torch.device("cuda", self.local_rank)
         return torch.device("cpu")
 
-    def describe(self) -> dict[str, object]:
-        return {"world_size": self.size, "backend": self.backend, "engine": "ddp"}
+    def describe(self, engine: str = "ddp") -> dict[str, object]:
+        return {"world_size": self.size, "backend": self.backend, "engine": engine}
 
 
 def launched() -> bool:
@@ -224,8 +234,48 @@ def check_all(error: BaseException | None, world: World) -> None:
 
 
 def trainable_digest(params: list[nn.Parameter]) -> str:
-    """SHA-256 over the bytes of `params`, in order: ranks that trained alike agree on it."""
+    """SHA-256 over the bytes of `params`, in order (whole tensors, gathered from their
+    shards under FSDP2): ranks that trained alike agree on it."""
     h = hashlib.sha256()
     for p in params:
-        h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(full(p.detach()).cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def shard(model: nn.Module) -> None:
+    """FSDP2: each transformer block its own unit, the rest (embeddings, final norm, the
+    tied head) the root's."""
+    from torch.distributed.fsdp import fully_shard
+
+    for block in model.transformer.h:
+        fully_shard(block)
+    fully_shard(model)
+
+
+def full(t: Tensor) -> Tensor:
+    """The whole tensor: a DTensor's shards gathered (a collective), anything else as is."""
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def group_norms(grads: list[list[Tensor]], device: torch.device) -> list[Tensor]:
+    """The L2 norm of each list of (sharded) gradients: local sums of squares, one
+    all-reduce, so every rank gets the norms of the whole gradients."""
+    sums = torch.stack(
+        [
+            torch.stack([_local(g).float().square().sum() for g in gs]).sum()
+            if gs
+            else torch.zeros((), device=device)
+            for gs in grads
+        ]
+    )
+    dist.all_reduce(sums)
+    return list(sums.sqrt())
+
+
+def _local(t: Tensor) -> Tensor:
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
+def sharded_bytes(params: list[nn.Parameter]) -> int:
+    """Bytes of the whole gradients FSDP2 reduce-scatters for `params` (those with one)."""
+    return sum(p.numel() * p.element_size() for p in params if p.grad is not None)

@@ -59,7 +59,7 @@ class FlopMeter:
 
     def _count(self, frozen: frozenset[str], quotas: dict[str, int] | None) -> int:
         start = time.perf_counter()
-        saved = {id(p): (p.requires_grad, p.grad) for p in self.model.parameters()}
+        saved = {id(p): (p.requires_grad, p.grad) for p in self.gov.all_params}
         slots = {g: (s.index, s.batch, s.native, s.scale) for g, s in self.plan.slots.items()}
         self.plan.routed_forward()  # the counts below route after the forward
         try:
@@ -83,7 +83,7 @@ class FlopMeter:
             return int(counter.get_total_flops())
         finally:
             self.gov.observing = True
-            for p in self.model.parameters():
+            for p in self.gov.all_params:
                 p.requires_grad_(saved[id(p)][0])
                 p.grad = saved[id(p)][1]
             for g, (index, batch, native, scale) in slots.items():

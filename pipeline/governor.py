@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
+from torch.distributed.tensor import DTensor
 
 from govtrain.governance import routing, taxonomy
 from govtrain.governance.config import GovernanceConfig
@@ -54,7 +55,7 @@ from govtrain.governance.state import (
     state_to_dict,
 )
 from govtrain.governance.step import Decision, StepResult, decide, govern, initial_state
-from govtrain.pipeline.distributed import Shard, World, broadcast_floats
+from govtrain.pipeline.distributed import Shard, World, broadcast_floats, group_norms
 from govtrain.pipeline.routed import RoutingPlan, make_routable
 from govtrain.pipeline.signals import SignalMeter, drift_reading
 
@@ -95,6 +96,11 @@ class Governor:
         self.probe, self.probe_every = probe, probe_every
         self.awaken_policy, self.audit, self.seed = awaken_optimizer_state, audit, seed
         self.enforce, self.world, self.synced = enforce, world, synced
+        # FSDP2: parameters are DTensor shards (pipeline/distributed.py)
+        # the model's parameters as built: FSDP2 swaps unsharded copies in and out of the
+        # modules around each forward, so `model.parameters()` is not stable mid-step
+        self.all_params = list(model.parameters())
+        self.sharded = any(isinstance(p, DTensor) for p in self.all_params)
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
         group_of = taxonomy.assign(trainable, cfg.groups)
         self.names = [g.name for g in cfg.groups]
@@ -201,6 +207,11 @@ class Governor:
         instead of from the backward's hooks, which see each rank's local gradient."""
         if self.meter.kind != "grad_norm":
             return
+        if self.sharded:  # each rank holds shards: one all-reduce gives the whole norms
+            grads = [[p.grad for p in ps if p.grad is not None] for ps in self.params.values()]
+            norms = group_norms(grads, self._device())
+            self._sq = {n: [v] if g else [] for n, v, g in zip(self._sq, norms, grads, strict=True)}
+            return
         for name, ps in self.params.items():
             self._sq[name] = [
                 torch.linalg.vector_norm(p.grad.detach(), dtype=torch.float32)
@@ -210,7 +221,7 @@ class Governor:
 
     def trainable(self) -> list[nn.Parameter]:
         """The parameters the next backward gives gradients to, in model order."""
-        return [p for p in self.model.parameters() if p.requires_grad]
+        return [p for p in self.all_params if p.requires_grad]
 
     def _scores(self, per_sample_loss: Tensor) -> list[float]:
         if self.cfg.router.scorer == "random":
@@ -238,8 +249,9 @@ class Governor:
             out.append(GroupObservation(signal=signal, wake=wake, need=signal))
         if self.world is None:
             return out
-        device = next(self.model.parameters()).device
-        flat = broadcast_floats([v for o in out for v in (o.signal, o.wake, o.need)], device)
+        flat = broadcast_floats(
+            [v for o in out for v in (o.signal, o.wake, o.need)], self._device()
+        )
         return [GroupObservation(*flat[i : i + 3]) for i in range(0, len(flat), 3)]
 
     def _take_norms(self) -> dict[str, float]:
@@ -276,6 +288,9 @@ class Governor:
             snaps.append(now)
             del snaps[:-2]
 
+    def _device(self) -> torch.device:
+        return self.all_params[0].device
+
     def _probe(self, groups: list[str]) -> dict[str, float]:
         """Gradient norms of (frozen) `groups` on the probe batch; nothing is updated.
 
@@ -285,23 +300,41 @@ class Governor:
         invisible to the training step.
         """
         assert self.probe is not None
-        saved = {id(p): p.requires_grad for p in self.model.parameters()}
+        saved = {id(p): p.requires_grad for p in self.all_params}
         wanted = [p for g in groups for p in self.params[g]]
         ids = {id(p) for p in wanted}
         was_training = self.model.training
         self.observing = False
         try:
-            for p in self.model.parameters():
+            for p in self.all_params:
                 p.requires_grad_(id(p) in ids)
             self.plan.route_all()
             self.model.eval()
+            if self.sharded:
+                return self._sharded_probe(groups, wanted)
             grads = iter(torch.autograd.grad(self.probe(self.model), wanted, allow_unused=True))
             return {g: _grad_norm([next(grads) for _ in self.params[g]]) for g in groups}
         finally:
             self.observing = True
             self.model.train(was_training)
-            for p in self.model.parameters():
+            for p in self.all_params:
                 p.requires_grad_(saved[id(p)])
+
+    def _sharded_probe(self, groups: list[str], wanted: list[nn.Parameter]) -> dict[str, float]:
+        """The probe under FSDP2, whose forward runs on unsharded copies that autograd
+        does not connect to the shards: a backward (FSDP2 reduce-scatters it into the
+        shards' `.grad`, on every rank alike), then the training gradients put back."""
+        saved = {id(p): p.grad for p in wanted}
+        for p in wanted:
+            p.grad = None
+        try:
+            self.probe(self.model).backward()
+            grads = [[p.grad for p in self.params[g] if p.grad is not None] for g in groups]
+            norms = group_norms(grads, self._device())
+            return {g: float(n) for g, n in zip(groups, norms, strict=True)}
+        finally:
+            for p in wanted:
+                p.grad = saved[id(p)]
 
     # -- applying --------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import hashlib
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from govtrain.pipeline.config import ModelConfig
@@ -37,9 +38,11 @@ def structure_digest(model: nn.Module) -> str:
 
 
 def parameter_digest(model: nn.Module) -> str:
-    """SHA-256 over every parameter's bytes, in name order: what the weights are."""
+    """SHA-256 over every parameter's bytes, in name order: what the weights are (whole
+    tensors: a sharded model's shards are gathered, a collective every rank must join)."""
     h = hashlib.sha256()
     for name, p in sorted(model.state_dict().items()):
+        whole = p.full_tensor() if isinstance(p, DTensor) else p
         h.update(name.encode())
-        h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(whole.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()

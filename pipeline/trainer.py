@@ -26,6 +26,13 @@ import structlog
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
 from govtrain.audit.keys import (
     PRIVATE_KEY_FILE,
@@ -51,7 +58,10 @@ from govtrain.pipeline.distributed import (
     agree,
     all_reduce_gradients,
     check_all,
+    full,
     gather,
+    shard,
+    sharded_bytes,
     split,
     trainable_digest,
 )
@@ -60,6 +70,12 @@ from govtrain.pipeline.governor import Governor
 from govtrain.pipeline.models import build_model, parameter_digest, structure_digest
 
 log = structlog.get_logger("govtrain")
+
+# Checkpoints hold whole tensors keyed by parameter name, whatever the engine: a run
+# resumes at any world size, sharded or not (torch.distributed.checkpoint's state dicts).
+FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)
+# a group never stepped yet (dormant until now) has no optimizer state to restore
+FULL_OPTIMIZER_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True, strict=False)
 
 PROBE_SAMPLES = 8
 
@@ -127,6 +143,9 @@ class GovernedTrainer:
         self.device = resolve_device(tcfg.device, world)
         self.model = build_model(cfg.model, self.corpus.vocab_size, cfg.data.seq_len)
         self.model.to(self.device).train()
+        self.sharded = world is not None and tcfg.engine == "fsdp2"
+        if self.sharded:
+            shard(self.model)
         self.optimizer = build_optimizer(self.model, tcfg)
         probe_ids = self.corpus.train[:PROBE_SAMPLES].to(self.device)
         self.gov = Governor(
@@ -157,12 +176,13 @@ class GovernedTrainer:
     def start(self) -> None:
         """Create the run directory and the audit log, committing to what this run is, and
         checkpoint the initial weights, so a crash at any later step can be resumed."""
-        self.audit = on_leader(self._create_log, self.world)
+        params = f"sha256:{parameter_digest(self.model)}"  # every rank: gathers shards
+        self.audit = on_leader(lambda: self._create_log(params), self.world)
         self.gov.audit = self.audit
         self._checkpoint()
         log.info("run_start", run_dir=str(self.run_dir), groups=self.gov.names)
 
-    def _create_log(self) -> AuditLog:
+    def _create_log(self, params_digest: str) -> AuditLog:
         if self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise RunError(f"run directory {self.run_dir} exists; pass --resume to continue it")
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -171,8 +191,8 @@ class GovernedTrainer:
             seed=self.cfg.seed,
             data_files=self.corpus.files,
             model_structure_digest=f"sha256:{structure_digest(self.model)}",
-            initial_params_digest=f"sha256:{parameter_digest(self.model)}",
-            distributed=None if self.world is None else self.world.describe(),
+            initial_params_digest=params_digest,
+            distributed=None if self.world is None else self.world.describe(self.cfg.train.engine),
         )
         return AuditLog.create(
             self.run_dir,
@@ -239,7 +259,7 @@ class GovernedTrainer:
             )
         facts = {"from_step": trainer.step, "checkpoint": ckpt["path"], "sha256": digest}
         if world is not None:
-            facts["distributed"] = world.describe()
+            facts["distributed"] = world.describe(config.train.engine)
         audit = on_leader(
             lambda: AuditLog.open(
                 run_dir,
@@ -319,14 +339,20 @@ class GovernedTrainer:
         grad_bytes = None
         local = losses.mean()
         if local.requires_grad:  # False once every group is frozen: nothing to learn, no backward
-            self.backward_flops += self.flops.step_flops(self._frozen(), self._quotas())
             local.backward()
+            # counted after the backward: the meter's own forward and backward must not run
+            # between this step's (FSDP2 keeps unsharded weights from one to the other)
+            self.backward_flops += self.flops.step_flops(self._frozen(), self._quotas())
             if self.world is not None:
-                grad_bytes = all_reduce_gradients(self.gov.trainable(), self.world)
+                trainable = self.gov.trainable()
+                if self.sharded:  # FSDP2 reduce-scattered them during the backward
+                    grad_bytes = sharded_bytes(trainable)
+                else:
+                    grad_bytes = all_reduce_gradients(trainable, self.world)
                 self.grad_bytes += grad_bytes
                 self.gov.record_gradients()
             clip = self.cfg.train.grad_clip or math.inf
-            norm = nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            norm = full(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
             if not torch.isfinite(norm):
                 return self._skip({"loss": loss.item(), "grad_norm": norm.item()})
             set_lr(
@@ -357,9 +383,10 @@ class GovernedTrainer:
 
     @torch.no_grad()
     def evaluate(self) -> float:
-        """The eval loss (on rank 0 only: every rank holds the same weights)."""
+        """The eval loss (on rank 0 only when every rank holds the same weights; under FSDP2
+        every rank runs the forward, whose all-gathers need them all)."""
         assert self.audit is not None
-        if self.world is not None and not self.world.leader:
+        if self.world is not None and not self.world.leader and not self.sharded:
             return self.last_eval
         self.model.eval()
         batches = self.corpus.eval_batches(
@@ -375,13 +402,16 @@ class GovernedTrainer:
 
     def _checkpoint(self) -> None:
         assert self.audit is not None
-        if self.world is not None and not self.world.leader:
+        if self.world is not None and not self.world.leader and not self.sharded:
+            return
+        state = self._state()  # under FSDP2 a collective: every rank gathers its shards
+        if not self.leader:
             return
         rel = Path("checkpoints") / f"step_{self.step:06d}.pt"
         path = self.run_dir / rel
         path.parent.mkdir(exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        torch.save(self._state(), tmp)
+        torch.save(state, tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -392,8 +422,14 @@ class GovernedTrainer:
     def _state(self) -> dict[str, Any]:
         return {
             "step": self.step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": get_model_state_dict(self.model, options=FULL_STATE),
+            # an optimizer with no state yet saves none: asked for its state dict, torch
+            # would first create it with a zero-learning-rate step (AdamW's step count)
+            "optimizer": (
+                get_optimizer_state_dict(self.model, self.optimizer, options=FULL_STATE)
+                if self.optimizer.state
+                else None
+            ),
             "governor": self.gov.state_dict(),
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -409,9 +445,12 @@ class GovernedTrainer:
 
     def _load(self, sd: dict[str, Any]) -> None:
         self.step = sd["step"]
-        self.model.load_state_dict(sd["model"])
+        set_model_state_dict(self.model, sd["model"], options=FULL_STATE)
         self.gov.load_state_dict(sd["governor"])
-        self.optimizer.load_state_dict(sd["optimizer"])
+        if sd["optimizer"] is not None:
+            set_optimizer_state_dict(
+                self.model, self.optimizer, sd["optimizer"], options=FULL_OPTIMIZER_STATE
+            )
         torch.set_rng_state(sd["rng"]["torch"])
         if sd["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(sd["rng"]["cuda"])

@@ -2,7 +2,7 @@
 the pieces of a distributed governed step, with results left for the test to compare.
 
     python -m torch.distributed.run --standalone --nproc_per_node=2 \
-        tests/distributed_worker.py grads OUT QUOTA
+        tests/distributed_worker.py grads OUT QUOTA ENGINE
     ... diverge RUN_DIR
     ... hf OUT_DIR
 """
@@ -42,13 +42,20 @@ GOVERNANCE = {
 }
 
 
-def routed_gradients(quota: int, world: distributed.World | None) -> dict[str, torch.Tensor]:
+def routed_gradients(
+    quota: int, world: distributed.World | None, engine: str = "ddp"
+) -> dict[str, torch.Tensor]:
     """The averaged weight gradients of one governed step on the global batch, every group
     routed `quota` of its samples (this rank's share of the batch when `world` is given)."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(n_layer=2, n_embd=16, n_head=2), VOCAB, SEQ)
+    sharded = world is not None and engine == "fsdp2"
+    if sharded:
+        distributed.shard(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    gov = Governor(model, opt, parse_governance(GOVERNANCE), probe=None, world=world)
+    gov = Governor(
+        model, opt, parse_governance(GOVERNANCE), probe=None, world=world, synced=world is not None
+    )
     gov.decision = dataclasses.replace(gov.decision, quotas=(quota,) * len(gov.names))
     gov._apply_freezing()
     ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(1))
@@ -58,9 +65,13 @@ def routed_gradients(quota: int, world: distributed.World | None) -> dict[str, t
     shard = None if world is None else distributed.gather(losses, world)
     gov.route(losses, shard)
     losses.mean().backward()
-    if world is not None:
+    if world is not None and not sharded:
         distributed.all_reduce_gradients(gov.trainable(), world)
-    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return {
+        n: distributed.full(p.grad).clone()
+        for n, p in model.named_parameters()
+        if p.grad is not None
+    }
 
 
 def diverge(run_dir: Path, world: distributed.World) -> None:
@@ -127,7 +138,7 @@ def main() -> None:
     world = distributed.join(60, cuda=False)
     try:
         if what == "grads":
-            grads = routed_gradients(int(sys.argv[3]), world)
+            grads = routed_gradients(int(sys.argv[3]), world, sys.argv[4])
             if world.leader:
                 torch.save(grads, out)
         elif what == "hf":

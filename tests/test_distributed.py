@@ -81,13 +81,16 @@ def single(tmp_path_factory) -> Path:
     return run
 
 
+@pytest.mark.parametrize("engine", ["ddp", "fsdp2"])
 @pytest.mark.parametrize("quota", [8, 3, 0])
-def test_routed_gradient_on_two_ranks_equals_one_process(tmp_path: Path, quota: int) -> None:
+def test_routed_gradient_on_two_ranks_equals_one_process(
+    tmp_path: Path, quota: int, engine: str
+) -> None:
     sys.path.insert(0, str(WORKER.parent))
     from distributed_worker import routed_gradients
 
     out = tmp_path / "grads.pt"
-    done = torchrun(str(WORKER), "grads", str(out), str(quota))
+    done = torchrun(str(WORKER), "grads", str(out), str(quota), engine)
     assert done.returncode == 0, done.stderr[-3000:]
     two = torch.load(out, weights_only=True)
     one = routed_gradients(quota, None)
@@ -98,17 +101,32 @@ def test_routed_gradient_on_two_ranks_equals_one_process(tmp_path: Path, quota: 
         assert all(float(g.abs().max()) == 0 for g in one.values())
 
 
-def test_two_process_run_takes_the_one_process_decisions(tmp_path: Path, single: Path) -> None:
+def engine_config(tmp_path: Path, engine: str) -> Path:
+    """The smoke config with `train.engine` set."""
+    import yaml
+
+    cfg = yaml.safe_load(SMOKE.read_text())
+    cfg["train"]["engine"] = engine
+    path = tmp_path / f"smoke-{engine}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize("engine", ["ddp", "fsdp2"])
+def test_two_process_run_takes_the_one_process_decisions(
+    tmp_path: Path, single: Path, engine: str
+) -> None:
     run = tmp_path / "run"
-    done = govtrain("run", str(SMOKE), "--run-dir", str(run), "--no-progress", nproc=2)
+    config = engine_config(tmp_path, engine)
+    done = govtrain("run", str(config), "--run-dir", str(run), "--no-progress", nproc=2)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "processes" in done.stdout and "2 (gradients all-reduced" in done.stdout
+    assert "processes" in done.stdout and "2 (gradient bytes reduced" in done.stdout
     assert_same_decisions(steps(run), steps(single))
     report = verify_run(run)
     assert report.closed
     assert replay(read_records(run / "audit.jsonl")).divergence is None
     records = read_records(run / "audit.jsonl")
-    assert records[0].body["distributed"] == {"world_size": 2, "backend": "gloo", "engine": "ddp"}
+    assert records[0].body["distributed"] == {"world_size": 2, "backend": "gloo", "engine": engine}
     agreed = [r.body for r in records if r.kind == "agree"]
     assert agreed and all(len(set(a["digests"])) == 1 and len(a["digests"]) == 2 for a in agreed)
     # frozen groups send nothing: a step's bytes depend only on which groups it left frozen,
@@ -146,10 +164,15 @@ def test_ranks_that_disagree_stop_the_job(tmp_path: Path) -> None:
     assert any(r.kind == "checkpoint" and r.body["step"] == end["step"] for r in records)
 
 
+@pytest.mark.parametrize("engine", ["ddp", "fsdp2"])
 @pytest.mark.parametrize(("first", "then"), [(2, 1), (1, 2)])
-def test_resume_at_another_world_size(tmp_path: Path, single: Path, first: int, then: int):
+def test_resume_at_another_world_size(
+    tmp_path: Path, single: Path, first: int, then: int, engine: str
+) -> None:
+    """The checkpoint holds whole tensors whatever the engine, so the world size may change."""
     run = tmp_path / "run"
-    args = ("run", str(SMOKE), "--run-dir", str(run), "--no-progress", "--stop-after", "17")
+    config = engine_config(tmp_path, engine)
+    args = ("run", str(config), "--run-dir", str(run), "--no-progress", "--stop-after", "17")
     assert govtrain(*args, nproc=first).returncode == 0
     done = govtrain("run", "--resume", str(run), "--no-progress", nproc=then)
     assert done.returncode == 0, done.stderr[-3000:]

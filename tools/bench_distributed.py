@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument(
+        "--engine", choices=["ddp", "fsdp2"], default="ddp", help="the governed arm's engine"
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="cProfile rank 0's governed steps (govtrain's own functions)",
@@ -89,6 +92,9 @@ def bench_config(args: argparse.Namespace):
             }
         )
         args.steps = args.steps or 40
+    if args.engine == "fsdp2":  # FSDP2 runs the grad_norm signal only (pipeline/config.py)
+        train = cfg.train.model_copy(update={"engine": "fsdp2", "signal": "grad_norm"})
+        cfg = cfg.model_copy(update={"train": train})
     if args.steps:
         gov = cfg.governance
         router = gov.router.model_copy(
@@ -170,31 +176,26 @@ def worker(args: argparse.Namespace) -> None:
                 profile.disable()
             # FLOP accounting is instrumentation (as in bench_training): its time is left out
             governed_s += time.perf_counter() - t0 - (governed.flops.seconds - metered)
+        gov_eval = governed.evaluate()  # on every rank under FSDP2 (its forward gathers)
         governed.audit.close()
-
-        def eval_loss(model) -> float:
-            import torch
-
-            model.eval()
-            with torch.no_grad():
-                batches = governed.corpus.eval_batches(
-                    cfg.governance.router.batch_size, cfg.train.eval_batches
-                )
-                loss = sum(float(per_sample_loss(model, b).mean()) for b in batches)
-            return loss / len(batches)
-
         if not world.leader:
             distributed.leave()
             return
         if profile is not None:
             stats = pstats.Stats(profile).sort_stats("cumulative")
             stats.print_stats(r"pipeline/(distributed|governor|trainer|flops)", 14)
-        ddp_eval, gov_eval = eval_loss(plain.ddp.module), eval_loss(governed.model)
+        model = plain.ddp.module.eval()
+        with plain.torch.no_grad():
+            batches = governed.corpus.eval_batches(
+                cfg.governance.router.batch_size, cfg.train.eval_batches
+            )
+            ddp_eval = sum(float(per_sample_loss(model, b).mean()) for b in batches) / len(batches)
         steps = governed.step
         # DDP reduces every step; the governed arm reduced only on the steps it trained
         result = {
             "bench": "distributed",
             "world_size": world.size,
+            "engine": args.engine,
             "steps": total,
             "governed_steps": steps,
             "ddp_grad_bytes": plain.bytes,
@@ -209,8 +210,8 @@ def worker(args: argparse.Namespace) -> None:
             "transitions": dict(governed.transitions),
         }
         print(
-            f"{world.size} ranks, {total} steps (governed: {steps})\n"
-            f"gradient bytes all-reduced  ddp {plain.bytes / 2**20:9.1f} MiB   "
+            f"{world.size} ranks, {total} steps (governed: {steps}, engine {args.engine})\n"
+            f"gradient bytes reduced      ddp {plain.bytes / 2**20:9.1f} MiB   "
             f"governed {governed.grad_bytes / 2**20:9.1f} MiB   ratio {result['bytes_ratio']:.3f}\n"
             f"training-step wall-clock    ddp {plain.seconds:9.1f} s     "
             f"governed {governed_s:9.1f} s     ratio {result['time_ratio']:.3f}\n"

@@ -165,7 +165,7 @@ def _print_summary(s, stopped: bool) -> None:
     )
     if s.world_size > 1:
         table.add_row(
-            "processes", f"{s.world_size} (gradients all-reduced: {s.grad_bytes / 2**20:.1f} MiB)"
+            "processes", f"{s.world_size} (gradient bytes reduced: {s.grad_bytes / 2**20:.1f} MiB)"
         )
     table.add_row(
         "transitions", ", ".join(f"{a} {n}" for a, n in sorted(s.transitions.items())) or "none"
