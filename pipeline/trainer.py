@@ -456,7 +456,7 @@ class GovernedTrainer:
             torch.cuda.set_rng_state_all(sd["rng"]["cuda"])
         random.setstate(sd["rng"]["python"])
         self.backward_flops = sd["backward_flops"]
-        self.grad_bytes = sd.get("grad_bytes", 0)
+        self.grad_bytes = sd["grad_bytes"]
         self.transitions = Counter(sd["transitions"])
         self.last_loss, self.last_eval = sd["last_loss"], sd["last_eval"]
 
