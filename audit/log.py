@@ -270,15 +270,20 @@ class AuditLog:
 
     def _write(self, fd: int, data: bytes) -> None:
         """One os.write; anything short of all of it leaves the log broken (a torn tail)."""
+        path = self.run_dir / (LOG_FILE if fd == self._log_fd else NOTES_FILE)
         try:
             written = os.write(fd, data)
         except OSError as exc:
             self._state = "broken"
-            raise LogStateError(f"write failed, the log may end in a torn tail: {exc}") from exc
+            raise LogStateError(
+                f"{path}: write failed ({exc.strerror}); the log may end in a torn tail: fix "
+                "the cause, then `govtrain audit repair` if verify says so, and resume"
+            ) from exc
         if written != len(data):
             self._state = "broken"
             raise LogStateError(
-                f"short write ({written} of {len(data)} bytes): the log ends in a torn tail"
+                f"{path}: short write ({written} of {len(data)} bytes): the log ends in a torn "
+                "tail; fix the cause, then `govtrain audit repair` and resume"
             )
 
     def _write_record(self, record: Record) -> None:

@@ -12,6 +12,7 @@ and evaluates (pipeline/distributed.py says what is identical across ranks).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -235,29 +236,33 @@ class GovernedTrainer:
         # Everything is checked and loaded before the log is opened for append, so a
         # refused resume writes nothing.
         ckpts = [r.body for r in records if r.kind == "checkpoint"]
-        if not ckpts:
-            raise RunError(f"{run_dir}: no model checkpoint to resume from")
-        ckpt = ckpts[-1]
-        path = run_dir / ckpt["path"]
-        digest = file_sha256(path) if path.is_file() else "missing"
-        if digest != ckpt["sha256"]:
-            raise RunError(f"checkpoint {path}: SHA-256 {digest} does not match the log")
-        trainer = cls(config, run_dir, key_path=key_path, world=world)
-        # weights_only: a checkpoint is data; nothing in it is ever executed.
-        try:
-            state = torch.load(path, weights_only=True, map_location="cpu")
-        except pickle.UnpicklingError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RunError(
-                f"checkpoint {path}: refused, not plain tensors and data ({first})"
-            ) from None
-        trainer._load(state)
-        if trainer.finished:
-            raise RunError(
-                f"{run_dir}: the run finished at step {trainer.step} (nothing left to train); "
-                "there is nothing to resume"
-            )
-        facts = {"from_step": trainer.step, "checkpoint": ckpt["path"], "sha256": digest}
+        if not ckpts:  # a crash before the initial checkpoint: start again, as committed
+            trainer = cls(config, run_dir, key_path=key_path, world=world)
+            trainer._check_initial_weights(records[0].body)
+            facts: dict[str, Any] = {"from_step": 0, "checkpoint": None}
+        else:
+            ckpt = ckpts[-1]
+            path = run_dir / ckpt["path"]
+            digest = file_sha256(path) if path.is_file() else "missing"
+            if digest != ckpt["sha256"]:
+                raise RunError(f"checkpoint {path}: SHA-256 {digest} does not match the log")
+            trainer = cls(config, run_dir, key_path=key_path, world=world)
+            # weights_only: a checkpoint is data; nothing in it is ever executed.
+            try:
+                state = torch.load(path, weights_only=True, map_location="cpu")
+            except pickle.UnpicklingError as exc:
+                text = str(exc).strip()
+                first = text.splitlines()[0] if text else type(exc).__name__
+                raise RunError(
+                    f"checkpoint {path}: refused, not plain tensors and data ({first})"
+                ) from None
+            trainer._load(state)
+            if trainer.finished:
+                raise RunError(
+                    f"{run_dir}: the run finished at step {trainer.step} (nothing left to "
+                    "train); there is nothing to resume"
+                )
+            facts = {"from_step": trainer.step, "checkpoint": ckpt["path"], "sha256": digest}
         if world is not None:
             facts["distributed"] = world.describe(config.train.engine)
         audit = on_leader(
@@ -411,9 +416,17 @@ class GovernedTrainer:
         path = self.run_dir / rel
         path.parent.mkdir(exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+        try:
+            torch.save(state, tmp)  # an I/O error surfaces from torch as a RuntimeError
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        except (OSError, RuntimeError) as exc:
+            tmp.unlink(missing_ok=True)
+            why = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+            raise RunError(
+                f"{tmp}: checkpoint not written ({why}; is the disk full?); the log is "
+                "intact up to the previous checkpoint: fix the cause, then resume"
+            ) from None
         os.replace(tmp, path)
         self.audit.append(
             "checkpoint", {"step": self.step, "path": rel.as_posix(), "sha256": file_sha256(path)}
@@ -425,11 +438,7 @@ class GovernedTrainer:
             "model": get_model_state_dict(self.model, options=FULL_STATE),
             # an optimizer with no state yet saves none: asked for its state dict, torch
             # would first create it with a zero-learning-rate step (AdamW's step count)
-            "optimizer": (
-                get_optimizer_state_dict(self.model, self.optimizer, options=FULL_STATE)
-                if self.optimizer.state
-                else None
-            ),
+            "optimizer": self._optimizer_state() if self.optimizer.state else None,
             "governor": self.gov.state_dict(),
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -448,9 +457,7 @@ class GovernedTrainer:
         set_model_state_dict(self.model, sd["model"], options=FULL_STATE)
         self.gov.load_state_dict(sd["governor"])
         if sd["optimizer"] is not None:
-            set_optimizer_state_dict(
-                self.model, self.optimizer, sd["optimizer"], options=FULL_OPTIMIZER_STATE
-            )
+            self._load_optimizer(sd["optimizer"])
         torch.set_rng_state(sd["rng"]["torch"])
         if sd["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(sd["rng"]["cuda"])
@@ -459,6 +466,33 @@ class GovernedTrainer:
         self.grad_bytes = sd["grad_bytes"]
         self.transitions = Counter(sd["transitions"])
         self.last_loss, self.last_eval = sd["last_loss"], sd["last_eval"]
+
+    def _optimizer_state(self) -> dict[str, Any]:
+        with _all_trainable(self.gov.all_params):  # frozen groups keep their state too
+            return get_optimizer_state_dict(self.model, self.optimizer, options=FULL_STATE)
+
+    def _load_optimizer(self, saved: dict[str, Any]) -> None:
+        """Restore the optimizer's state exactly: torch first creates state for every
+        trainable parameter (a zero-learning-rate step on a fresh optimizer), so the state
+        of parameters the checkpoint held none for (a group never stepped yet) is dropped."""
+        with _all_trainable(self.gov.all_params):
+            set_optimizer_state_dict(
+                self.model, self.optimizer, saved, options=FULL_OPTIMIZER_STATE
+            )
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        for p in list(self.optimizer.state):
+            if names.get(id(p)) not in saved["state"]:
+                del self.optimizer.state[p]
+
+    def _check_initial_weights(self, run_start: dict[str, Any]) -> None:
+        """The seeded initialisation reproduces the weights run_start committed to."""
+        built = f"sha256:{parameter_digest(self.model)}"
+        committed = run_start["model"]["init_params_digest"]
+        if built != committed:
+            raise RunError(
+                f"{self.run_dir}: no checkpoint, and re-initialising from the committed seed "
+                f"gives weights {built}, not the run_start's {committed}; cannot resume"
+            )
 
     # -- agreement across ranks -------------------------------------------------------
 
@@ -568,6 +602,20 @@ def _cut_torn_tail(run_dir: Path) -> None:
     _, cuts = repair_torn_tail(run_dir)
     if cuts:
         log.warning("repaired", cuts=[f"{c.file.name}@{c.offset}" for c in cuts])
+
+
+@contextlib.contextmanager
+def _all_trainable(params: list[nn.Parameter]):
+    """Every parameter trainable for a moment: torch's optimizer state dicts skip frozen
+    parameters, whose state (kept for `awaken_optimizer_state: keep`) must survive a resume."""
+    saved = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, saved, strict=True):
+            p.requires_grad_(flag)
 
 
 class _Unlogged:

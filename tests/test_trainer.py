@@ -324,3 +324,28 @@ def test_path_errors_are_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["run", str(cfg), "--run-dir", str(locked / "r")])
     assert result.exit_code == 1 and "Permission denied" in result.output
     assert list(locked.iterdir()) == []
+
+
+def test_a_crash_before_the_initial_checkpoint_resumes(tiny_full_run, tmp_path, monkeypatch):
+    """Killed between creating the log and saving the step-0 weights: resume re-initialises
+    from the committed seed (checked against run_start's digest) and reproduces the run."""
+    full_dir, full = tiny_full_run
+    cfg = parse_config(tiny_run())
+    trainer = GovernedTrainer(cfg, tmp_path / "r")
+
+    def crash(self) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(GovernedTrainer, "_checkpoint", crash)
+        with pytest.raises(KeyboardInterrupt):
+            trainer.start()
+    trainer.audit._release()  # the process is gone: its lock with it
+    assert [r.kind for r in read_records(tmp_path / "r" / "audit.jsonl")] == ["run_start"]
+    resumed = GovernedTrainer.resume(tmp_path / "r")
+    assert resumed.step == 0
+    resumed.train(progress=False)
+    assert resumed.gov.state == full.gov.state
+    assert step_records(tmp_path / "r") == step_records(full_dir)
+    start = [r.body for r in read_records(tmp_path / "r" / "audit.jsonl") if r.kind == "run_resume"]
+    assert start[0]["from_step"] == 0 and start[0]["checkpoint"] is None

@@ -1,0 +1,148 @@
+"""Syscall fault injection over a short governed run: every fault is one line, nothing is lost.
+
+For each target (a file of the run and a syscall on it) and each N, `strace`
+makes the Nth such syscall fail (ENOSPC for write, EIO for fsync) during
+`govtrain run configs/smoke.yaml`. Each injected fault must end the run with a
+one-line error (no traceback) and leave a log that verifies as closed, crashed
+(exit 4) or torn (exit 3, which `govtrain audit repair` cuts); the run then
+resumes (`govtrain run --resume`) to the same step records and final weights as
+an uninterrupted run. Counted: faults injected, recovered, lost. The last line
+is one JSON object.
+
+    python -m tools.fault_sweep            # every target, N over a spread of calls
+    python -m tools.fault_sweep --quick    # a few cases (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "smoke.yaml"
+CHECKPOINT_STEPS = (0, 10, 20, 30, 40)  # configs/smoke.yaml: every 10 of 40 steps, and 0
+ERRORS = {"write": "ENOSPC", "fsync": "EIO"}
+SPREAD = (1, 2, 3, 5, 8, 13, 21, 34, 55)
+
+
+def targets(run: Path) -> dict[str, list[Path]]:
+    """Target name -> the paths strace watches (-P) for it."""
+    tmp = [run / "checkpoints" / f"step_{s:06d}.tmp" for s in CHECKPOINT_STEPS]
+    return {
+        "audit.jsonl": [run / "audit.jsonl"],
+        "checkpoints.note": [run / "checkpoints.note"],
+        "model checkpoint": tmp,
+    }
+
+
+def govtrain(*args: str, strace: list[str] | None = None) -> subprocess.CompletedProcess:
+    cmd = [*(strace or []), str(Path(sys.executable).with_name("govtrain")), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def step_records(run: Path) -> dict[int, dict]:
+    from govtrain.audit.provenance import read_records
+
+    out = {}
+    for r in read_records(run / "audit.jsonl"):
+        if r.kind == "step":
+            out[r.body["step"]] = {k: v for k, v in r.body.items() if k != "step_time_ms"}
+    return out
+
+
+def final_weights(run: Path) -> dict:
+    import torch
+
+    last = sorted((run / "checkpoints").glob("step_*.pt"))[-1]
+    return torch.load(last, weights_only=True)["model"]
+
+
+def same_run(run: Path, reference: Path) -> bool:
+    import torch
+
+    if step_records(run) != step_records(reference):
+        return False
+    a, b = final_weights(run), final_weights(reference)
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> bool:
+    lines = [x for x in result.stderr.splitlines() if x.strip() and "[info" not in x]
+    return result.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: ")
+
+
+def inject(run: Path, target: str, call: str, n: int, reference: Path) -> str:
+    """One case: 'not reached', 'recovered', or what was lost."""
+    watch = [arg for path in targets(run)[target] for arg in ("-P", str(path))]
+    strace = ["strace", "-f", "-qq", "-o", "/dev/null", *watch, "-e", f"trace={call}"]
+    strace += ["-e", f"inject={call}:error={ERRORS[call]}:when={n}"]
+    first = govtrain("run", str(CONFIG), "--run-dir", str(run), "--no-progress", strace=strace)
+    if first.returncode == 0:
+        return "not reached" if same_run(run, reference) else "lost: a faulted run claimed success"
+    if not one_line_error(first):
+        return f"lost: not a one-line error: {first.stderr.strip().splitlines()[-3:]}"
+    verified = govtrain("audit", "verify", str(run))
+    if verified.returncode == 3:
+        if govtrain("audit", "repair", str(run)).returncode != 0:
+            return "lost: repair failed"
+        verified = govtrain("audit", "verify", str(run))
+    if verified.returncode not in (0, 4):
+        return f"lost: verify says {verified.returncode}: {verified.stderr.strip()}"
+    resumed = govtrain("run", "--resume", str(run), "--no-progress")
+    if resumed.returncode != 0:
+        return f"lost: resume failed: {resumed.stderr.strip().splitlines()[-1:]}"
+    if govtrain("audit", "verify", str(run)).returncode != 0:
+        return "lost: the resumed log does not verify closed"
+    return "recovered" if same_run(run, reference) else "lost: the resumed run differs"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few cases: CI's bounded form")
+    args = parser.parse_args()
+    if shutil.which("strace") is None:
+        print("strace not found: SKIPPED (install strace to run the fault sweep)")
+        print(json.dumps({"bench": "fault_sweep", "skipped": "no strace"}))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        reference = base / "reference"
+        done = govtrain("run", str(CONFIG), "--run-dir", str(reference), "--no-progress")
+        assert done.returncode == 0, done.stderr
+        plan = [
+            (target, call, n)
+            for target in targets(base)
+            for call in ERRORS
+            for n in ((3,) if args.quick else SPREAD)
+        ]
+        if args.quick:
+            plan = [p for p in plan if p[1] == "write"]
+        tally: dict[str, int] = {"injected": 0, "recovered": 0, "not reached": 0, "lost": 0}
+        skip: set[tuple[str, str]] = set()
+        for i, (target, call, n) in enumerate(plan):
+            if (target, call) in skip:
+                continue
+            outcome = inject(base / f"case{i}", target, call, n, reference)
+            print(f"{target:17} {call:5} {ERRORS[call]:6} call {n:3}: {outcome}", flush=True)
+            if outcome == "not reached":
+                tally["not reached"] += 1
+                skip.add((target, call))  # later calls are not reached either
+                continue
+            tally["injected"] += 1
+            tally["recovered" if outcome == "recovered" else "lost"] += 1
+    print(
+        f"faults injected {tally['injected']}, recovered {tally['recovered']}, "
+        f"lost {tally['lost']} (cases past the last call: {tally['not reached']})"
+    )
+    print(json.dumps({"bench": "fault_sweep", **tally}))
+    if tally["lost"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
