@@ -12,6 +12,7 @@ before any file is touched.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,17 +59,30 @@ def _plan(log: bytes, notes: bytes) -> tuple[VerifyReport, dict[str, int]]:
 
 
 def _cut(path: Path, data: bytes, offset: int) -> Cut:
+    """Keep the original as `<file>.broken`, then truncate. The backup is written to a
+    temporary and linked into place only once complete (a full disk leaves no partial
+    backup behind), and an existing backup of the same bytes is reused (repair is
+    idempotent)."""
     backup = path.with_name(path.name + ".broken")
-    try:
-        fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError as exc:
-        raise LogStateError(
-            f"{backup} already exists; move it away before repairing again"
-        ) from exc
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    if backup.exists():
+        if backup.read_bytes() != data:
+            raise LogStateError(
+                f"{backup} already exists and holds other bytes; move it away before repairing"
+            )
+    else:
+        fd, name = tempfile.mkstemp(prefix=backup.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(name, backup)
+        except OSError as exc:
+            raise LogStateError(
+                f"{backup}: cannot keep the original ({exc.strerror}); nothing was cut"
+            ) from None
+        finally:
+            os.unlink(name)
     os.truncate(path, offset)
     fsync_path(path)
     return Cut(path, offset, len(data) - offset, backup)

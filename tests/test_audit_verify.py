@@ -210,8 +210,35 @@ def test_repair_cuts_a_torn_tail_and_keeps_the_original(tmp_path: Path) -> None:
     assert read_run(tmp_path) == (log, notes)
     assert (tmp_path / "audit.jsonl.broken").read_bytes() == log + b'{"body":{"st'
     (tmp_path / LOG_FILE).write_bytes(log + b"{")
-    with pytest.raises(LogStateError, match="already exists"):
+    with pytest.raises(LogStateError, match="already exists and holds other bytes"):
         repair_torn_tail(tmp_path)
+    # the same torn bytes again (a repair interrupted after its backup): repair reuses it
+    (tmp_path / LOG_FILE).write_bytes(log + b'{"body":{"st')
+    (tmp_path / NOTES_FILE).unlink()
+    (tmp_path / NOTES_FILE).write_bytes(notes)
+    repair_torn_tail(tmp_path)
+    assert read_run(tmp_path) == (log, notes)
+
+
+def test_repair_on_a_full_disk_leaves_no_partial_backup(tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import os
+
+    make_run(tmp_path, 30, checkpoint_every=8, close=False)
+    log, notes = read_run(tmp_path)
+    (tmp_path / LOG_FILE).write_bytes(log + b'{"body":{"st')
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(LogStateError, match="No space left on device"):
+        repair_torn_tail(tmp_path)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir() if "broken" in p.name) == []
+    assert (tmp_path / LOG_FILE).read_bytes() == log + b'{"body":{"st'
+    repair_torn_tail(tmp_path)  # once there is space, repair works
+    assert read_run(tmp_path) == (log, notes)
 
 
 def test_repair_refuses_tampering_and_touches_nothing(closed_run, tmp_path: Path) -> None:
