@@ -220,7 +220,7 @@ class RoutingPlan:
 
     def route_all(self) -> None:
         for slot in self.slots.values():
-            slot.index = None
+            slot.index, slot.scale = None, 1.0
 
     def routed_forward(self) -> None:
         """Every module runs its routed forward (FLOP counting sets quotas after it)."""

@@ -55,6 +55,23 @@ def test_gradients_equal_reference_from_routed_samples_alone(low, high) -> None:
             torch.testing.assert_close(p.grad, expected, rtol=1e-9, atol=1e-12, msg=name)
 
 
+def test_route_all_after_a_partial_route_is_the_plain_gradient() -> None:
+    """route_all (the wake probe's) resets the routed rescale too: a slot left with a
+    partial route's batch/k scale would inflate the probe's gradient by that factor."""
+    reference, groups = model_and_groups()
+    model = copy.deepcopy(reference)
+    plan = make_routable(model, groups)
+    for group in ("low", "high"):
+        plan.set(group, torch.tensor([1], dtype=torch.long), BATCH)  # scale BATCH / 1
+    plan.route_all()
+    ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(1))
+    per_sample_loss(model, ids).mean().backward()
+    per_sample_loss(reference, ids).mean().backward()
+    ref = dict(reference.named_parameters())
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, ref[name].grad, rtol=1e-9, atol=1e-12, msg=name)
+
+
 def test_all_routed_is_plain_autograd() -> None:
     reference, groups = model_and_groups()
     model = copy.deepcopy(reference)
