@@ -294,8 +294,19 @@ class AuditLog:
         if self._fsync is FsyncPolicy.ALWAYS or (
             self._fsync is FsyncPolicy.EVERY_N and self._unsynced >= self._fsync_every
         ):
-            os.fsync(self._log_fd)
+            self._sync(self._log_fd)
             self._unsynced = 0
+
+    def _sync(self, fd: int) -> None:
+        """fsync; a failure (EIO) leaves the log broken: what is on disk is unknown."""
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            self._state = "broken"
+            path = self.run_dir / (LOG_FILE if fd == self._log_fd else NOTES_FILE)
+            raise LogStateError(
+                f"{path}: fsync failed ({exc.strerror}); fix the cause, then verify and resume"
+            ) from exc
 
     def _check_open(self) -> None:
         if self._state != "open":
@@ -316,10 +327,10 @@ class AuditLog:
         checkpoint = Checkpoint(self._origin, self.size, self._tree.root())
         if self.size == self._checkpoint_size:
             return checkpoint
-        os.fsync(self._log_fd)
+        self._sync(self._log_fd)
         self._unsynced = 0
         self._write(self._notes_fd, sign_checkpoint(checkpoint, self._signer).encode())
-        os.fsync(self._notes_fd)
+        self._sync(self._notes_fd)
         self._checkpoint_size = self.size
         return checkpoint
 

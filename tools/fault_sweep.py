@@ -71,9 +71,10 @@ def same_run(run: Path, reference: Path) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def one_line_error(result: subprocess.CompletedProcess) -> bool:
+def one_line_error(result: subprocess.CompletedProcess, run: Path) -> bool:
+    """Exactly one line on stderr (besides log lines), naming the file in the run."""
     lines = [x for x in result.stderr.splitlines() if x.strip() and "[info" not in x]
-    return result.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: ")
+    return result.returncode != 0 and len(lines) == 1 and lines[0].startswith(f"error: {run}/")
 
 
 def inject(run: Path, target: str, call: str, n: int, reference: Path) -> str:
@@ -84,7 +85,7 @@ def inject(run: Path, target: str, call: str, n: int, reference: Path) -> str:
     first = govtrain("run", str(CONFIG), "--run-dir", str(run), "--no-progress", strace=strace)
     if first.returncode == 0:
         return "not reached" if same_run(run, reference) else "lost: a faulted run claimed success"
-    if not one_line_error(first):
+    if not one_line_error(first, run):
         return f"lost: not a one-line error: {first.stderr.strip().splitlines()[-3:]}"
     verified = govtrain("audit", "verify", str(run))
     if verified.returncode == 3:
