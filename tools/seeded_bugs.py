@@ -583,9 +583,13 @@ GAPS: tuple[SeededBug, ...] = (
             Patch(
                 "pipeline/trainer.py",
                 "            self.optimizer.step()\n"
-                '        result = self.gov.commit(loss=loss.item(), lr=self.optimizer.param_groups[0]["lr"])\n',  # noqa: E501
-                '        result = self.gov.commit(loss=loss.item(), lr=self.optimizer.param_groups[0]["lr"])\n'  # noqa: E501
-                "        if loss.requires_grad:\n"
+                "        result = self.gov.commit(\n"
+                '            loss=loss.item(), lr=self.optimizer.param_groups[0]["lr"], grad_bytes=grad_bytes\n'  # noqa: E501
+                "        )\n",
+                "        result = self.gov.commit(\n"
+                '            loss=loss.item(), lr=self.optimizer.param_groups[0]["lr"], grad_bytes=grad_bytes\n'  # noqa: E501
+                "        )\n"
+                "        if local.requires_grad:\n"
                 "            self.optimizer.step()\n",
             ),
         ),
