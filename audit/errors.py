@@ -59,6 +59,7 @@ class Reason(StrEnum):
     TRUNCATED = "records missing after the last signed checkpoint"
     TORN_TAIL = "torn tail"
     NOT_A_CRASH = "a history no crash can leave"
+    ANCHOR_MISMATCH = "not the run the trust anchor names"
 
 
 class VerificationError(AuditError):

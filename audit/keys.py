@@ -7,11 +7,13 @@ The key id is the first 4 bytes of SHA-256(name || 0x0A || 0x01 || pub); the
 fingerprint committed in run_start is the whole of that hash, so the key id is its
 prefix.
 
-Default location: ``<run_dir>/keys/audit.key`` (mode 0600) and ``<run_dir>/keys/audit.pub``
-(`ensure_run_key`). A key stored beside the log lets the run resume and sign at close,
-but anyone who can write the run directory can then re-sign a forged log with it: for
-evidence against that, generate the key elsewhere (``govtrain keys generate DIR``), pass
-it with `load_signing_key`, and give verifiers the .pub file out of band (``--pubkey``).
+Default location: ``<run_dir>/keys/audit.key`` (mode 0600) and ``<run_dir>/keys/audit.pub``,
+written with the run (``AuditLog.create(..., keep_key=True)``) and read by `run_key`.
+A key stored beside the log lets the run resume and sign at close, but anyone who can
+write the run directory can then re-sign a forged log with it: for evidence against
+that, generate the key elsewhere (``govtrain keys generate DIR``), pass it with
+`load_signing_key`, and give verifiers the .pub file out of band (``--pubkey``); the
+trust anchor store (audit/anchors.py) catches a re-signed run on the machine that ran it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from govtrain.audit.errors import KeyFileError
+from govtrain.audit.files import write_synced
 
 ALG_ED25519 = 0x01
 DEFAULT_KEY_NAME = "govtrain-audit"
@@ -159,10 +162,7 @@ def _write_new(path: Path, text: str, mode: int) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError as exc:
         raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from exc
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    write_synced(fd, (text + "\n").encode())
 
 
 def write_key_pair(directory: Path, signer: Signer) -> tuple[Path, Path]:
@@ -201,11 +201,6 @@ def load_verifier_key(source: str | Path) -> VerifierKey:
     raise KeyFileError(f"{source} is neither a public key file nor a verifier key")
 
 
-def ensure_run_key(run_dir: Path, name: str = DEFAULT_KEY_NAME) -> Signer:
-    """The run's key from ``run_dir/keys/``, generated there on first use."""
-    key_dir = Path(run_dir) / RUN_KEY_DIR
-    if (key_dir / PRIVATE_KEY_FILE).exists():
-        return load_signing_key(key_dir / PRIVATE_KEY_FILE)
-    signer = generate_signer(name)
-    write_key_pair(key_dir, signer)
-    return signer
+def run_key(run_dir: Path) -> Signer:
+    """The run's own key, kept in ``run_dir/keys/``."""
+    return load_signing_key(Path(run_dir) / RUN_KEY_DIR / PRIVATE_KEY_FILE)

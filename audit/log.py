@@ -2,21 +2,20 @@
 
 Typical use from the pipeline::
 
-    signer = load_signing_key(path)            # or ensure_run_key(run_dir)
+    signer = load_signing_key(path)            # or generate_signer() with keep_key=True
     log = AuditLog.create(run_dir, signer=signer, run_start=build_run_start(...),
-                          checkpoint_every=1000, fsync=FsyncPolicy.CHECKPOINT)
+                          checkpoint_every=1000, fsync=FsyncPolicy.CHECKPOINT,
+                          anchors=AnchorStore.default())
     log.append("step", {...})
     log.append("checkpoint", {"path": "ckpt/step_100.pt", "sha256": "..."})
     log.close()                                # run_end record + final checkpoint
-    log = AuditLog.open(run_dir, signer=signer)  # resume: verifies first
+    log = AuditLog.open(run_dir, signer=signer, anchors=...)  # resume: verifies first
 
 A run directory holds ``audit.jsonl`` (one record per line) and ``checkpoints.note``
 (one signed C2SP checkpoint note per checkpoint). Each record is written with a
 single ``os.write`` on an ``O_APPEND`` descriptor, so a crash leaves at worst one
-incomplete final line (a torn tail). audit.jsonl appears atomically with its
-run_start record (written to a temporary file, fsynced, then linked into place),
-and creating the files fsyncs the directory, so a crash during `create` leaves no
-log or a log whose run_start is whole.
+incomplete final line (a torn tail). The directory is created whole (see `create`),
+so a crash during creation leaves no run at all.
 
 Durability (`FsyncPolicy`, default ``CHECKPOINT``): ``ALWAYS`` fsyncs every record,
 ``EVERY_N`` every ``fsync_every`` records, ``CHECKPOINT`` only when a checkpoint is
@@ -27,16 +26,19 @@ failure (never to a process crash: the page cache survives those) for appends th
 do not wait on the disk; those records are reported as unsealed, not as tampering.
 
 A checkpoint is written right after run_start, every ``checkpoint_every`` records,
-after a resume, and at close. `AuditLog.open` verifies the existing log with the
-signer's public key as the trust anchor, refuses a torn tail (run ``govtrain audit
-repair`` first), appends a run_resume record and checkpoints it.
+after a resume, and at close; each new note is also copied to the `AnchorStore`, when
+one is given. `AuditLog.open` locks the log, verifies it with the signer's public
+key and the store's anchors, refuses a torn tail (run ``govtrain audit repair``
+first), appends a run_resume record and checkpoints it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from enum import StrEnum
@@ -44,8 +46,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from govtrain.audit.anchors import AnchorStore
 from govtrain.audit.errors import LogStateError
-from govtrain.audit.keys import Signer, VerifierKey
+from govtrain.audit.files import fsync_path
+from govtrain.audit.keys import RUN_KEY_DIR, Signer, VerifierKey, write_key_pair
 from govtrain.audit.merkle import CompactRange, leaf_hash
 from govtrain.audit.notes import Checkpoint, sign_checkpoint
 from govtrain.audit.records import GENESIS_PREV, Record, log_origin
@@ -71,15 +75,6 @@ def key_commitment(key: VerifierKey) -> dict[str, str]:
     return {"name": key.name, "vkey": key.vkey, "fingerprint": key.fingerprint}
 
 
-def fsync_path(path: Path) -> None:
-    """fsync a file or directory by path (a directory's entries become durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _open_append(path: Path, *, create: bool | None = None) -> int:
     """An O_APPEND descriptor: create=True must create, False must exist, None either."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
@@ -88,26 +83,14 @@ def _open_append(path: Path, *, create: bool | None = None) -> int:
     return os.open(path, flags, 0o644)
 
 
-def _publish(path: Path, data: bytes) -> None:
-    """Create `path` holding `data` atomically (write, fsync, link): complete or absent.
-
-    The temporary is this writer's own (created exclusively, uniquely named), so two
-    writers starting the same run never write into each other's; `link` lets one win.
-    """
-    fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    tmp = Path(name)
+def _rename_into_place(stage: Path, run_dir: Path) -> None:
+    """Rename the staged run to `run_dir` (replacing it only when it is an empty directory)."""
     try:
-        try:
-            if os.write(fd, data) != len(data):
-                raise LogStateError(f"short write to {tmp}")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.link(tmp, path)
-    except FileExistsError as exc:
-        raise LogStateError(f"{path} already exists; use AuditLog.open to resume") from exc
-    finally:
-        os.unlink(tmp)
+        os.rename(stage, run_dir)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise LogStateError(f"{run_dir} is not empty; use AuditLog.open to resume") from exc
+        raise LogStateError(f"{run_dir}: cannot create the run ({exc.strerror})") from exc
 
 
 def _exclusive(fd: int, path: Path) -> None:
@@ -149,6 +132,8 @@ class AuditLog:
         self._fsync_every = fsync_every
         self._unsynced = 0
         self._state = "open"
+        self._anchors: AnchorStore | None = None
+        self._last_note = ""
 
     @classmethod
     def create(
@@ -160,12 +145,20 @@ class AuditLog:
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         fsync: FsyncPolicy = DEFAULT_FSYNC,
         fsync_every: int = DEFAULT_FSYNC_EVERY,
+        keep_key: bool = False,
+        anchors: AnchorStore | None = None,
     ) -> AuditLog:
         """Start a new log in `run_dir` with `run_start` as record 0, and sign it.
 
         The run_start body gets the signer's `key_commitment` under "key" (an
         existing "key" entry must match the signer) and the signing cadence under
         "audit_log", so a verifier can tell a crash from removed notes.
+
+        The directory appears whole or not at all: the run key (`keep_key`: the
+        signer's pair in ``keys/``), audit.jsonl and the first signed checkpoint are
+        written in a temporary sibling that is then renamed to `run_dir`, which must
+        be absent or empty. A crash leaves no run (and a hidden ``.NAME.*.creating``
+        sibling), never one that can neither resume nor restart.
         """
         run_dir = Path(run_dir)
         body = dict(run_start)
@@ -174,30 +167,54 @@ class AuditLog:
         if body.setdefault("key", commitment) != commitment:
             raise LogStateError("run_start commits a different key than the signer's")
         first = Record.build(0, "run_start", GENESIS_PREV, body)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        log_path, notes_path = run_dir / LOG_FILE, run_dir / NOTES_FILE
-        for path in (log_path, notes_path):
-            if path.exists():
-                raise LogStateError(f"{path} already exists; use AuditLog.open to resume")
-        _publish(log_path, first.line + b"\n")
-        notes_fd = _open_append(notes_path, create=True)
-        fsync_path(run_dir)
-        frontier = CompactRange()
-        frontier.append(leaf_hash(first.line))
-        log = cls(
-            run_dir,
-            signer,
-            (_open_append(log_path, create=False), notes_fd),
-            origin=log_origin(first.line),
-            prev=first.hash,
-            frontier=frontier,
-            checkpoint_size=0,
-            checkpoint_every=checkpoint_every,
-            fsync=fsync,
-            fsync_every=fsync_every,
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            raise LogStateError(f"{run_dir} is not empty; use AuditLog.open to resume")
+        try:
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:  # a path through a regular file
+            raise NotADirectoryError(
+                errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(run_dir)
+            ) from exc
+        stage = Path(
+            tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".creating", dir=run_dir.parent)
         )
-        log._lock()
-        log.checkpoint()
+        fds: list[int] = []
+        try:
+            if keep_key:
+                write_key_pair(stage / RUN_KEY_DIR, signer)
+            fds = [_open_append(stage / LOG_FILE, create=True)]
+            fds.append(_open_append(stage / NOTES_FILE, create=True))
+            frontier = CompactRange()
+            frontier.append(leaf_hash(first.line))
+            log = cls(
+                run_dir,
+                signer,
+                (fds[0], fds[1]),
+                origin=log_origin(first.line),
+                prev=first.hash,
+                frontier=frontier,
+                checkpoint_size=0,
+                checkpoint_every=checkpoint_every,
+                fsync=fsync,
+                fsync_every=fsync_every,
+            )
+            _exclusive(fds[0], run_dir / LOG_FILE)
+            log._write(fds[0], first.line + b"\n")
+            log.checkpoint()
+            fsync_path(stage)
+            _rename_into_place(stage, run_dir)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        fsync_path(run_dir.parent)
+        log._anchors = anchors
+        try:
+            log._save_anchor()
+        except LogStateError:
+            log._release()
+            raise
         return log
 
     @classmethod
@@ -210,17 +227,20 @@ class AuditLog:
         fsync: FsyncPolicy = DEFAULT_FSYNC,
         fsync_every: int = DEFAULT_FSYNC_EVERY,
         resume: Mapping[str, Any] | None = None,
+        anchors: AnchorStore | None = None,
     ) -> AuditLog:
-        """Resume the log in `run_dir`: verify it against the signer's key, then append
-        one `run_resume` record (what the log held, plus the caller's `resume` facts:
-        the trainer's step and checkpoint) and sign a checkpoint over it."""
+        """Resume the log in `run_dir`: verify it against the signer's key and the
+        `anchors` the store holds for it, then append one `run_resume` record (what the
+        log held, the anchor it reproduced, plus the caller's `resume` facts: the
+        trainer's step and checkpoint) and sign a checkpoint over it."""
         run_dir = Path(run_dir)
         # Lock, then verify, then append: no other writer can change what was verified.
         # A crash inside `create` can leave run_start without checkpoints.note.
         fds = (_open_append(run_dir / LOG_FILE, create=False), _open_append(run_dir / NOTES_FILE))
         try:
             _exclusive(fds[0], run_dir / LOG_FILE)
-            report = verify_run(run_dir, pubkey=signer.verifier)
+            trusted = anchors.notes(run_dir) if anchors is not None else []
+            report = verify_run(run_dir, pubkey=signer.verifier, anchors=trusted)
         except BaseException:
             for fd in fds:
                 os.close(fd)
@@ -240,11 +260,14 @@ class AuditLog:
             fsync=fsync,
             fsync_every=fsync_every,
         )
+        log._anchors = anchors
         log.append(
             "run_resume",
             {
                 "records": report.records,
                 "previous": "closed" if report.closed else "interrupted",
+                "unsealed": report.unsealed,  # signed now, by this resume, not before
+                "anchored": report.anchored,
                 **(resume or {}),
             },
         )
@@ -260,13 +283,6 @@ class AuditLog:
     def root(self) -> bytes:
         """Merkle root over all records written."""
         return self._tree.root()
-
-    def _lock(self) -> None:
-        try:
-            _exclusive(self._log_fd, self.run_dir / LOG_FILE)
-        except LogStateError:
-            self._release()
-            raise
 
     def _write(self, fd: int, data: bytes) -> None:
         """One os.write; anything short of all of it leaves the log broken (a torn tail)."""
@@ -329,10 +345,21 @@ class AuditLog:
             return checkpoint
         self._sync(self._log_fd)
         self._unsynced = 0
-        self._write(self._notes_fd, sign_checkpoint(checkpoint, self._signer).encode())
+        self._last_note = sign_checkpoint(checkpoint, self._signer)
+        self._write(self._notes_fd, self._last_note.encode())
         self._sync(self._notes_fd)
         self._checkpoint_size = self.size
+        self._save_anchor()
         return checkpoint
+
+    def _save_anchor(self) -> None:
+        """Copy the newest note to the trust anchor store (after it is on disk here)."""
+        if self._anchors is not None and self._last_note:
+            try:
+                self._anchors.save(self.run_dir, self._origin, self._last_note)
+            except LogStateError:
+                self._state = "broken"
+                raise
 
     def close(self, body: Mapping[str, Any] | None = None) -> Checkpoint | None:
         """Append run_end (with `body`) and the final checkpoint; a no-op once closed.

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from govtrain.audit.errors import LogStateError, Reason, TornTailError, VerificationError
-from govtrain.audit.log import fsync_path
+from govtrain.audit.files import fsync_path, write_synced
 from govtrain.audit.verify import (
     LOG_FILE,
     NOTES_FILE,
@@ -72,10 +72,7 @@ def _cut(path: Path, data: bytes, offset: int) -> Cut:
     else:
         fd, name = tempfile.mkstemp(prefix=backup.name + ".", suffix=".tmp", dir=path.parent)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            write_synced(fd, data)
             os.link(name, backup)
         except OSError as exc:
             raise LogStateError(

@@ -70,6 +70,7 @@ class VerifyReport:
     last_note: str | None
     frontier: CompactRange = field(repr=False, compare=False)
     checkpoint_every: int | None = None  # the signing cadence run_start commits to
+    anchored: int | None = None  # the largest size a trusted checkpoint signs, if any
 
     @property
     def unsealed(self) -> int:
@@ -85,9 +86,10 @@ class VerifyReport:
             )
         else:
             state = "intact but not closed: no run_end record"
+        anchor = "" if self.anchored is None else f", trust anchor {self.anchored}"
         return (
             f"{state}; records {self.records}, tree size {self.records}, "
-            f"last signed checkpoint {self.checkpoint_size} ({self.checkpoints} notes), "
+            f"last signed checkpoint {self.checkpoint_size} ({self.checkpoints} notes){anchor}, "
             f"root {self.root.hex()}"
         )
 
@@ -166,6 +168,18 @@ def _open(note: str, key: VerifierKey, origin: str, index: int) -> Checkpoint:
     return checkpoint
 
 
+def _trusted(note: str, key: VerifierKey, origin: str, index: int) -> Checkpoint:
+    """A trusted checkpoint from outside the run: it must be this log's, under its key."""
+    try:
+        return _open(note, key, origin, index)
+    except VerificationError as exc:
+        raise VerificationError(
+            Reason.ANCHOR_MISMATCH,
+            f"trusted checkpoint {index} is not a checkpoint of this log under its key "
+            f"({exc.detail}): the run was replaced or re-keyed",
+        ) from exc
+
+
 def _signed_checkpoints(
     notes: bytes, key: VerifierKey, origin: str
 ) -> tuple[list[Checkpoint], list[str], int]:
@@ -214,8 +228,9 @@ def verify_bytes(
     origin = log_origin(lines[0])
     checkpoints, texts, torn_at = _signed_checkpoints(notes, key, origin)
     expected = {c.size: (c.root, f"checkpoint note {i}") for i, c in enumerate(checkpoints, 1)}
+    anchored = None
     for i, note in enumerate(anchors, 1):
-        anchor = _open(note, key, origin, i)
+        anchor = _trusted(note, key, origin, i)
         known = expected.get(anchor.size)
         if known is not None and known[0] != anchor.root:
             raise VerificationError(
@@ -224,6 +239,7 @@ def verify_bytes(
                 f"for size {anchor.size}",
             )
         expected[anchor.size] = (anchor.root, f"trusted checkpoint {i}")
+        anchored = max(anchored or 0, anchor.size)
 
     every = _committed_cadence(first["body"])
     frontier = CompactRange()
@@ -326,6 +342,7 @@ def verify_bytes(
         last_note=texts[-1] if texts else None,
         frontier=frontier,
         checkpoint_every=every,
+        anchored=anchored,
     )
 
 

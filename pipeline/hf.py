@@ -94,7 +94,8 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
 )
 
-from govtrain.audit.keys import Signer, ensure_run_key
+from govtrain.audit.anchors import AnchorStore
+from govtrain.audit.keys import Signer, generate_signer
 from govtrain.audit.log import DEFAULT_CHECKPOINT_EVERY, DEFAULT_FSYNC, AuditLog, FsyncPolicy
 from govtrain.audit.provenance import build_run_start, file_sha256
 from govtrain.governance.config import GovernanceConfig
@@ -191,7 +192,8 @@ def start_audit(
     arguments, the model's architecture and initial weights, and the data files.
 
     Call it before `trainer.train()`, on the model as it will start training.
-    The run's own key (`run_dir/keys/`) signs unless a `signer` is given.
+    A new key kept with the run (`run_dir/keys/`) signs unless a `signer` is given;
+    each signed checkpoint is also kept in the user's trust anchor store.
     """
     run_dir = Path(run_dir)
     config: dict[str, Any] = {
@@ -213,7 +215,9 @@ def start_audit(
     )
     return AuditLog.create(
         run_dir,
-        signer=signer if signer is not None else ensure_run_key(run_dir),
+        signer=signer if signer is not None else generate_signer(),
+        keep_key=signer is None,
+        anchors=AnchorStore.default(),
         run_start=run_start,
         checkpoint_every=checkpoint_every,
         fsync=fsync,

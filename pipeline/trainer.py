@@ -35,12 +35,14 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from govtrain.audit.anchors import AnchorStore
+from govtrain.audit.files import fsync_path
 from govtrain.audit.keys import (
     PRIVATE_KEY_FILE,
     RUN_KEY_DIR,
-    Signer,
-    ensure_run_key,
+    generate_signer,
     load_signing_key,
+    run_key,
 )
 from govtrain.audit.log import AuditLog, FsyncPolicy
 from govtrain.audit.provenance import build_run_start, file_sha256, read_records
@@ -186,7 +188,6 @@ class GovernedTrainer:
     def _create_log(self, params_digest: str) -> AuditLog:
         if self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise RunError(f"run directory {self.run_dir} exists; pass --resume to continue it")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         run_start = build_run_start(
             config=self.cfg.model_dump(mode="json"),
             seed=self.cfg.seed,
@@ -197,7 +198,9 @@ class GovernedTrainer:
         )
         return AuditLog.create(
             self.run_dir,
-            signer=_signer(self.run_dir, self.key_path),
+            signer=generate_signer() if self.key_path is None else load_signing_key(self.key_path),
+            keep_key=self.key_path is None,
+            anchors=AnchorStore.default(),
             run_start=run_start,
             checkpoint_every=self.cfg.audit.checkpoint_every,
             fsync=FsyncPolicy(self.cfg.audit.fsync),
@@ -268,7 +271,8 @@ class GovernedTrainer:
         audit = on_leader(
             lambda: AuditLog.open(
                 run_dir,
-                signer=_signer(run_dir, key_path),
+                signer=run_key(run_dir) if key_path is None else load_signing_key(key_path),
+                anchors=AnchorStore.default(),
                 checkpoint_every=config.audit.checkpoint_every,
                 fsync=FsyncPolicy(config.audit.fsync),
                 resume=facts,
@@ -420,6 +424,8 @@ class GovernedTrainer:
             torch.save(state, tmp)  # an I/O error surfaces from torch as a RuntimeError
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            fsync_path(path.parent)  # the rename is durable before the log names the file
         except (OSError, RuntimeError) as exc:
             tmp.unlink(missing_ok=True)
             why = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
@@ -427,7 +433,6 @@ class GovernedTrainer:
                 f"{tmp}: checkpoint not written ({why}; is the disk full?); the log is "
                 "intact up to the previous checkpoint: fix the cause, then resume"
             ) from None
-        os.replace(tmp, path)
         self.audit.append(
             "checkpoint", {"step": self.step, "path": rel.as_posix(), "sha256": file_sha256(path)}
         )
@@ -626,11 +631,6 @@ class _Unlogged:
 
     def close(self, body: dict[str, Any] | None = None) -> None:
         pass
-
-
-def _signer(run_dir: Path, key_path: Path | None) -> Signer:
-    """The run key: a given private key file, else the run's own under run_dir/keys/."""
-    return load_signing_key(key_path) if key_path is not None else ensure_run_key(run_dir)
 
 
 def scheduled_lr(tcfg: TrainConfig, step: int, total: int) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from govtrain.audit.anchors import AnchorStore
 from govtrain.audit.keys import Signer, generate_signer
 from govtrain.audit.log import AuditLog, FsyncPolicy
 from govtrain.audit.merkle import CompactRange, leaf_hash
@@ -23,12 +24,16 @@ def make_run(
     checkpoint_every: int = 16,
     close: bool = True,
     signer: Signer | None = None,
+    keep_key: bool = False,
+    anchors: AnchorStore | None = None,
 ) -> Signer:
     """A run of exactly `records` records (run_start, steps, run_end when closed)."""
     signer = signer or generate_signer()
     log = AuditLog.create(
         run_dir,
         signer=signer,
+        keep_key=keep_key,
+        anchors=anchors,
         run_start={"config": {"name": "test"}, "seed": 0},
         checkpoint_every=checkpoint_every,
         fsync=FsyncPolicy.CHECKPOINT,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ from tools.tiny import tiny_run, train_tiny
 __all__ = ["tiny_run", "train_tiny"]
 
 ROOT = Path(__file__).resolve().parent.parent
+# runs made by tests keep their trust anchors in a store of the session's own
+# (inherited by subprocesses), never in the user's
+os.environ["GOVTRAIN_ANCHORS"] = tempfile.mkdtemp(prefix="govtrain-anchors-")
 # deterministic CUDA runs (train.deterministic) need this before cuBLAS first starts
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 

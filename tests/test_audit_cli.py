@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from govtrain.audit.dsse import open_envelope
-from govtrain.audit.keys import ensure_run_key, generate_signer, load_verifier_key
+from govtrain.audit.keys import generate_signer, load_verifier_key
 from govtrain.audit.verify import LOG_FILE, NOTES_FILE
 from govtrain.cli import main
 from tests.audit_support import make_run
@@ -23,7 +23,7 @@ def govtrain(*args: object) -> Result:
 @pytest.fixture
 def run(tmp_path: Path) -> Path:
     run_dir = tmp_path / "run"
-    make_run(run_dir, 30, checkpoint_every=8, signer=ensure_run_key(run_dir))
+    make_run(run_dir, 30, checkpoint_every=8, keep_key=True)
     return run_dir
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import math
 import os
@@ -53,7 +54,7 @@ def test_records_keep_non_finite_values(tmp_path: Path) -> None:
 
 def test_create_refuses_an_existing_log_and_a_foreign_key(tmp_path: Path) -> None:
     signer = make_run(tmp_path / "a", 3)
-    with pytest.raises(LogStateError, match="already exists"):
+    with pytest.raises(LogStateError, match="is not empty"):
         AuditLog.create(tmp_path / "a", signer=signer, run_start={})
     foreign = {"key": key_commitment(generate_signer().verifier)}
     with pytest.raises(LogStateError, match="different key"):
@@ -134,7 +135,10 @@ def test_fsync_policy_and_checkpoint_ordering(
     tmp_path: Path, monkeypatch, policy: FsyncPolicy
 ) -> None:
     events = traced_run(tmp_path, monkeypatch, policy)
-    assert ("fsync", "run") in events[:4], "creating the log must fsync its directory"
+    made = [e for e in events[:6] if e[0] == "fsync" and e[1] not in (LOG_FILE, NOTES_FILE)]
+    assert [e[1].endswith(".creating") for e in made] == [True, False], (
+        "creating the log must fsync the staged run directory, then the one it was renamed into"
+    )
     log_events = [e for e in events if e[1] in (LOG_FILE, NOTES_FILE)]
     unsynced = 0
     for i, (op, file) in enumerate(log_events):
@@ -164,7 +168,12 @@ def test_resume_verifies_then_continues_the_chain(tmp_path: Path) -> None:
     assert report.closed and report.records == 27
     kinds = [r.kind for r in read_records(tmp_path)]
     assert kinds[19:21] == ["run_end", "run_resume"] and kinds[-1] == "run_end"
-    assert read_records(tmp_path)[20].body == {"records": 20, "previous": "closed"}
+    assert read_records(tmp_path)[20].body == {
+        "records": 20,
+        "previous": "closed",
+        "unsealed": 0,
+        "anchored": None,
+    }
     assert 21 in checkpoint_sizes(tmp_path), "a resume is signed at once"
 
 
@@ -174,7 +183,12 @@ def test_resume_after_a_crash_says_so(tmp_path: Path) -> None:
     assert (report.records, report.checkpoint_size, report.closed) == (11, 8, False)
     log = AuditLog.open(tmp_path, signer=signer)
     log.close()
-    assert read_records(tmp_path)[11].body == {"records": 11, "previous": "interrupted"}
+    assert read_records(tmp_path)[11].body == {
+        "records": 11,
+        "previous": "interrupted",
+        "unsealed": 3,
+        "anchored": None,
+    }
     assert verify_run(tmp_path).closed
 
 
@@ -235,11 +249,16 @@ def test_a_short_write_leaves_a_torn_tail_that_repair_cuts(tmp_path: Path, monke
     assert len(cuts) == 1 and report.records == 2 and not report.closed
 
 
-def test_a_failed_create_leaves_no_log(tmp_path: Path, monkeypatch) -> None:
-    def crash(*_args) -> None:
-        raise OSError("simulated crash before the log is linked into place")
+def test_a_failed_create_leaves_no_run(tmp_path: Path, monkeypatch) -> None:
+    """A crash anywhere in `create` leaves no run directory: it appears whole or not at all."""
 
-    monkeypatch.setattr("audit.log.os.link", crash)
-    with pytest.raises(OSError, match="simulated"):
-        AuditLog.create(tmp_path, signer=generate_signer(), run_start={})
+    def crash(*_args) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("audit.log.os.rename", crash)
+    with pytest.raises(LogStateError, match=r"cannot create the run \(No space left"):
+        AuditLog.create(tmp_path / "run", signer=generate_signer(), run_start={}, keep_key=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    AuditLog.create(tmp_path / "run", signer=generate_signer(), run_start={}).close()
+    assert verify_run(tmp_path / "run").closed

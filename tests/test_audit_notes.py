@@ -14,12 +14,13 @@ from govtrain.audit.errors import KeyFileError, NoteError, SignatureError
 from govtrain.audit.keys import (
     Signer,
     VerifierKey,
-    ensure_run_key,
     generate_signer,
     load_signing_key,
     load_verifier_key,
+    run_key,
     write_key_pair,
 )
+from govtrain.audit.log import AuditLog
 from govtrain.audit.notes import (
     Checkpoint,
     open_checkpoint,
@@ -92,12 +93,13 @@ def test_key_files_are_private_and_never_overwritten(tmp_path) -> None:
         load_verifier_key(str(tmp_path / "absent.pub"))
 
 
-def test_run_key_is_created_once_in_the_run_directory(tmp_path) -> None:
-    first = ensure_run_key(tmp_path)
-    assert (tmp_path / "keys" / "audit.key").is_file() and (
-        tmp_path / "keys" / "audit.pub"
-    ).is_file()
-    assert ensure_run_key(tmp_path).verifier == first.verifier
+def test_the_run_key_is_written_with_the_run_and_read_back(tmp_path) -> None:
+    signer = generate_signer()
+    AuditLog.create(tmp_path / "run", signer=signer, run_start={}, keep_key=True).close()
+    keys = tmp_path / "run" / "keys"
+    assert stat.S_IMODE((keys / "audit.key").stat().st_mode) == 0o600
+    assert load_verifier_key(keys / "audit.pub") == signer.verifier
+    assert run_key(tmp_path / "run").verifier == signer.verifier
 
 
 def test_checkpoint_text_round_trips() -> None:

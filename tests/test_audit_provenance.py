@@ -98,7 +98,6 @@ def test_run_start_commits_to_everything_it_is_given(tmp_path: Path) -> None:
 def finished_run(run_dir: Path):
     """A closed run with two model checkpoint files, one saved twice."""
     signer = generate_signer()
-    (run_dir / "ckpt").mkdir(parents=True)
     start = build_run_start(
         config={"name": "p"},
         seed=1,
@@ -107,6 +106,7 @@ def finished_run(run_dir: Path):
         initial_params_digest="sha256:i",
     )
     log = AuditLog.create(run_dir, signer=signer, run_start=start, checkpoint_every=4)
+    (run_dir / "ckpt").mkdir()
     for step, payload in ((10, b"first"), (20, b"second"), (20, b"second, saved again")):
         path = run_dir / "ckpt" / f"step_{step}.pt"
         path.write_bytes(payload)

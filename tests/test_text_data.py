@@ -102,16 +102,36 @@ def test_missing_empty_and_too_short_files_are_config_errors(tmp_path):
         text_corpus(data_cfg(tmp_path / "short.txt", seq_len=512))
 
 
-def test_a_missing_corpus_fails_the_cli_with_one_line_naming_data_path(tmp_path):
+def run_on(tmp_path: Path, data: Path):
+    """`govtrain run` on the text config with `data.path` set to `data`."""
     raw = yaml.safe_load(CONFIG.read_text())
-    raw["data"]["path"] = str(tmp_path / "absent.txt")
+    raw["data"]["path"] = str(data)
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(raw))
-    result = CliRunner().invoke(
+    return CliRunner().invoke(
         main, ["run", str(tmp_path / "run.yaml"), "--run-dir", str(tmp_path / "run")]
     )
+
+
+def test_a_missing_corpus_fails_the_cli_with_one_line_naming_data_path(tmp_path):
+    result = run_on(tmp_path, tmp_path / "absent.txt")
     assert result.exit_code == 1
     assert "data.path: no such file" in result.output
     assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("content", "byte"),
+    [("Ro\xe9meo and Juliet\n".encode("latin-1") * 200, 2), (bytes(range(256)) * 40, 128)],
+    ids=["latin-1", "binary"],
+)
+def test_a_data_file_that_is_not_utf8_is_one_line_naming_data_path(tmp_path, content, byte):
+    (tmp_path / "corpus.txt").write_bytes(content)
+    result = run_on(tmp_path, tmp_path / "corpus.txt")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"error: data.path: {tmp_path / 'corpus.txt'} is not UTF-8 text (byte {byte})"
+    ]
+    assert not (tmp_path / "run").exists()
 
 
 def test_govtrain_run_trains_on_the_text_config(tmp_path, shakespeare_slice):

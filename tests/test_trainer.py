@@ -141,7 +141,7 @@ class _Planted:
 def test_resume_never_executes_a_planted_checkpoint(tmp_path: Path) -> None:
     """Even with the log rewritten and re-signed to match it (the run's own key is in the
     run directory), a checkpoint that is not plain data is refused and never run."""
-    from govtrain.audit.keys import ensure_run_key
+    from govtrain.audit.keys import run_key
     from govtrain.audit.provenance import file_sha256
     from govtrain.governance.errors import GovtrainError
     from tests.audit_support import join, rechain, sign_sizes
@@ -157,7 +157,7 @@ def test_resume_never_executes_a_planted_checkpoint(tmp_path: Path) -> None:
     lines[at] = Record.build(at, "checkpoint", records[at].prev, body).line
     lines = rechain(lines, at)
     (part / "audit.jsonl").write_bytes(join(lines))
-    (part / "checkpoints.note").write_bytes(sign_sizes(lines, [len(lines)], ensure_run_key(part)))
+    (part / "checkpoints.note").write_bytes(sign_sizes(lines, [len(lines)], run_key(part)))
     assert verify_run(part).closed  # the forgery verifies: only the loader stands in the way
     with pytest.raises(GovtrainError, match="refused, not plain tensors"):
         GovernedTrainer.resume(part)
@@ -290,16 +290,22 @@ def test_a_trainable_group_with_no_samples_trains_nothing(tmp_path: Path) -> Non
     assert any(v["quota"] == 0 for s in steps[2:] for g, v in s["routed"].items() if g != "top")
 
 
-def test_resume_of_an_external_key_run_without_the_key_mints_nothing(tmp_path: Path) -> None:
+def external_key_run(tmp_path: Path, stop_after: int) -> tuple[Path, Path]:
+    """A tiny run signed with a key generated outside it: (run dir, key dir)."""
     from govtrain.audit.keys import generate_signer, write_key_pair
-    from govtrain.governance.errors import GovtrainError
 
-    keys = tmp_path / "mykeys"
+    keys, part = tmp_path / "mykeys", tmp_path / "part"
     write_key_pair(keys, generate_signer())
-    part = tmp_path / "part"
     trainer = GovernedTrainer(parse_config(tiny_run()), part, key_path=keys / "audit.key")
     trainer.start()
-    trainer.train(stop_after=10, progress=False)
+    trainer.train(stop_after=stop_after, progress=False)
+    return part, keys
+
+
+def test_resume_of_an_external_key_run_without_the_key_mints_nothing(tmp_path: Path) -> None:
+    from govtrain.governance.errors import GovtrainError
+
+    part, keys = external_key_run(tmp_path, stop_after=10)
     before = sorted(p.relative_to(part) for p in part.rglob("*"))
     with pytest.raises(GovtrainError, match="external key: pass --key"):
         GovernedTrainer.resume(part)
@@ -349,3 +355,29 @@ def test_a_crash_before_the_initial_checkpoint_resumes(tiny_full_run, tmp_path, 
     assert step_records(tmp_path / "r") == step_records(full_dir)
     start = [r.body for r in read_records(tmp_path / "r" / "audit.jsonl") if r.kind == "run_resume"]
     assert start[0]["from_step"] == 0 and start[0]["checkpoint"] is None
+
+
+def test_resume_with_an_external_key_refuses_a_tail_forged_to_pass_for_a_crash(tmp_path):
+    """The issue's laundering, done by a forger who knows the crash rules: drop the newest
+    note, rewrite the unsealed records after the one before (eval loss 0.42, re-chained).
+    Verify alone calls it a crash (exit 4); the trust anchor outside the run makes the
+    operator's routine `govtrain run --resume RUN --key KEY` refuse it, writing nothing."""
+    from tests.test_audit_anchors import forge_tail, unchanged
+
+    part, keys = external_key_run(tmp_path, stop_after=20)
+    forge_tail(part)
+    verify = CliRunner().invoke(
+        main, ["audit", "verify", str(part), "--pubkey", keys / "audit.pub"]
+    )
+    same = unchanged(part)
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("GOVTRAIN_ANCHORS", "off")  # what the forger counts on: no anchor
+        assert CliRunner().invoke(main, ["audit", "verify", str(part)]).exit_code == 4
+    assert verify.exit_code == 1, verify.output  # with the user's store: refused
+    result = CliRunner().invoke(
+        main, ["run", "--resume", str(part), "--key", str(keys / "audit.key"), "--no-progress"]
+    )
+    assert result.exit_code == 1, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert "checkpoint not consistent with the log" in result.output
+    assert same(), "a refused resume writes nothing"

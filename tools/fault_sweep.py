@@ -1,15 +1,16 @@
 """Syscall fault injection over a short governed run: every fault is one line, nothing is lost.
 
-For each target (a file of the run and a syscall on it) and each N, `strace`
-makes the Nth such syscall fail (ENOSPC for write, EIO for fsync) during
-`govtrain run configs/smoke.yaml`. Each injected fault must end the run with a
-one-line error (no traceback) and leave a log that verifies as closed, crashed
-(exit 4) or torn (exit 3, which `govtrain audit repair` cuts); the run then
-resumes (`govtrain run --resume`) to the same step records and final weights as
-an uninterrupted run. Counted: faults injected, recovered, lost. The last line
-is one JSON object.
+For each target (files of the run, its trust anchor, the run directory itself) and
+each syscall on it, `strace` makes the Nth such call fail (ENOSPC for write and
+rename, EIO for fsync, EACCES for openat) during `govtrain run configs/smoke.yaml`.
+Each injected fault must end the run with a one-line error naming a path (no
+traceback) and leave either no run (then the same command starts it again) or a log
+that verifies as closed, crashed (exit 4) or torn (exit 3, which `govtrain audit
+repair` cuts); the run then resumes (`govtrain run --resume`) to the same step
+records and final weights as an uninterrupted run. Counted: faults injected,
+recovered, lost. The last line is one JSON object.
 
-    python -m tools.fault_sweep            # every target, N over a spread of calls
+    python -m tools.fault_sweep            # every target and call, N over a spread
     python -m tools.fault_sweep --quick    # a few cases (CI)
 """
 
@@ -17,32 +18,50 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from govtrain.audit.anchors import ENV, AnchorStore
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "smoke.yaml"
 CHECKPOINT_STEPS = (0, 10, 20, 30, 40)  # configs/smoke.yaml: every 10 of 40 steps, and 0
-ERRORS = {"write": "ENOSPC", "fsync": "EIO"}
+ERRORS = {"write": "ENOSPC", "fsync": "EIO", "openat": "EACCES", "rename": "ENOSPC"}
 SPREAD = (1, 2, 3, 5, 8, 13, 21, 34, 55)
+QUICK = (
+    ("audit.jsonl", "write", 3),
+    ("model checkpoint", "rename", 2),
+    ("trust anchor", "openat", 3),
+    ("run directory", "rename", 1),
+)
 
 
-def targets(run: Path) -> dict[str, list[Path]]:
-    """Target name -> the paths strace watches (-P) for it."""
-    tmp = [run / "checkpoints" / f"step_{s:06d}.tmp" for s in CHECKPOINT_STEPS]
+def targets(run: Path, anchors: AnchorStore) -> dict[str, tuple[list[Path], tuple[str, ...]]]:
+    """Target name -> (the paths strace watches (-P), the syscalls faulted on them).
+
+    The log and notes are written in a staged directory until the run is renamed into
+    place, so their faults land after creation. strace -P matches a rename by its
+    source only, and the stage's name is random: the run directory's target watches
+    no path, since that rename is the process's first (bytecode writing is off).
+    """
+    ckpts = [run / "checkpoints" / f"step_{s:06d}.tmp" for s in CHECKPOINT_STEPS]
+    anchor = anchors.by_path(run)
     return {
-        "audit.jsonl": [run / "audit.jsonl"],
-        "checkpoints.note": [run / "checkpoints.note"],
-        "model checkpoint": tmp,
+        "audit.jsonl": ([run / "audit.jsonl"], ("write", "fsync")),
+        "checkpoints.note": ([run / "checkpoints.note"], ("write", "fsync")),
+        "model checkpoint": (ckpts, ("openat", "write", "fsync", "rename")),
+        "trust anchor": ([anchor.with_suffix(".tmp")], ("openat", "write", "fsync", "rename")),
+        "run directory": ([], ("rename",)),
     }
 
 
 def govtrain(*args: str, strace: list[str] | None = None) -> subprocess.CompletedProcess:
     cmd = [*(strace or []), str(Path(sys.executable).with_name("govtrain")), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=os.environ)
 
 
 def step_records(run: Path) -> dict[int, dict]:
@@ -71,22 +90,28 @@ def same_run(run: Path, reference: Path) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def one_line_error(result: subprocess.CompletedProcess, run: Path) -> bool:
-    """Exactly one line on stderr (besides log lines), naming the file in the run."""
+def one_line_error(result: subprocess.CompletedProcess) -> bool:
+    """Exactly one line on stderr (besides log lines), naming a path."""
     lines = [x for x in result.stderr.splitlines() if x.strip() and "[info" not in x]
-    return result.returncode != 0 and len(lines) == 1 and lines[0].startswith(f"error: {run}/")
+    return result.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: /")
 
 
-def inject(run: Path, target: str, call: str, n: int, reference: Path) -> str:
+def inject(run: Path, target: str, call: str, n: int, reference: Path, store) -> str:
     """One case: 'not reached', 'recovered', or what was lost."""
-    watch = [arg for path in targets(run)[target] for arg in ("-P", str(path))]
+    watch = [arg for path in targets(run, store)[target][0] for arg in ("-P", str(path))]
     strace = ["strace", "-f", "-qq", "-o", "/dev/null", *watch, "-e", f"trace={call}"]
     strace += ["-e", f"inject={call}:error={ERRORS[call]}:when={n}"]
-    first = govtrain("run", str(CONFIG), "--run-dir", str(run), "--no-progress", strace=strace)
+    start = ("run", str(CONFIG), "--run-dir", str(run), "--no-progress")
+    first = govtrain(*start, strace=strace)
     if first.returncode == 0:
         return "not reached" if same_run(run, reference) else "lost: a faulted run claimed success"
-    if not one_line_error(first, run):
+    if not one_line_error(first):
         return f"lost: not a one-line error: {first.stderr.strip().splitlines()[-3:]}"
+    if not run.exists():  # failed while creating: nothing was made, so start again
+        again = govtrain(*start)
+        if again.returncode != 0:
+            return f"lost: cannot start again: {again.stderr.strip().splitlines()[-1:]}"
+        return "recovered" if same_run(run, reference) else "lost: the restarted run differs"
     verified = govtrain("audit", "verify", str(run))
     if verified.returncode == 3:
         if govtrain("audit", "repair", str(run)).returncode != 0:
@@ -112,24 +137,29 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
+        os.environ[ENV] = str(base / "anchors")  # the sweep's own anchor store
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # no .pyc renames before the run's
+        store = AnchorStore(base / "anchors")
         reference = base / "reference"
         done = govtrain("run", str(CONFIG), "--run-dir", str(reference), "--no-progress")
         assert done.returncode == 0, done.stderr
-        plan = [
-            (target, call, n)
-            for target in targets(base)
-            for call in ERRORS
-            for n in ((3,) if args.quick else SPREAD)
-        ]
-        if args.quick:
-            plan = [p for p in plan if p[1] == "write"]
+        plan = (
+            list(QUICK)
+            if args.quick
+            else [
+                (target, call, n)
+                for target, (paths, calls) in targets(base, store).items()
+                for call in calls
+                for n in (SPREAD if paths else (1,))
+            ]
+        )
         tally: dict[str, int] = {"injected": 0, "recovered": 0, "not reached": 0, "lost": 0}
         skip: set[tuple[str, str]] = set()
         for i, (target, call, n) in enumerate(plan):
             if (target, call) in skip:
                 continue
-            outcome = inject(base / f"case{i}", target, call, n, reference)
-            print(f"{target:17} {call:5} {ERRORS[call]:6} call {n:3}: {outcome}", flush=True)
+            outcome = inject(base / f"case{i}", target, call, n, reference, store)
+            print(f"{target:17} {call:6} {ERRORS[call]:6} call {n:3}: {outcome}", flush=True)
             if outcome == "not reached":
                 tally["not reached"] += 1
                 skip.add((target, call))  # later calls are not reached either

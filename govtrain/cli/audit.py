@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from govtrain.audit.anchors import AnchorStore
 from govtrain.audit.errors import AuditError
 from govtrain.audit.keys import (
     DEFAULT_KEY_NAME,
@@ -32,7 +33,7 @@ from govtrain.audit.notes import split_notes
 from govtrain.audit.proofs import check_proof, prove
 from govtrain.audit.provenance import export_provenance, read_records
 from govtrain.audit.repair import repair_torn_tail
-from govtrain.audit.verify import VerifyReport, verify_run
+from govtrain.audit.verify import VerifyReport, run_files, verify_run
 
 EXIT_NOT_CLOSED = 4
 
@@ -99,10 +100,17 @@ def audit() -> None:
     "the log must reproduce each of them (repeatable).",
 )
 def verify(path: Path, pubkey: str | None, anchors: tuple[Path, ...]) -> None:
-    """Verify PATH (a run directory or its audit.jsonl) and print a one-line summary."""
+    """Verify PATH (a run directory or its audit.jsonl) and print a one-line summary.
+
+    The log must also reproduce the trust anchors your anchor store holds for it
+    ($GOVTRAIN_ANCHORS, default ~/.local/state/govtrain/anchors; "off" skips them).
+    """
     notes = [note for anchor in anchors for note in split_notes(anchor.read_bytes())[0]]
     if anchors and not notes:
         raise AuditError("--checkpoint holds no complete signed note")
+    store = AnchorStore.default()
+    if store is not None:
+        notes += store.notes(run_files(path)[0].parent)
     _finish(verify_run(path, pubkey=_key(pubkey), anchors=notes))
 
 
