@@ -13,14 +13,18 @@ one group) is split among eligible, i.e. non-frozen, groups:
   the master is split equally and the remainder goes one unit each to the
   heaviest groups. Still conserving, still zero for frozen groups.
 
-Weights are need x multiplier[phase], compared as exact fractions so every
-rank of a distributed run takes the same decision from the same inputs, and
-the spec's integer arithmetic and this code agree on every tie.
+Weights are need x multiplier[phase]: the needs on one binary grid (`need_grid`,
+naturals, as the spec's are), the multipliers as the decimals the config
+writes, compared as exact fractions, so every rank of a distributed run takes
+the same decision from the same inputs, the spec's integer arithmetic and this
+code agree on every tie, and TLC can check a recorded decision from the very
+naturals the core used.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,6 +36,27 @@ from govtrain.governance.config import BudgetConfig
 class Allocation:
     units: tuple[int, ...]
     action: str  # "Allocate" or "Ration"
+
+
+NEED_BITS = 16
+
+
+def need_grid(needs: Sequence[float | None]) -> tuple[int | None, ...]:
+    """The eligible groups' learning needs as naturals (None stays None: frozen).
+
+    Each is rounded (half to even) to 2**-NEED_BITS of the binade of the largest,
+    so they are at most 2**NEED_BITS. D'Hondt reads weights only as ratios, so the
+    common power-of-two scale changes nothing, and the rounding changes a decision
+    only where two quotients agree to about one part in 65536; small integer needs
+    (the explorer's 1 and 3) keep their exact ratios. TLC's integers are 32-bit: a
+    need times a multiplier times a divisor stays within them for the shipped configs.
+    """
+    top = max((n for n in needs if n is not None), default=0.0)
+    if top <= 0:
+        return tuple(None if n is None else 0 for n in needs)
+    _, exponent = math.frexp(top)  # top < 2**exponent
+    scale = Fraction(2) ** (NEED_BITS - exponent)
+    return tuple(None if n is None else round(Fraction(n) * scale) for n in needs)
 
 
 def feasible(eligible: int, cfg: BudgetConfig) -> bool:

@@ -52,13 +52,15 @@ def initial_state(cfg: GovernanceConfig) -> GovernanceState:
 def decide(state: GovernanceState, needs: Sequence[float], cfg: GovernanceConfig) -> Decision:
     """Allocate the budget by need x phase multiplier, then turn units into quotas.
 
-    The product is exact (the measured need's binary value times the multiplier's
+    The product is exact (the need on `budget.need_grid` times the multiplier's
     decimal), so equal weights tie as they do in the spec, not by float rounding.
     """
     mult = {p: Fraction(repr(m)) for p, m in cfg.governor.multipliers.items()}
+    grid = budget.need_grid(
+        [None if g.phase.frozen else need for g, need in zip(state.groups, needs, strict=True)]
+    )
     weights = [
-        None if g.phase.frozen else Fraction(need) * mult[g.phase]
-        for g, need in zip(state.groups, needs, strict=True)
+        None if n is None else n * mult[g.phase] for g, n in zip(state.groups, grid, strict=True)
     ]
     alloc = budget.allocate(weights, cfg.budget)
     quotas = tuple(routing.quota(state, i, u, cfg) for i, u in enumerate(alloc.units))

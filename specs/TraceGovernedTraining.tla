@@ -1,8 +1,8 @@
 ------------------------ MODULE TraceGovernedTraining ------------------------
 (***************************************************************************)
 (* Trace validation: is a recorded run a behaviour of                      *)
-(* GovernedTrainingLabelled?  Python: pipeline/trace.py writes the trace,  *)
-(* tools/tlc.py (validate_trace) runs this module on it.                   *)
+(* GovernedTrainingLabelled?  Python: govtrain/formal/trace.py writes      *)
+(* the trace (export_trace) and runs this module on it (validate_trace).   *)
 (*                                                                         *)
 (* The trace is ND-JSON, one line per event, in the spec's vocabulary:     *)
 (*   Init            the constants of the run and its initial state;       *)
@@ -19,23 +19,28 @@
 (* recorded state and take exactly the recorded actions; a Rewind line     *)
 (* must return to the state the trace reached at step fromStep - 1 (the    *)
 (* last line that recorded that step, or Init for step 0), as              *)
-(* pipeline/conform.py rewinds.  Past a Rewind the run is a behaviour of   *)
-(* the spec again, from a state it reached before.                         *)
+(* govtrain/formal/replay.py rewinds.  Past a Rewind the run is a          *)
+(* behaviour of the spec again, from a state it reached before.            *)
 (*                                                                         *)
-(* The spec's constants come from the trace's Init line.  The budget and   *)
-(* router constants are not in the trace and are not used here: this       *)
-(* module checks states, transitions and labels; the decisions (budget     *)
-(* units, quotas, routing) are checked by the Python replay.  A dropped    *)
-(* line breaks the step numbering; dropped lines at the end of a trace     *)
-(* leave a prefix, which is still a behaviour (the audit log's signed      *)
-(* checkpoints detect truncation, not this module).                        *)
+(* The spec's constants come from the trace's Init line, and so do the     *)
+(* decisions: each GovernanceStep line also carries every group's need on  *)
+(* the budget's grid (governance/budget.py need_grid: naturals), the       *)
+(* decision the core made after the step (budget units, Allocate or        *)
+(* Ration, quotas, warmup) and the quota each group was routed during the  *)
+(* step.  The spec must make the same decision from the same needs         *)
+(* (FederatedBudget's Allocation, GradientRouter's Quota), and the step    *)
+(* must have routed what the decision before it allowed (plan: the whole   *)
+(* batch in shadow mode, Init's enforced FALSE).  A dropped line breaks    *)
+(* the step numbering; dropped lines at the end of a trace leave a prefix, *)
+(* which is still a behaviour (the audit log's signed checkpoints detect   *)
+(* truncation, not this module).                                           *)
 (*                                                                         *)
-(* The model (generated per run by tools/tlc.py) sets TraceFile, maps the  *)
-(* constants to the Trace* definitions below and checks TraceSpec with     *)
-(* VIEW TraceView, ALIAS TraceAlias, no deadlock checking, the invariant   *)
-(* TraceMatched (first: a violation leaves the cursor on the last line     *)
-(* that matched, and the alias shows what the spec makes of the next one), *)
-(* GovernedTraining's state invariants and the property                    *)
+(* The model (generated per run by trace_config) sets TraceFile, maps      *)
+(* the constants to the Trace* definitions below and checks TraceSpec      *)
+(* with VIEW TraceView, ALIAS TraceAlias, no deadlock checking, the        *)
+(* invariant TraceMatched (first: a violation leaves the cursor on the     *)
+(* last line that matched, and the alias shows what the spec makes of the  *)
+(* next one), GovernedTraining's state invariants and the property         *)
 (* StepsAreSpecSteps.                                                      *)
 (***************************************************************************)
 EXTENDS GovernedTrainingLabelled, Json, Sequences, Naturals, FiniteSets, TLC
@@ -60,23 +65,27 @@ TraceEmergencyFraction == TraceConstants.EmergencyFraction
 TraceWarmup == TraceConstants.Warmup
 TraceBatch == TraceConstants.Batch
 TraceFinishWindow == TraceConstants.FinishWindow
+TraceMaster == TraceConstants.Master
+TraceFloor == TraceConstants.Floor
+TraceCeiling == TraceConstants.Ceiling
+TraceMultiplier == TraceConstants.Multiplier
 
-\* Not in the trace and never evaluated by this module's checks (the budget
-\* and the router decide from the state; the Python replay checks their
-\* decisions): values that only satisfy the components' assumptions.
-UncheckedMaster == 1
-UncheckedFloor == 0
-UncheckedCeiling == 1
-UncheckedMultiplier == [ACTIVE |-> 1, COOLING |-> 1, AWAKENED |-> 1]
+\* Not in the trace and never evaluated by this module's checks (the needs a
+\* step reports are in each line): a value that satisfies the assumptions.
 UncheckedNeeds == {1}
+
+\* FALSE for a shadow-mode run (train.mode: observe): it routes the whole batch.
+Enforced == Trace[1].enforced
 
 -----------------------------------------------------------------------------
 (* Matching the lines.                                                     *)
 
-VARIABLE l   \* the number of trace lines matched; the next one is Trace[l + 1]
+VARIABLES
+    l,     \* the number of trace lines matched; the next one is Trace[l + 1]
+    plan   \* the decision the last matched line made: what the next step may route
 
-tvars == <<vars, actions, l>>
-TraceView == <<vars, l>>
+tvars == <<vars, actions, l, plan>>
+TraceView == <<vars, l>>   \* plan is a function of the lines matched
 
 \* The spec's variables as a record, in the trace's field names.
 State == [clock |-> clock, activeLevel |-> activeLevel, quiet |-> quiet, phase |-> phase,
@@ -91,6 +100,36 @@ SetState(st) == /\ clock' = st.clock
                 /\ quiet' = st.quiet
 
 Max(S) == CHOOSE m \in S : \A n \in S : n <= m
+Min(a, b) == IF a <= b THEN a ELSE b
+
+\* The decision for the next step, in a state with phases ph and clock c, for
+\* the needs nd: the composed spec's budget and router rules, at the run's
+\* constants (Budget and Router are GovernedTraining's instances; Allocation
+\* and Quota read only their arguments and the constants).
+DecisionFor(ph, c, nd) ==
+    LET e == {g \in Groups : ph[g] \notin Gov(g)!Frozen}
+        w == [g \in Groups |-> IF g \in e THEN nd[g] * Multiplier[ph[g]] ELSE 0]
+        d == Budget(nd)!Allocation(w, e)
+    IN [units |-> d.units, budgetAction |-> d.action,
+        quota |-> [g \in Groups |-> Router(g, 0, 0)!Quota(g \notin e, d.units[g], c)],
+        warmup |-> Router(1, 0, 0)!InWarmup(c)]
+
+\* The decision a line records.
+Recorded(line) == [units |-> line.units, budgetAction |-> line.budgetAction,
+                   quota |-> line.quota, warmup |-> line.warmup]
+
+\* The decision before the first step: from the initial state, every need equal.
+InitialPlan == DecisionFor([g \in Groups |-> IF Level[g] = 0 THEN "ACTIVE" ELSE "DORMANT"],
+                           0, [g \in Groups |-> 1])
+
+\* What the step about to be taken may route to each group: none to a frozen
+\* group, at most the batch, the whole batch in shadow mode (routing.applied_quota).
+Routed == [g \in Groups |-> IF ~Enforced THEN Batch
+                             ELSE IF phase[g] \in Gov(g)!Frozen THEN 0
+                             ELSE Min(plan.quota[g], Batch)]
+
+\* The decision after the step s under the needs nd.
+After(s, nd) == DecisionFor([g \in Groups |-> s.groups[g].phase], s.clock, nd)
 
 \* The step number line i must carry: one past the step of the line before
 \* it, 0 after Init, fromStep after a Rewind.
@@ -113,18 +152,23 @@ InitLine == /\ l = 0
             /\ l < Len(Trace)
             /\ Trace[1].event = "Init"
             /\ Trace[1].state = State
-            /\ UNCHANGED <<vars, actions>>
+            /\ UNCHANGED <<vars, actions, plan>>
             /\ l' = 1
 
-\* A governance step under the recorded observation reaching the recorded
-\* state with the recorded labels.
-StepLine == LET line == Trace[l + 1] IN
+\* A governance step under the recorded observation, routing what the last
+\* decision allowed, reaching the recorded state with the recorded labels and
+\* making the recorded decision.
+StepLine == LET line == Trace[l + 1]
+                s == Step(line.high, line.wake) IN
             /\ 0 < l /\ l < Len(Trace)
             /\ line.event = "GovernanceStep"
             /\ line.step = StepDue(l + 1)
-            /\ LET s == Step(line.high, line.wake) IN Apply(s) /\ actions' = s.actions
+            /\ line.routed = Routed
+            /\ Apply(s) /\ actions' = s.actions
             /\ State' = line.state
             /\ actions' = line.actions
+            /\ Recorded(line) = After(s, line.need)
+            /\ plan' = Recorded(line)
             /\ l' = l + 1
 
 \* A resume: back to a state the trace reached, at the recorded step.
@@ -136,9 +180,10 @@ RewindLine == LET line == Trace[l + 1]
               /\ line.state = Trace[target].state
               /\ SetState(line.state)
               /\ actions' = << >>
+              /\ plan' = IF target = 1 THEN InitialPlan ELSE Recorded(Trace[target])
               /\ l' = l + 1
 
-TraceInit == LabelledInit /\ l = 0
+TraceInit == LabelledInit /\ l = 0 /\ plan = InitialPlan
 
 TraceNext == InitLine \/ StepLine \/ RewindLine
 
@@ -169,6 +214,7 @@ Expected(i) ==
       [] line.event = "GovernanceStep" ->
             LET s == Step(line.high, line.wake) IN
             [event |-> "GovernanceStep", step |-> StepDue(i),
+             routed |-> Routed, decision |-> After(s, line.need),
              state |-> [clock |-> s.clock, activeLevel |-> s.level, quiet |-> s.quiet,
                         phase |-> [g \in Groups |-> s.groups[g].phase],
                         seenHigh |-> [g \in Groups |-> s.groups[g].seenHigh],
@@ -184,7 +230,7 @@ Expected(i) ==
 
 TraceAlias == [clock |-> clock, activeLevel |-> activeLevel, quiet |-> quiet, phase |-> phase,
                seenHigh |-> seenHigh, lows |-> lows, awakenings |-> awakenings,
-               actions |-> actions, l |-> l,
+               actions |-> actions, l |-> l, plan |-> plan,
                expected |-> IF l < Len(Trace) THEN Expected(l + 1) ELSE << >>]
 
 =============================================================================

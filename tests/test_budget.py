@@ -7,7 +7,7 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
-from govtrain.governance.budget import allocate
+from govtrain.governance.budget import NEED_BITS, allocate, need_grid
 from govtrain.governance.config import BudgetConfig
 
 
@@ -112,4 +112,29 @@ def test_equal_weights_tie_exactly_through_decide(small_cfg) -> None:
     )
     # an exact tie: the odd unit goes to the lower index (in floats 3 * 0.1 > 0.3)
     assert decide(s, [3.0, 1.0, 1.0], cfg).allocations == (3, 2, 0)
-    assert decide(s, [3.0, 1.0000001, 1.0], cfg).allocations == (2, 3, 0)
+    # the needs on one grid of 2**16 steps per binade of the largest (3: steps of 2**-14)
+    assert decide(s, [3.0, 1.0 + 2**-14, 1.0], cfg).allocations == (2, 3, 0)
+    assert decide(s, [3.0, 1.0 + 2**-16, 1.0], cfg).allocations == (3, 2, 0)
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(0, 1e6)), min_size=1, max_size=6))
+def test_the_need_grid_keeps_order_and_bounds(needs: list[float | None]) -> None:
+    grid = need_grid(needs)
+    assert [g is None for g in grid] == [n is None for n in needs]
+    known = [(n, g) for n, g in zip(needs, grid, strict=True) if n is not None]
+    assert all(0 <= g <= 2**NEED_BITS for _, g in known)
+    for a, ga in known:
+        for b, gb in known:
+            if a <= b:
+                assert ga <= gb  # rounding may tie, never reorder
+    top = max((n for n, _ in known), default=0)
+    if top > 0:
+        assert max(g for _, g in known) >= 2 ** (NEED_BITS - 1)  # full precision at the top
+
+
+@given(st.lists(st.integers(0, 200), min_size=1, max_size=6))
+def test_small_integer_needs_keep_exact_ratios(needs: list[int]) -> None:
+    grid = need_grid([float(n) for n in needs])
+    for a, ga in zip(needs, grid, strict=True):
+        for b, gb in zip(needs, grid, strict=True):
+            assert a * gb == b * ga

@@ -8,8 +8,9 @@ import pytest
 
 from govtrain.audit.provenance import read_records
 from govtrain.audit.records import Record
+from govtrain.formal.conform import conform_records
 from govtrain.formal.replay import replay
-from tests.conftest import altered, train_tiny
+from tests.conftest import altered, tlc_toolchain, train_tiny
 
 pytestmark = pytest.mark.torch
 
@@ -96,6 +97,14 @@ def test_shadow_mode_decides_and_audits_but_applies_nothing(tmp_path: Path) -> N
     assert all(v["quota"] == 8 for s in steps for v in s["routed"].values())
     assert any(s["transitions"] for s in steps)
     assert all(p.requires_grad for p in trainer.model.parameters())
+    if tlc_toolchain() is None:
+        return
+    # TLC reads `enforced: false` from the trace: the whole batch, every step
+    assert conform_records(recs, toolchain=tlc_toolchain()).ok
+    target = next(r for r in recs if r.kind == "step" and r.body["step"] == 9)
+    cut = altered(recs, target.seq, lambda b: b["routed"]["top"].update(quota=7))
+    bad = conform_records(cut, toolchain=tlc_toolchain()).tlc.mismatch
+    assert bad.seq == target.seq and "routed[top]: spec 8, trace 7" in bad.differences
 
 
 def _quiet_steps(recs: list) -> list[int]:

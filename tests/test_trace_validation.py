@@ -28,7 +28,7 @@ from govtrain.formal.trace import (
     validate_trace,
 )
 from tests.audit_support import rechain
-from tests.conftest import altered, needs_tlc, train_tiny
+from tests.conftest import needs_tlc, train_tiny
 from tests.conftest import tlc_toolchain as toolchain
 
 pytestmark = pytest.mark.torch
@@ -179,16 +179,105 @@ def test_conform_cli_rejects_a_rechained_log_with_a_wrong_transition(
     assert "conform: DIVERGED" in result.output
 
 
-def test_a_tampered_decision_is_caught_by_the_replay_only(tiny_full_run) -> None:
-    """Decisions are the replay's to check: TLC validates states and labels only."""
+def _step(recs: list, pick) -> Record:
+    return next(r for r in recs if r.kind == "step" and pick(r.body))
+
+
+def _eligible(body: dict) -> list[str]:
+    frozen = ("DORMANT", "CONVERGED")
+    return [n for n, g in body["state"]["groups"].items() if g["phase"] not in frozen]
+
+
+def _unit_moved(recs):
+    r = _step(recs, lambda b: b["step"] > 3 and len(_eligible(b)) >= 2)
+    a, b = _eligible(r.body)[:2]
+
+    def change(body):
+        body["decision"]["allocations"][a] -= 1
+        body["decision"]["allocations"][b] += 1
+
+    return r, change, (f"units[{a}]: spec", "recorded decision")
+
+
+def _allocate_to_ration(recs):
+    r = _step(recs, lambda b: b["decision"]["budget_action"] == "Allocate" and b["step"] > 3)
+    return (
+        r,
+        lambda body: body["decision"].update(budget_action="Ration"),
+        ('budgetAction: spec "Allocate", trace "Ration"', "recorded decision"),
+    )
+
+
+def _unit_to_a_frozen_group(recs):
+    r = _step(recs, lambda b: len(_eligible(b)) < len(b["state"]["groups"]))
+    frozen = next(n for n in r.body["state"]["groups"] if n not in _eligible(r.body))
+    donor = max(r.body["decision"]["allocations"], key=r.body["decision"]["allocations"].get)
+
+    def change(body):
+        body["decision"]["allocations"][donor] -= 1
+        body["decision"]["allocations"][frozen] += 1
+
+    return r, change, (f"units[{frozen}]: spec 0, trace 1", "recorded decision")
+
+
+def _quota_above_the_decision(recs):
+    r = _step(recs, lambda b: any(0 < v["quota"] < 8 for v in b["routed"].values()))
+    group = next(n for n, v in r.body["routed"].items() if 0 < v["quota"] < 8)
+    used = r.body["routed"][group]["quota"]
+
+    def change(body):
+        body["routed"][group]["quota"] += 1
+
+    return r, change, (f"routed[{group}]: spec {used}, trace {used + 1}", "was routed")
+
+
+def _warmup_flipped(recs):
+    r = _step(recs, lambda b: b["step"] == 5)
+    return (
+        r,
+        lambda body: body["decision"].update(warmup=not body["decision"]["warmup"]),
+        ("warmup: spec FALSE, trace TRUE", "recorded decision"),
+    )
+
+
+@pytest.mark.parametrize(
+    "alter",
+    [
+        _unit_moved,
+        _allocate_to_ration,
+        _unit_to_a_frozen_group,
+        _quota_above_the_decision,
+        _warmup_flipped,
+    ],
+    ids=lambda f: f.__name__.strip("_"),
+)
+def test_an_altered_decision_is_caught_by_the_replay_and_by_tlc_alone(
+    tiny_full_run, tmp_path, alter
+) -> None:
+    """Each alteration of a decision, in a real run's log with the chain recomputed: the
+    Python replay and TLC trace validation each reject it at the altered step."""
     run_dir, _ = tiny_full_run
-    recs = read_records(run_dir / "audit.jsonl")
-    target = next(r for r in recs if r.kind == "step" and r.body["step"] == 7)
-    bad = altered(recs, target.seq, lambda b: b["decision"].update(budget_action="Ration"))
-    report = conform_records(bad, toolchain=toolchain())
-    assert not report.ok and report.replay.divergence.seq == target.seq
-    assert "recorded decision" in str(report.replay.divergence)
-    assert report.tlc_status in ("ok", "skipped")
+    copy_dir = tmp_path / "run"
+    shutil.copytree(run_dir, copy_dir)
+    log = copy_dir / "audit.jsonl"
+    lines = log.read_bytes().split(b"\n")[:-1]
+    recs = [Record.from_line(x) for x in lines]
+    target, change, (tlc_needle, replay_needle) = alter(recs)
+    body = copy.deepcopy(target.body)
+    change(body)
+    lines[target.seq] = Record.build(target.seq, target.kind, target.prev, body).line
+    log.write_bytes(b"\n".join(rechain(lines, target.seq)) + b"\n")
+
+    report = conform_records(read_records(log), toolchain=toolchain())
+    assert not report.ok
+    assert report.replay.divergence.seq == target.seq, report.replay_summary()
+    assert replay_needle in str(report.replay.divergence)
+    if toolchain() is None:
+        return
+    bad = report.tlc.mismatch
+    assert bad is not None and bad.seq == target.seq, report.tlc_summary()
+    assert bad.check == "TraceMatched"
+    assert any(tlc_needle in d for d in bad.differences), bad.differences
 
 
 # --------------------------------------------------------------------------- TLC

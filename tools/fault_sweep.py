@@ -130,6 +130,13 @@ def inject(run: Path, target: str, call: str, n: int, reference: Path, store) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few cases: CI's bounded form")
+    parser.add_argument("--target", action="append", help="only this target (repeatable)")
+    parser.add_argument(
+        "--spread",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        default=SPREAD,
+        help="which calls to fail, e.g. 1,2,3 (default: %(default)s)",
+    )
     args = parser.parse_args()
     if shutil.which("strace") is None:
         print("strace not found: SKIPPED (install strace to run the fault sweep)")
@@ -149,8 +156,9 @@ def main() -> None:
             else [
                 (target, call, n)
                 for target, (paths, calls) in targets(base, store).items()
+                if args.target is None or target in args.target
                 for call in calls
-                for n in (SPREAD if paths else (1,))
+                for n in (args.spread if paths else (1,))
             ]
         )
         tally: dict[str, int] = {"injected": 0, "recovered": 0, "not reached": 0, "lost": 0}

@@ -300,7 +300,7 @@ CATALOGUE: tuple[SeededBug, ...] = (
             ReplayDivergence("clean", "recorded decision", TIGHT_BUDGET),
             ReplayDivergence("own", "BudgetConserved", TIGHT_BUDGET),
         ),
-        tlc="not visible: the trace exports spec variables and labels, not budgets",
+        tlc="rejects the decision after step 0: units[block0] spec 1, trace 2",
     ),
     SeededBug(
         name="frozen_routed_in_warmup",
@@ -325,7 +325,7 @@ CATALOGUE: tuple[SeededBug, ...] = (
             ReplayDivergence("clean", "recorded decision"),
             ReplayDivergence("own", "FrozenGetsNoGradient"),
         ),
-        tlc="not visible: the trace exports spec variables and labels, not quotas",
+        tlc="rejects the decision after step 0: quota[top] spec 0, trace 8",
     ),
     SeededBug(
         name="lowest_loss_routing",
@@ -408,7 +408,7 @@ CATALOGUE: tuple[SeededBug, ...] = (
             ReplayDivergence("clean", "recorded decision"),
             ReplayDivergence("own", "NoBudgetForFrozen"),
         ),
-        tlc="not visible: the trace exports spec variables and labels, not decisions",
+        tlc="rejects the decision after step 1: quota and warmup are the spec's of the step before",
     ),
     SeededBug(
         name="converged_not_frozen",
@@ -493,7 +493,7 @@ CATALOGUE: tuple[SeededBug, ...] = (
             ReplayDivergence("clean", "was routed"),
             ReplayDivergence("own", "was routed"),
         ),
-        tlc="not visible: routing quotas are not trace variables",
+        tlc="rejects step 0: routed[embed] spec 8 (the warmup's batch), trace 6",
     ),
     SeededBug(
         name="awaken_policy_inverted",
@@ -541,7 +541,7 @@ CATALOGUE: tuple[SeededBug, ...] = (
             ReplayDivergence("clean", "was routed", resume_at=15),
             ReplayDivergence("own", "was routed", resume_at=15),
         ),
-        tlc="not visible: routing quotas are not trace variables",
+        tlc="rejects the first step after the resume: routed[embed] spec 6, trace 8",
     ),
 )
 

@@ -16,8 +16,8 @@ SKIPPED"), so CI can tell "not checked" from "broken".
 govtrain.formal.replay always, TLC trace validation (specs/TraceGovernedTraining.tla)
 when TLC is found. Its exit status is 0 when every validator that ran accepts
 the run and 1 otherwise; a missing TLC prints a loud SKIPPED line but is not
-exit 2, because the replay (which checks everything TLC does on a trace, and
-the decisions too) still ran.
+exit 2, because the replay (which checks everything TLC does on a trace,
+against the Python core) still ran.
 """
 
 from __future__ import annotations
@@ -369,7 +369,7 @@ def _conform_table(report: ConformReport, title: str) -> None:
     )
     table.add_row(
         "TLC trace validation",
-        "recorded states and action labels are a behaviour of GovernedTraining",
+        "recorded states, labels and decisions are a behaviour of GovernedTraining",
         shown[report.tlc_status],
         "-" if report.tlc is None else f"{report.tlc_seconds:.1f}",
     )

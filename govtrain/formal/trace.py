@@ -4,10 +4,13 @@ Export: one ND-JSON line per governance step (the spec's
 `GovernanceStep(high, wake)`), in record order. Each line names the event,
 the spec's action labels for that step (`Learn(embed)`, `ActivateLevel(1)`),
 the abstract observation the spec quantifies over (per group: signal high?
-wake fired?) and the values of every spec variable after the step. Groups are
-listed in config order, the order of the spec's `1..N`. A `resume` rewinds
-like the replay does: a `Rewind` line carries the state the resumed run
-starts from. The first line (`Init`) carries the constants a trace spec needs.
+wake fired?), the values of every spec variable after the step, the quota each
+group was routed during it, and the decision made after it with the needs it
+was made from (on the budget's grid: naturals). Groups are listed in config
+order, the order of the spec's `1..N`. A `resume` rewinds like the replay
+does: a `Rewind` line carries the state the resumed run starts from. The
+first line (`Init`) carries the constants a trace spec needs and whether the
+run applied its decisions (`enforced`; shadow mode routes the whole batch).
 
 Validation: `specs/TraceGovernedTraining.tla` reads the trace and TLC checks
 that it is a behaviour of GovernedTrainingLabelled; `judge_trace` turns TLC's
@@ -29,12 +32,12 @@ from govtrain.formal.output import Outcome, TLCResult
 from govtrain.formal.toolchain import Toolchain, find_toolchain, run_tlc
 from govtrain.formal.vocabulary import (
     CONSTANT_NAMES,
-    GROUP_VARIABLES,
     SPEC_VARIABLES,
     TRACE_CONSTANT_NAMES,
     spec_state,
     trace_constants,
 )
+from govtrain.governance.budget import need_grid
 from govtrain.governance.config import parse_governance
 from govtrain.governance.errors import GovtrainError
 from govtrain.governance.record import StepRecord
@@ -45,11 +48,17 @@ from govtrain.resources import specs_dir
 
 def trace_lines(records: Iterable[Record]) -> Iterator[dict[str, Any]]:
     records = list(records)
-    cfg = parse_governance(records[0].body["config"]["governance"])
+    config = records[0].body["config"]
+    cfg = parse_governance(config["governance"])
     names = [g.name for g in cfg.groups]
     init = state_to_dict(initial_state(cfg), names)
     after: dict[int, dict[str, Any]] = {-1: init}
-    yield {"event": "Init", "constants": trace_constants(cfg), "state": spec_state(init, names)}
+    yield {
+        "event": "Init",
+        "constants": trace_constants(cfg),
+        "enforced": config.get("train", {}).get("mode", "governed") == "governed",
+        "state": spec_state(init, names),
+    }
     for rec in records[1:]:
         if rec.kind == "run_resume":
             state = after[rec.body["from_step"] - 1]
@@ -64,6 +73,10 @@ def trace_lines(records: Iterable[Record]) -> Iterator[dict[str, Any]]:
             step = StepRecord.from_dict(b, names)
             seen = [abstract(o, cfg) for o in step.observations]
             after[step.step] = b["state"]
+            frozen = [g.phase.frozen for g in step.state.groups]
+            grid = need_grid(
+                [None if f else o.need for f, o in zip(frozen, step.observations, strict=True)]
+            )
             yield {
                 "event": "GovernanceStep",
                 "seq": rec.seq,
@@ -71,7 +84,13 @@ def trace_lines(records: Iterable[Record]) -> Iterator[dict[str, Any]]:
                 "actions": [t.label for t in step.transitions],
                 "high": [high for high, _ in seen],
                 "wake": [wake for _, wake in seen],
+                "routed": [step.routed[n]["quota"] for n in names],
                 "state": spec_state(b["state"], names),
+                "need": [0 if n is None else n for n in grid],
+                "units": list(step.decision.allocations),
+                "budgetAction": step.decision.budget_action,
+                "quota": list(step.decision.quotas),
+                "warmup": step.decision.warmup,
             }
 
 
@@ -91,8 +110,7 @@ TRACE_MODULE = "TraceGovernedTraining"
 TRACE_INVARIANTS = ("TraceMatched", "NoCoolingFromCold", "AwakeningsBounded", "DormantAboveLevel")
 TRACE_PROPERTIES = ("StepsAreSpecSteps",)
 # GovernedTraining's constants in the trace model: read from the trace's Init line, or
-# (budget and router, which this module does not check) values that satisfy the
-# components' assumptions.
+# (Needs: each line carries its own) a value that satisfies the assumptions.
 TRACE_CONSTANTS = tuple(
     (n, ("Trace" if n in TRACE_CONSTANT_NAMES else "Unchecked") + n) for n in CONSTANT_NAMES
 )
@@ -211,26 +229,34 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def value_differences(var: str, spec: Any, recorded: Any, names: Sequence[str]) -> list[str]:
+    """How one value differs: per group (`phase[embed]: ...`) for a per-group vector."""
+    mine, theirs = _plain(spec), _plain(recorded)
+    if mine == theirs:
+        return []
+    if isinstance(mine, list) and isinstance(theirs, list) and len(mine) == len(theirs):
+        return [
+            f"{var}[{names[i] if i < len(names) else i + 1}]: spec {_show(a)}, trace {_show(b)}"
+            for i, (a, b) in enumerate(zip(mine, theirs, strict=True))
+            if a != b
+        ]
+    return [f"{var}: spec {_show(mine)}, trace {_show(theirs)}"]
+
+
 def state_differences(spec: Any, recorded: Any, names: Sequence[str]) -> list[str]:
     """Each spec variable whose value the spec reaches and the trace records differ."""
     if not isinstance(spec, dict) or not isinstance(recorded, dict):
         return [f"state: spec {_show(spec)}, trace {_show(recorded)}"]
     out = []
     for var in SPEC_VARIABLES:
-        mine, theirs = _plain(spec.get(var)), _plain(recorded.get(var))
-        if mine == theirs:
-            continue
-        if var in GROUP_VARIABLES and isinstance(theirs, list) and len(theirs) == len(mine or []):
-            for i, (a, b) in enumerate(zip(mine, theirs, strict=True)):
-                if a != b:
-                    name = names[i] if i < len(names) else str(i + 1)
-                    out.append(f"{var}[{name}]: spec {_show(a)}, trace {_show(b)}")
-        else:
-            out.append(f"{var}: spec {_show(mine)}, trace {_show(theirs)}")
+        out += value_differences(var, spec.get(var), recorded.get(var), names)
     extra = sorted(set(recorded) - set(SPEC_VARIABLES))
     if extra:
         out.append(f"state has fields the spec does not: {', '.join(extra)}")
     return out
+
+
+DECISION_FIELDS = ("units", "budgetAction", "quota", "warmup")
 
 
 def _line_differences(expected: Any, line: dict[str, Any], names: Sequence[str]) -> list[str]:
@@ -253,10 +279,16 @@ def _line_differences(expected: Any, line: dict[str, Any], names: Sequence[str])
             ]
         diff = state_differences(expected["state"], line.get("state"), names)
         return [f"not the state line {target} reached after step {due}: {d}" for d in diff]
+    if event == "GovernanceStep":
+        out += value_differences("routed", expected.get("routed"), line.get("routed"), names)
     out += state_differences(expected["state"], line.get("state"), names)
     spec_actions, recorded = _plain(expected.get("actions", [])), line.get("actions", [])
     if event == "GovernanceStep" and spec_actions != recorded:
         out.append(f"actions: spec {_show(spec_actions)}, trace {_show(recorded)}")
+    if event == "GovernanceStep":
+        decision = expected.get("decision") or {}
+        for field in DECISION_FIELDS:
+            out += value_differences(field, decision.get(field), line.get(field), names)
     return out or ["no step of the spec reaches the recorded line (malformed values?)"]
 
 

@@ -29,8 +29,7 @@ GROUP_VARIABLES = {
 SPEC_VARIABLES = (*STATE_VARIABLES, *GROUP_VARIABLES)
 
 # The constants of GovernedTraining.tla, in the order `training_constants` lists them;
-# the first nine are the ones a trace's Init line carries (the trace model checks the
-# governors and the hierarchy; budget and router constants get satisfying values).
+# a trace's Init line carries all but Needs (each step line carries its own needs).
 CONSTANT_NAMES = (
     "GroupNames",
     "Level",
@@ -47,7 +46,7 @@ CONSTANT_NAMES = (
     "Multiplier",
     "Needs",
 )
-TRACE_CONSTANT_NAMES = CONSTANT_NAMES[:9]
+TRACE_CONSTANT_NAMES = CONSTANT_NAMES[:-1]
 MULTIPLIED_PHASES = (Phase.ACTIVE, Phase.COOLING, Phase.AWAKENED)
 # The explorer's default needs (1.0, 3.0), as integers: they only weigh the budget.
 NEEDS = (1, 3)
