@@ -230,6 +230,8 @@ def test_spec_and_code_agree(small_cfg):
         conf.conform_budget(toolchain, timeout=120),
     ):
         assert comparison.ok, comparison.difference and comparison.difference.describe()
+    router = conf.conform_router(small_cfg, toolchain, timeout=120)
+    assert router.ok and router.left_states == router.right_states == 2 * 2 * 6 * 3**4
     broken = conf.conform_governor(small_cfg, toolchain, bug="NoColdGuard", timeout=120)
     assert broken.difference is not None
     assert broken.difference.kind == "transition only in TLA+"
@@ -249,3 +251,19 @@ def test_a_python_invariant_violation_is_reported_as_such(small_cfg, monkeypatch
     assert out.difference.kind == "invariant violated in Python"
     assert "NoCoolingFromCold" in out.difference.detail
     assert out.difference.path and "BeginCooling" in out.difference.path[-1]
+
+
+@needs_tlc
+def test_the_router_comparison_catches_a_tie_broken_the_other_way(small_cfg, monkeypatch):
+    """A router that breaks score ties towards the higher index survives every router
+    model (its invariants hold either way), not the comparison with the spec's TopK."""
+    from govtrain.governance import routing
+
+    def ties_to_higher(scores, k):
+        k = max(0, min(k, len(scores)))
+        return tuple(sorted(sorted(range(len(scores)), key=lambda i: (-scores[i], -i))[:k]))
+
+    monkeypatch.setattr(routing, "route", ties_to_higher)
+    diff = conf.conform_router(small_cfg, find_toolchain(), timeout=120).difference
+    assert diff is not None and diff.kind == "different route"
+    assert "Python (quota, samples) (1, (3,)), TLA+ (1, (0,))" in diff.detail

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 MANIFEST = manifest_path()
 SMALL = config_path("small.yaml")
-CONFORM = ("ConvergenceGovernor", "GovernedTraining", "FederatedBudget")
+CONFORM = ("ConvergenceGovernor", "GovernedTraining", "FederatedBudget", "GradientRouter")
 EXIT_MISMATCH, EXIT_SKIPPED = 1, 2
 
 
@@ -138,6 +138,7 @@ def _conformers(config: Path, toolchain, names: tuple[str, ...], bug: str = "non
             cfg, toolchain, source=_shown(config), bug=bug
         ),
         "FederatedBudget": lambda: conformance.conform_budget(toolchain, bug=bug),
+        "GradientRouter": lambda: conformance.conform_router(cfg, toolchain, bug=bug),
     }
     return [(n, runs[n]) for n in names]
 
@@ -226,7 +227,8 @@ def check(
 ) -> None:
     """Run the manifest's TLC models (NAMEs or fnmatch patterns; all when none) and the
     spec-vs-code comparisons (conform:ConvergenceGovernor, conform:GovernedTraining,
-    conform:FederatedBudget); exit 0 only if every result is as expected."""
+    conform:FederatedBudget, conform:GradientRouter); exit 0 only if every result is as
+    expected."""
     from fnmatch import fnmatchcase
 
     from govtrain.formal.manifest import check_model, load_manifest
@@ -298,8 +300,9 @@ def check(
     "difference is reported.",
 )
 def conform_graph(config: Path, as_json: bool, bug: str) -> None:
-    """Compare TLC's state graphs of ConvergenceGovernor, GovernedTraining and FederatedBudget
-    with the Python core's at the same bounds; report the first difference, if any."""
+    """Compare TLC's state graphs of ConvergenceGovernor, GovernedTraining, FederatedBudget
+    and GradientRouter with the Python core's at the same bounds; report the first
+    difference, if any."""
     toolchain = _toolchain_or_skip(as_json)
     rows = _run_all(
         [

@@ -1,6 +1,6 @@
 """Spec and code agree: TLC's reachable state graph against the Python core's, at the same bounds.
 
-Three comparisons, each from one run config (default `configs/small.yaml`):
+Four comparisons, each from one run config (default `configs/small.yaml`):
 
 * **ConvergenceGovernor**: TLC's state graph of `specs/ConvergenceGovernor.tla`
   (Patience and MaxAwakenings from the config) against the graph the Python
@@ -20,6 +20,10 @@ Three comparisons, each from one run config (default `configs/small.yaml`):
   (the final states of its state graph) against `budget.allocate` on the same
   weights, over the requests of `BudgetCase` (MCFederatedBudget's bounds,
   where both Allocate and Ration happen).
+* **GradientRouter**: every routed batch of `specs/GradientRouter.tla` at the
+  config's batch and warmup (allocations up to one past the batch, three score
+  levels, so samples tie) against `routing.quota` and `routing.route` on the
+  same clock, frozen flag, units and scores: the same quota and the same samples.
 
 Each comparison reports the first difference in breadth-first order from the
 initial state, with the path that reaches it, or none.
@@ -48,7 +52,7 @@ from govtrain.formal.vocabulary import (
     tla,
     training_constants,
 )
-from govtrain.governance import budget, convergence
+from govtrain.governance import budget, convergence, routing
 from govtrain.governance.config import BudgetConfig, GovernanceConfig, GovernorConfig
 from govtrain.governance.explore import explore, render
 from govtrain.governance.state import GovernanceState, GroupState, Phase
@@ -459,27 +463,43 @@ def compare_decisions(dump: StateGraph, case: BudgetCase) -> Comparison:
             request = tuple(next(it) if g in eligible else None for g in groups)
             alloc = budget.allocate(list(request), case.config)
             python[request] = (alloc.units, alloc.action)
-    for request in sorted(python, key=str):
+    return compare_tables(
+        "FederatedBudget", ("request", "decision", ""), python, decided, difference
+    )
+
+
+def compare_tables(
+    name: str,
+    words: tuple[str, str, str],
+    python: dict[tuple, Any],
+    tlaplus: dict[tuple, Any],
+    difference: Difference | None = None,
+) -> Comparison:
+    """Python's outcome for each input against TLA+'s: the first input (in a fixed order)
+    that only one side has or where they differ. `words`: what an input and an outcome
+    are called, and how the outcome reads ("(quota, samples) ")."""
+    item, outcome, reads = words
+    for key in sorted(python, key=str):
         if difference is not None:
             break
-        if request not in decided:
-            difference = Difference("request only in Python", str(request), "TLA+ never decides it")
-        elif decided[request] != python[request]:
+        if key not in tlaplus:
+            difference = Difference(f"{item} only in Python", str(key), "TLA+ never reaches it")
+        elif tlaplus[key] != python[key]:
             difference = Difference(
-                "different decision",
-                str(request),
-                f"Python {python[request]}, TLA+ {decided[request]}",
+                f"different {outcome}",
+                str(key),
+                f"Python {reads}{python[key]}, TLA+ {tlaplus[key]}",
             )
-    if difference is None and set(decided) - set(python):
-        extra = sorted(set(decided) - set(python), key=str)[0]
-        difference = Difference("request only in TLA+", str(extra), "Python never sees it")
+    if difference is None and set(tlaplus) - set(python):
+        extra = sorted(set(tlaplus) - set(python), key=str)[0]
+        difference = Difference(f"{item} only in TLA+", str(extra), "Python never sees it")
     return Comparison(
-        name="FederatedBudget",
+        name=name,
         left="Python",
         right="TLA+",
         left_states=len(python),
         left_transitions=0,
-        right_states=len(decided),
+        right_states=len(tlaplus),
         right_transitions=0,
         difference=difference,
     )
@@ -492,3 +512,67 @@ def _weight_vectors(n: int, weights: Sequence[int]) -> Iterable[tuple[int, ...]]
     for w in weights:
         for rest in _weight_vectors(n - 1, weights):
             yield (w, *rest)
+
+
+@dataclass(frozen=True)
+class RouterCase:
+    """The batches the router comparison covers: the config's batch and warmup, every
+    allocation up to one past the batch (so the clamp matters) and every vector of
+    `scores` (three levels: ties and strict orders)."""
+
+    batch: int
+    warmup: int
+    scores: tuple[int, ...] = (0, 1, 2)
+
+    @property
+    def max_units(self) -> int:
+        return self.batch + 1
+
+
+def conform_router(
+    cfg: GovernanceConfig, toolchain: Toolchain, *, bug: str = "none", timeout: float = 600
+) -> Comparison:
+    """Every routed batch of GradientRouter.tla against routing.quota and routing.route."""
+    start = time.monotonic()
+    case = RouterCase(cfg.router.batch_size, cfg.router.warmup_steps)
+    work = _Workdir()
+    try:
+        conf = work.write(
+            "ConformRouter.cfg",
+            _cfg(
+                "Spec",
+                [
+                    f"    Batch = {case.batch}",
+                    f"    Warmup = {case.warmup}",
+                    f"    MaxUnits = {case.max_units}",
+                    f"    Scores = {tla(set(case.scores))}",
+                    f"    Bug = {tla(bug)}",
+                ],
+            ),
+        )
+        dump, result = _run_dump(work, work.path / "GradientRouter.tla", conf, toolchain, timeout)
+    finally:
+        work.close()
+    out = compare_routes(dump, cfg, case)
+    out.seconds, out.tlc = time.monotonic() - start, result
+    return out
+
+
+def compare_routes(dump: StateGraph, cfg: GovernanceConfig, case: RouterCase) -> Comparison:
+    """TLA+ routes (states at stage "routed") against Python's, batch by batch: the
+    quota and the routed samples (TLA+ numbers samples from 1, Python from 0)."""
+    routed: dict[tuple, tuple[int, tuple[int, ...]]] = {}
+    for values in dump.states.values():
+        if values["stage"] == "routed":
+            batch = (values["clock"], values["frozen"], values["units"], tuple(values["scores"]))
+            routed[batch] = (values["quota"], tuple(sorted(i - 1 for i in values["routed"])))
+    python: dict[tuple, tuple[int, tuple[int, ...]]] = {}
+    for clock in range(case.warmup + 1):
+        for frozen in (False, True):
+            phase = Phase.DORMANT if frozen else Phase.ACTIVE
+            state = GovernanceState(clock, 0, (GroupState(phase),))
+            for units in range(case.max_units + 1):
+                quota = routing.quota(state, 0, units, cfg)
+                for scores in _weight_vectors(case.batch, case.scores):
+                    python[(clock, frozen, units, scores)] = (quota, routing.route(scores, quota))
+    return compare_tables("GradientRouter", ("batch", "route", "(quota, samples) "), python, routed)
