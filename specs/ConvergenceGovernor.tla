@@ -25,7 +25,7 @@ CONSTANTS
 (* Broken variants, each refuted by TLC in a model of its own (see         *)
 (* specs/manifest.yaml): they show that the invariants can fail.           *)
 BugVariants == {"none", "NoColdGuard", "AwakenBoundOffByOne", "LowsNotReset",
-                "CoolForgetsLows"}
+                "CoolForgetsLows", "ActivateWarm"}
 
 ASSUME /\ Patience \in Nat \ {0}
        /\ MaxAwakenings \in Nat
@@ -54,7 +54,9 @@ MayAwaken(g) == IF Bug = "AwakenBoundOffByOne" THEN g.awakenings <= MaxAwakening
                                                 ELSE g.awakenings < MaxAwakenings
 
 \* Activate: a DORMANT group whose level became active starts learning from cold.
-Activated(g) == GroupState("ACTIVE", FALSE, 0, g.awakenings)
+\* Bug "ActivateWarm": it starts as if it had learned, so the guard lets it cool
+\* at once, and NoCoolingFromCold, reading the same flag, cannot tell.
+Activated(g) == GroupState("ACTIVE", Bug = "ActivateWarm", 0, g.awakenings)
 
 CountLow(g) == IF Bug = "CoolForgetsLows" THEN g.lows ELSE g.lows + 1
 ConvergedLows(l) == IF Bug = "LowsNotReset" THEN l ELSE 0

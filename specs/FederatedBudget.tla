@@ -30,7 +30,7 @@ CONSTANTS
     Bug        \* "none", or one of BugVariants
 
 BugVariants == {"none", "FloorsWhenInfeasible", "NoCeiling", "ProportionalFloor",
-                "FrozenKeepsFloor"}
+                "FrozenKeepsFloor", "SainteLague"}
 
 ASSUME /\ Groups \subseteq Nat
        /\ Master \in Nat \ {0} /\ Floor \in Nat /\ Ceiling \in Nat \ {0}
@@ -62,10 +62,12 @@ Floors(e) == [g \in Groups |-> IF g \in Floored(e) THEN Floor ELSE 0]
 Open(u, e) == {g \in e : Bug = "NoCeiling" \/ u[g] < Ceiling}
 
 \* g takes the next unit before h: larger weight / (won + 1), then fewer
-\* won, then the lower index (won = units beyond the floor).
+\* won, then the lower index (won = units beyond the floor).  Bug
+\* "SainteLague": the divisors 1, 3, 5, ... of another divisor method.
+Divisor(won) == IF Bug = "SainteLague" THEN 2 * won + 1 ELSE won + 1
 Before(g, h, u, w) ==
-    LET dg == u[g] - Floor + 1
-        dh == u[h] - Floor + 1
+    LET dg == Divisor(u[g] - Floor)
+        dh == Divisor(u[h] - Floor)
     IN \/ w[g] * dh > w[h] * dg
        \/ w[g] * dh = w[h] * dg /\ dg < dh
        \/ w[g] * dh = w[h] * dg /\ dg = dh /\ g < h
@@ -175,6 +177,16 @@ NoBudgetForFrozen == NoBudgetForFrozenFor(units, eligible)
 
 \* The unit-by-unit hand-out ends in the decision GovernedTraining uses.
 HandoutIsDHondt == Decided => units = Decision.units /\ Action = Decision.action
+
+\* What makes a hand-out D'Hondt's, written without Before: no group that
+\* could still take a unit has a better claim to it (weight / (won + 1)) than
+\* any group had to the last unit it won (weight / won).  Ties may go either
+\* way here; the tie-break is the comparison with budget.py's.
+HandoutIsOptimal ==
+    (stage = "handout" /\ Decided) =>
+        \A g, h \in eligible :
+            (units[g] < Ceiling /\ units[h] > Floor) =>
+                weight[g] * (units[h] - Floor) <= weight[h] * (units[g] - Floor + 1)
 
 \* Every request is eventually decided: the hand-out terminates.
 RequestDecided == (stage = "request") ~> Decided

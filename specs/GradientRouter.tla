@@ -17,7 +17,7 @@ CONSTANTS
     Scores,    \* the relevance scores a sample may have (per-sample loss, abstracted)
     Bug        \* "none", or one of BugVariants
 
-BugVariants == {"none", "NoBatchClamp", "WarmupRoutesFrozen"}
+BugVariants == {"none", "NoBatchClamp", "WarmupRoutesFrozen", "TiesToHigherIndex"}
 
 ASSUME /\ Batch \in Nat \ {0}
        /\ Warmup \in Nat
@@ -47,8 +47,10 @@ Quota(fr, u, c) ==
       [] Bug = "NoBatchClamp" -> u
       [] OTHER -> Min(u, Batch)
 
-\* Sample i comes before sample j: higher score, then lower index.
-Outranks(i, j, s) == s[i] > s[j] \/ (s[i] = s[j] /\ i < j)
+\* Sample i comes before sample j: higher score, then lower index (Bug
+\* "TiesToHigherIndex": the higher index).
+Outranks(i, j, s) == s[i] > s[j] \/ (s[i] = s[j] /\ IF Bug = "TiesToHigherIndex" THEN i > j
+                                                                      ELSE i < j)
 
 \* The k highest-scoring samples: those outranked by fewer than k others.
 TopK(s, k) == {i \in Samples : Cardinality({j \in Samples : Outranks(j, i, s)}) < k}
@@ -105,9 +107,15 @@ QuotaWithinBatch == quota \in 0..Batch
 
 FrozenGetsNoGradient == frozen => quota = 0 /\ routed = {}
 
-\* Route picks exactly the quota, and no unrouted sample outranks a routed one.
+\* Route picks exactly the quota, and the top of the batch by counting, written
+\* without Outranks: sample i is routed exactly when fewer than quota samples
+\* score higher or tie with it at a lower index.
 RouteHonoursQuota == stage = "routed" => Cardinality(routed) = quota
-RoutedAreTopScoring == \A i \in routed, j \in Samples \ routed : Outranks(i, j, scores)
+RoutedAreTopScoring ==
+    stage = "routed" =>
+        \A i \in Samples :
+            i \in routed <=> Cardinality({j \in Samples : scores[j] > scores[i]})
+                             + Cardinality({j \in 1..(i - 1) : scores[j] = scores[i]}) < quota
 
 (* The observation-only warmup ends, and every batch is routed.           *)
 WarmupEnds == <>[](~InWarmup(clock))

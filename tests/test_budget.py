@@ -138,3 +138,24 @@ def test_small_integer_needs_keep_exact_ratios(needs: list[int]) -> None:
     for a, ga in zip(needs, grid, strict=True):
         for b, gb in zip(needs, grid, strict=True):
             assert a * gb == b * ga
+
+
+@given(
+    st.lists(st.integers(0, 9), min_size=1, max_size=5),
+    st.integers(1, 30),
+    st.integers(0, 3),
+    st.integers(3, 12),
+)
+def test_allocate_is_dhondt_optimal(ws: list[int], master: int, floor: int, ceiling: int) -> None:
+    """FederatedBudget's HandoutIsOptimal on the code, written without its heap: no group
+    that could take one more unit has a better claim (w / (won + 1)) than any group had
+    to the last unit it won (w / won)."""
+    c = cfg(master, floor, ceiling)
+    alloc = allocate(ws, c)
+    if alloc.action != "Allocate":
+        return
+    u = alloc.units
+    for g in range(len(ws)):
+        for h in range(len(ws)):
+            if u[g] < ceiling and u[h] > floor:
+                assert ws[g] * (u[h] - floor) <= ws[h] * (u[g] - floor + 1), (u, g, h)

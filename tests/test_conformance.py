@@ -267,3 +267,27 @@ def test_the_router_comparison_catches_a_tie_broken_the_other_way(small_cfg, mon
     diff = conf.conform_router(small_cfg, find_toolchain(), timeout=120).difference
     assert diff is not None and diff.kind == "different route"
     assert "Python (quota, samples) (1, (3,)), TLA+ (1, (0,))" in diff.detail
+
+
+@needs_tlc
+def test_the_budget_comparison_catches_another_divisor_sequence(monkeypatch):
+    """Sainte-Lague's divisors (1, 3, 5, ...) in budget.allocate decide like D'Hondt's
+    wherever a group wins at most two units (the default model's bounds), not at the
+    Divisors case's, where the comparison names a request."""
+    import inspect
+    import textwrap
+
+    from govtrain.governance import budget
+
+    # the mutant is budget.allocate's own source with one divisor changed
+    source = textwrap.dedent(inspect.getsource(budget.allocate))
+    assert source.count("/ (won + 2)") == 1
+    mutant = source.replace("/ (won + 2)", "/ (2 * won + 3)").replace("def allocate", "def sl")
+    scope = dict(vars(budget))
+    exec(compile(mutant, "sainte_lague", "exec"), scope)  # the repository's own source
+    sainte_lague = scope["sl"]
+    monkeypatch.setattr(budget, "allocate", sainte_lague)
+    toolchain = find_toolchain()
+    assert conf.conform_budget(toolchain, cases=conf.BUDGET_CASES[:1], timeout=120).ok
+    diff = conf.conform_budget(toolchain, timeout=120).difference
+    assert diff is not None and diff.kind == "different decision"

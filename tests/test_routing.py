@@ -48,3 +48,14 @@ def test_route_is_top_k(scores: list[float], k: int) -> None:
     for i in chosen:
         for j in rest:
             assert scores[i] > scores[j] or (scores[i] == scores[j] and i < j)
+
+
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=8), st.integers(0, 9))
+def test_route_is_the_counting_top_k(scores: list[int], k: int) -> None:
+    """GradientRouter's RoutedAreTopScoring on the code, written without its sort: sample i
+    is routed exactly when fewer than k samples score higher or tie with it at a lower
+    index."""
+    chosen = set(route(scores, k))
+    for i, s in enumerate(scores):
+        ahead = sum(x > s for x in scores) + sum(x == s for x in scores[:i])
+        assert (i in chosen) == (ahead < k)

@@ -321,29 +321,26 @@ def _run_dump(
     return parse_dot(dot.read_text(encoding="utf-8")), result
 
 
+def _dump_spec(
+    module: str, constants: dict[str, Any], toolchain: Toolchain, timeout: float
+) -> tuple[StateGraph, TLCResult]:
+    """TLC's state graph of specs/MODULE.tla's `Spec` at `constants` (values as TLA+)."""
+    work = _Workdir()
+    try:
+        lines = [f"    {name} = {tla(value)}" for name, value in constants.items()]
+        conf = work.write(f"Conform{module}.cfg", _cfg("Spec", lines))
+        return _run_dump(work, work.path / f"{module}.tla", conf, toolchain, timeout)
+    finally:
+        work.close()
+
+
 def conform_governor(
     cfg: GovernanceConfig, toolchain: Toolchain, *, bug: str = "none", timeout: float = 600
 ) -> Comparison:
     start = time.monotonic()
-    work = _Workdir()
-    try:
-        gov = cfg.governor
-        conf = work.write(
-            "ConformGovernor.cfg",
-            _cfg(
-                "Spec",
-                [
-                    f"    Patience = {gov.patience}",
-                    f"    MaxAwakenings = {gov.max_awakenings}",
-                    f"    Bug = {tla(bug)}",
-                ],
-            ),
-        )
-        dump, result = _run_dump(
-            work, work.path / "ConvergenceGovernor.tla", conf, toolchain, timeout
-        )
-    finally:
-        work.close()
+    gov = cfg.governor
+    constants = {"Patience": gov.patience, "MaxAwakenings": gov.max_awakenings, "Bug": bug}
+    dump, result = _dump_spec("ConvergenceGovernor", constants, toolchain, timeout)
     theirs, their_init = graph_from_tlc(dump, group_state, lambda _s, _d, action: action)
     mine, my_init = governor_graph(gov)
     out = compare("ConvergenceGovernor", mine, my_init, theirs, their_init, show=show_group)
@@ -404,35 +401,41 @@ def conform_training(
     return out
 
 
+# MCFederatedBudget's requests (Allocate and Ration), then MCFederatedBudget_Divisors'
+# (a group wins up to five units, where divisor sequences differ).
+BUDGET_CASES = (
+    BudgetCase(),
+    BudgetCase(groups=3, master=6, floor=0, ceiling=5, weights=(0, 1, 2, 3, 4, 5)),
+)
+
+
 def conform_budget(
     toolchain: Toolchain,
     *,
-    case: BudgetCase = BudgetCase(),
+    cases: Sequence[BudgetCase] = BUDGET_CASES,
     bug: str = "none",
     timeout: float = 600,
 ) -> Comparison:
-    """Every decided request of FederatedBudget.tla against budget.allocate."""
+    """Every decided request of FederatedBudget.tla against budget.allocate, case by
+    case; the first case that differs is the one reported."""
     start = time.monotonic()
-    work = _Workdir()
-    try:
-        conf = work.write(
-            "ConformBudget.cfg",
-            _cfg(
-                "Spec",
-                [
-                    f"    Groups = {tla(set(range(1, case.groups + 1)))}",
-                    f"    Master = {case.master}",
-                    f"    Floor = {case.floor}",
-                    f"    Ceiling = {case.ceiling}",
-                    f"    Weights = {tla(set(case.weights))}",
-                    f"    Bug = {tla(bug)}",
-                ],
-            ),
-        )
-        dump, result = _run_dump(work, work.path / "FederatedBudget.tla", conf, toolchain, timeout)
-    finally:
-        work.close()
-    out = compare_decisions(dump, case)
+    seen = 0
+    for case in cases:
+        constants = {
+            "Groups": set(range(1, case.groups + 1)),
+            "Master": case.master,
+            "Floor": case.floor,
+            "Ceiling": case.ceiling,
+            "Weights": set(case.weights),
+            "Bug": bug,
+        }
+        dump, result = _dump_spec("FederatedBudget", constants, toolchain, timeout)
+        out = compare_decisions(dump, case)
+        seen += out.left_states
+        if not out.ok:
+            break
+    if out.ok:  # the requests of every case, on both sides
+        out.left_states = out.right_states = seen
     out.seconds, out.tlc = time.monotonic() - start, result
     return out
 
@@ -535,24 +538,14 @@ def conform_router(
     """Every routed batch of GradientRouter.tla against routing.quota and routing.route."""
     start = time.monotonic()
     case = RouterCase(cfg.router.batch_size, cfg.router.warmup_steps)
-    work = _Workdir()
-    try:
-        conf = work.write(
-            "ConformRouter.cfg",
-            _cfg(
-                "Spec",
-                [
-                    f"    Batch = {case.batch}",
-                    f"    Warmup = {case.warmup}",
-                    f"    MaxUnits = {case.max_units}",
-                    f"    Scores = {tla(set(case.scores))}",
-                    f"    Bug = {tla(bug)}",
-                ],
-            ),
-        )
-        dump, result = _run_dump(work, work.path / "GradientRouter.tla", conf, toolchain, timeout)
-    finally:
-        work.close()
+    constants = {
+        "Batch": case.batch,
+        "Warmup": case.warmup,
+        "MaxUnits": case.max_units,
+        "Scores": set(case.scores),
+        "Bug": bug,
+    }
+    dump, result = _dump_spec("GradientRouter", constants, toolchain, timeout)
     out = compare_routes(dump, cfg, case)
     out.seconds, out.tlc = time.monotonic() - start, result
     return out
