@@ -62,7 +62,13 @@ def cfg_lists(config: str) -> dict[str, set[str]]:
         out[key] = set(m.group(1).split()) if m else set()
     bug = re.search(r'(?m)^\s*Bug = "(\w+)"', text)
     out["Bug"] = {bug.group(1)} if bug else set()
+    out["SPECIFICATION"] = set(re.findall(r"(?m)^SPECIFICATION (\w+)$", text))
     return out
+
+
+def fair(lists: dict[str, set[str]]) -> bool:
+    """Whether a model's specification carries fairness (`FairSpec`, `ObservedFairSpec`)."""
+    return any("Fair" in spec for spec in lists["SPECIFICATION"])
 
 
 def bug_variants(module: str) -> set[str]:
@@ -119,11 +125,36 @@ def test_expectations_fit_the_models():
         if m.expect.outcome is Outcome.HOLDS:
             assert bug == "none" or m.name.endswith("Gated"), f"{m.name}: a broken model holds"
         else:
-            assert bug != "none", f"{m.name}: the real spec is expected to fail"
+            # the real spec fails only where its liveness is run without fairness
+            unfair = m.expect.outcome is Outcome.PROPERTY_VIOLATED and not fair(lists)
+            assert bug != "none" or unfair, f"{m.name}: the real spec is expected to fail"
             key = "INVARIANTS" if m.expect.outcome is Outcome.INVARIANT_VIOLATED else "PROPERTIES"
             assert m.expect.name in lists[key], f"{m.name}: {m.expect.name} is not checked"
         if m.slow:
             assert m.seconds, f"{m.name}: a slow model documents its time"
+
+
+def test_every_liveness_property_is_shown_to_need_its_fairness():
+    """Each property a fair model proves is refuted by the same spec without fairness (a
+    behaviour may then stop), or holds there too and is fairness-independent."""
+    temporal = {
+        p
+        for m in MANIFEST.models
+        if m.expect.outcome is Outcome.HOLDS and fair(cfg_lists(m.config))
+        for p in cfg_lists(m.config)["PROPERTIES"]
+    }
+    # action properties [][A]_v are safety: fairness plays no part in them
+    safety = {"LevelsMonotone", "NoSkippedLevels", "ActivationGated", "RefinesComponents"}
+    unfair = {}
+    for m in MANIFEST.models:
+        lists = cfg_lists(m.config)
+        if not fair(lists) and lists["Bug"] == {"none"}:
+            for p in lists["PROPERTIES"]:
+                unfair[p] = m.expect.outcome
+    for p in sorted(temporal - safety):
+        assert p in unfair, f"{p} is never checked without fairness"
+    independent = {p for p, outcome in unfair.items() if outcome is Outcome.HOLDS} - safety
+    assert independent == {"AwakeningsStabilise"}, independent
 
 
 def test_every_spec_has_a_liveness_property_checked_by_a_model_that_holds():
