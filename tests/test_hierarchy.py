@@ -66,3 +66,16 @@ def test_reawakened_lower_group_closes_the_gate(small_cfg: GovernanceConfig) -> 
         1, 0, (GroupState(C, True), GroupState(Phase.AWAKENED, awakenings=1), GroupState(D))
     )
     assert activate_levels(s, small_cfg) == (s, ())
+
+
+def test_a_fractional_deadline_rounds_up(small_cfg: GovernanceConfig) -> None:
+    """Every shipped config has whole deadlines, where rounding cannot show: at 10 steps
+    the emergency point is 0.75 x 10 = 7.5, so level 1 is forced on at step 8, not 7
+    (the spec's Deadline is the same integer ceiling)."""
+    cfg = small_cfg.model_copy(update={"total_steps": 10})
+    assert cfg.deadline(1) == 8 and cfg.horizon == 8
+    before, _ = activate_levels(state(7, 0, A, A, D), cfg)
+    at, _ = activate_levels(state(8, 0, A, A, D), cfg)
+    assert (before.active_level, at.active_level) == (0, 1)
+    three = cfg.model_copy(update={"hierarchy": cfg.hierarchy.model_copy(update={"levels": 3})})
+    assert [three.deadline(k) for k in (1, 2)] == [4, 8]  # 3.75 -> 4, 7.5 -> 8

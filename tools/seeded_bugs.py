@@ -313,7 +313,7 @@ CATALOGUE: tuple[SeededBug, ...] = (
             CLEAN_TRANSITIONS,
             ReplayDivergence("own", "ActivationGated"),
             FormalCheck("trace", "activeLevel: spec 0, trace 1"),
-            FormalCheck("conform:GovernedTraining", "ActivateLevel"),
+            FormalCheck("conform:GovernedTraining", "ActivationGated"),
         ),
     ),
     SeededBug(
@@ -426,7 +426,7 @@ CATALOGUE: tuple[SeededBug, ...] = (
             ),
             CLEAN_TRANSITIONS,
             FormalCheck("trace", 'trace <<"Cooling(embed)"'),
-            FormalCheck("conform:ConvergenceGovernor", "Cooling"),
+            FormalCheck("conform:ConvergenceGovernor", "only in TLA+: --Cool-->"),
         ),
         blind_to=(ReplayDivergence("own"),),
     ),
@@ -641,6 +641,26 @@ CATALOGUE: tuple[SeededBug, ...] = (
             FormalCheck("conform:FederatedBudget", "different decision"),
         ),
         blind_to=(_tests(SMALL_INVARIANTS),),
+    ),
+    SeededBug(
+        name="deadline_rounded_down",
+        layer="core",
+        title="an emergency deadline rounded down (floor for ceil)",
+        patches=(
+            Patch(
+                "governance/config.py",
+                "return max(1, math.ceil(span / (self.hierarchy.levels - 1)))",
+                "return max(1, math.floor(span / (self.hierarchy.levels - 1)))",
+            ),
+        ),
+        symptom="With a fractional emergency point (0.75 x 10 steps = 7.5) a level is "
+        "forced on a step before the deadline the spec and the docs give.",
+        rationale="Every shipped config, the explorer's and the comparisons' included, has "
+        "whole deadlines, where floor and ceil agree, so invariants, replay and the "
+        "spec-vs-code comparison cannot see it; only the test that pins a fractional "
+        "deadline does.",
+        detectors=(_tests("test_hierarchy.py::test_a_fractional_deadline_rounds_up"),),
+        blind_to=(_tests(SMALL_INVARIANTS), FormalCheck("conform:GovernedTraining")),
     ),
 )
 

@@ -231,13 +231,20 @@ def render_training_module(
 
 
 def governor_graph(gov: GovernorConfig) -> tuple[nx.MultiDiGraph, GroupState]:
-    """The Python governor's reachable graph from a DORMANT group."""
+    """The Python governor's reachable graph from a DORMANT group.
+
+    A state past the spec's bounds (more awakenings than allowed, lows at patience)
+    is kept but not expanded: it already differs from the spec, and a governor that
+    never stops awakening would otherwise span an infinite graph.
+    """
     init = GroupState(Phase.DORMANT)
     graph = nx.MultiDiGraph()
     graph.add_node(init)
     queue, seen = deque([init]), {init}
     while queue:
         g = queue.popleft()
+        if g.awakenings > gov.max_awakenings or g.lows >= gov.patience:
+            continue
         moves = []
         if g.phase is Phase.DORMANT:
             moves.append((convergence.activate(g), "Activate"))
