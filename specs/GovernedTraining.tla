@@ -174,6 +174,19 @@ Plan(nd) == LET d == Decision(nd) IN
              quota |-> [g \in Groups |-> Router(g, d.units[g], 0)!QuotaNow]]
 Plans == [nd \in NeedVectors |-> Plan(nd)]   \* use as TLCEval(Plans): computed once per check
 
+\* The same decision as a function of its inputs, in the vocabulary of an audit
+\* record: for a state with phases ph and clock c and the needs nd, the budget
+\* units, the budget action, each group's quota and the warmup flag.  Trace
+\* validation checks recorded decisions with it, and PlanConformance.tla the
+\* Python core's decide() in every reachable state.
+DecisionFor(ph, c, nd) ==
+    LET e == {g \in Groups : ph[g] \notin Gov(g)!Frozen}
+        w == [g \in Groups |-> IF g \in e THEN nd[g] * Multiplier[ph[g]] ELSE 0]
+        d == Budget(nd)!Allocation(w, e)
+    IN [units |-> d.units, budgetAction |-> d.action,
+        quota |-> [g \in Groups |-> Router(g, 0, 0)!Quota(g \notin e, d.units[g], c)],
+        warmup |-> Router(1, 0, 0)!InWarmup(c)]
+
 -----------------------------------------------------------------------------
 (* Invariants, as in governance/invariants.py, each the component's own.  *)
 

@@ -102,18 +102,6 @@ SetState(st) == /\ clock' = st.clock
 Max(S) == CHOOSE m \in S : \A n \in S : n <= m
 Min(a, b) == IF a <= b THEN a ELSE b
 
-\* The decision for the next step, in a state with phases ph and clock c, for
-\* the needs nd: the composed spec's budget and router rules, at the run's
-\* constants (Budget and Router are GovernedTraining's instances; Allocation
-\* and Quota read only their arguments and the constants).
-DecisionFor(ph, c, nd) ==
-    LET e == {g \in Groups : ph[g] \notin Gov(g)!Frozen}
-        w == [g \in Groups |-> IF g \in e THEN nd[g] * Multiplier[ph[g]] ELSE 0]
-        d == Budget(nd)!Allocation(w, e)
-    IN [units |-> d.units, budgetAction |-> d.action,
-        quota |-> [g \in Groups |-> Router(g, 0, 0)!Quota(g \notin e, d.units[g], c)],
-        warmup |-> Router(1, 0, 0)!InWarmup(c)]
-
 \* The decision a line records.
 Recorded(line) == [units |-> line.units, budgetAction |-> line.budgetAction,
                    quota |-> line.quota, warmup |-> line.warmup]

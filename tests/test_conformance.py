@@ -254,6 +254,29 @@ def test_a_python_invariant_violation_is_reported_as_such(small_cfg, monkeypatch
 
 
 @needs_tlc
+def test_the_composed_comparison_checks_every_decision(small_cfg, monkeypatch):
+    """decide() is compared with the spec's DecisionFor in every state the explorer
+    reaches: a core that forgets the phase multipliers moves the same states (the graphs
+    agree) but not the same budget units, and the comparison names the case."""
+    from govtrain.governance import budget, routing
+    from govtrain.governance.step import Decision
+
+    def without_multipliers(state, needs, cfg):
+        grid = budget.need_grid(
+            [None if g.phase.frozen else n for g, n in zip(state.groups, needs, strict=True)]
+        )
+        alloc = budget.allocate(grid, cfg.budget)
+        quotas = tuple(routing.quota(state, i, u, cfg) for i, u in enumerate(alloc.units))
+        return Decision(alloc.units, quotas, alloc.action, routing.in_warmup(state, cfg))
+
+    monkeypatch.setattr(conf, "decide", without_multipliers)
+    out = conf.conform_training(small_cfg, find_toolchain(), timeout=300)
+    assert not out.ok and out.difference.kind == "different decision"
+    assert "needs (1, 1, 1): Python {'units': [3, 3, 0]" in out.difference.detail
+    assert "TLA+ {'units': (4, 2, 0)" in out.difference.detail
+
+
+@needs_tlc
 def test_the_router_comparison_catches_a_tie_broken_the_other_way(small_cfg, monkeypatch):
     """A router that breaks score ties towards the higher index survives every router
     model (its invariants hold either way), not the comparison with the spec's TopK."""

@@ -643,6 +643,27 @@ CATALOGUE: tuple[SeededBug, ...] = (
         blind_to=(_tests(SMALL_INVARIANTS),),
     ),
     SeededBug(
+        name="multipliers_ignored",
+        layer="core",
+        title="budget weights without the phase multipliers",
+        patches=(
+            Patch(
+                "governance/step.py",
+                "None if n is None else n * mult[g.phase] for g, n in",
+                "None if n is None else n for g, n in",
+            ),
+        ),
+        symptom="A cooling group bids for budget like an active one: the units no longer "
+        "follow the phase, only the need.",
+        rationale="Every state moves as before, so the invariants and the graph "
+        "comparison pass, and the tiny run's budget is never contested while a group "
+        "cools, so even the clean replay sees the same units; the composed comparison's "
+        "decision check (decide() against the spec's DecisionFor in every reachable "
+        "state, every vector of needs) does not.",
+        detectors=(FormalCheck("conform:GovernedTraining", "different decision"),),
+        blind_to=(_tests(SMALL_INVARIANTS), ReplayDivergence("clean"), ReplayDivergence("own")),
+    ),
+    SeededBug(
         name="deadline_rounded_down",
         layer="core",
         title="an emergency deadline rounded down (floor for ceil)",

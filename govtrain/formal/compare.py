@@ -31,6 +31,8 @@ initial state, with the path that reaches it, or none.
 
 from __future__ import annotations
 
+import itertools
+import json
 import shutil
 import tempfile
 import time
@@ -42,7 +44,7 @@ from typing import Any
 
 import networkx as nx
 
-from govtrain.formal.output import StateGraph, TLCOutputError, TLCResult, parse_dot
+from govtrain.formal.output import Outcome, StateGraph, TLCOutputError, TLCResult, parse_dot
 from govtrain.formal.toolchain import Toolchain, run_tlc
 from govtrain.formal.vocabulary import (
     CONSTANT_NAMES,
@@ -56,6 +58,7 @@ from govtrain.governance import budget, convergence, routing
 from govtrain.governance.config import BudgetConfig, GovernanceConfig, GovernorConfig
 from govtrain.governance.explore import explore, render
 from govtrain.governance.state import GovernanceState, GroupState, Phase
+from govtrain.governance.step import decide
 from govtrain.resources import specs_dir
 
 # --------------------------------------------------------------------------- comparison
@@ -394,6 +397,8 @@ def conform_training(
         their_init,
         show=show_state,
     )
+    if out.difference is None and exploration.violation is None:
+        out.difference = compare_plans(exploration.graph.nodes, cfg, toolchain, timeout)
     if exploration.violation is not None:
         # the explorer stopped at a broken invariant: its graph is partial, and the
         # violation, not the missing rest of the graph, is what to report
@@ -414,6 +419,60 @@ BUDGET_CASES = (
     BudgetCase(),
     BudgetCase(groups=3, master=6, floor=0, ceiling=5, weights=(0, 1, 2, 3, 4, 5)),
 )
+
+
+def compare_plans(
+    states: Iterable[GovernanceState],
+    cfg: GovernanceConfig,
+    toolchain: Toolchain,
+    timeout: float,
+    needs: Sequence[int] = NEEDS,
+) -> Difference | None:
+    """decide() in every given state, for every vector of `needs`, against the spec's
+    DecisionFor (specs/PlanConformance.tla, one TLC run over all the cases)."""
+    cases = []
+    for state in sorted(states, key=render):
+        phases = [g.phase.value for g in state.groups]
+        for vector in itertools.product(needs, repeat=len(state.groups)):
+            d = decide(state, [float(n) for n in vector], cfg)
+            decision = {
+                "units": list(d.allocations),
+                "budgetAction": d.budget_action,
+                "quota": list(d.quotas),
+                "warmup": d.warmup,
+            }
+            line = {"phase": phases, "clock": state.clock, "need": list(vector)}
+            cases.append((state, {**line, "decision": decision}))
+    work = _Workdir()
+    try:
+        data = work.write("cases.ndjson", "".join(json.dumps(c) + "\n" for _, c in cases))
+        module = work.write(
+            "ConformPlans.tla",
+            render_training_module(cfg, "ConformPlans", extends="PlanConformance"),
+        )
+        lines = [f"    {n} <- MC_{n}" for n in CONSTANT_NAMES]
+        lines += [f"    PlanFile = {tla(str(data))}", '    Bug = "none"']
+        conf = work.write(
+            "ConformPlans.cfg",
+            _cfg("PlanSpec", lines) + "INVARIANT PlansAgree\nALIAS PlanAlias\n",
+        )
+        result = run_tlc(module, conf, workers=1, timeout=timeout, toolchain=toolchain)
+    finally:
+        work.close()
+    if result.outcome is Outcome.HOLDS:
+        return None
+    values = result.trace[-1].values if result.trace else {}
+    index = values.get("case")
+    if result.outcome is not Outcome.INVARIANT_VIOLATED or not isinstance(index, int):
+        first = result.errors[0].splitlines()[0] if result.errors else result.outcome.value
+        raise TLCOutputError(f"TLC did not check the plans: {first}")
+    state, case = cases[index - 1]
+    python = case["decision"]
+    return Difference(
+        "different decision",
+        render(state),
+        f"needs {tuple(case['need'])}: Python {python}, TLA+ {values.get('spec')}",
+    )
 
 
 def conform_budget(
