@@ -7,9 +7,13 @@ torch, so validating a config is instant.
 
 from __future__ import annotations
 
+import copy
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from govtrain.governance.config import (
@@ -142,11 +146,70 @@ def parse_config(data: Any, source: str = "config") -> RunConfig:
         raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
 
 
-def load_config(path: Path) -> RunConfig:
-    """Read and validate a YAML run config; relative data paths resolve against the file."""
+def load_config(path: Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read and validate a YAML run config, with `FIELD=VALUE` overrides applied first.
+
+    Relative data paths resolve against the file, or, when an override set the
+    path, against the working directory the command was typed in.
+    """
     path = Path(path)
-    cfg = parse_config(load_yaml(path), str(path))
+    data = load_yaml(path)
+    source = str(path)
+    if overrides:
+        data = apply_overrides(data, overrides)
+        source = f"{path} with {' '.join(overrides)}"
+    cfg = parse_config(data, source)
     if cfg.data is not None and cfg.data.path is not None and not cfg.data.path.is_absolute():
-        resolved = (path.parent / cfg.data.path).resolve()
+        typed = any(o.partition("=")[0] in ("data", "data.path") for o in overrides)
+        base = Path.cwd() if typed else path.parent
+        resolved = (base / cfg.data.path).resolve()
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": resolved})})
     return cfg
+
+
+# YAML 1.1 (PyYAML) reads `1e-3` as a string; on a command line it means a number.
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+")
+
+
+def apply_overrides(data: Any, overrides: Sequence[str]) -> dict:
+    """A copy of the config mapping with each `dotted.field=value` set.
+
+    The value is a YAML scalar or flow collection (`8`, `1e-3`, `true`, `[a, b]`);
+    a list item is named by its index (`governance.groups.2.level=1`); sections
+    that are absent are created. The result is validated like any config, so an
+    unknown or ill-typed field is named there.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"overrides need a mapping at the top level, got {type(data).__name__}")
+    data = copy.deepcopy(data)
+    for item in overrides:
+        field, eq, text = item.partition("=")
+        keys = field.split(".")
+        if not eq or not all(keys):
+            raise ConfigError(f"override {item!r}: expected FIELD=VALUE, e.g. train.lr=1e-3")
+        try:
+            value = yaml.safe_load(text) if text.strip() else text
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"override {field}: not a YAML value: {problem}") from None
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            value = float(value)
+        node: Any = data
+        for depth, key in enumerate(keys):
+            where = ".".join(keys[:depth]) or "the top level"
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise ConfigError(
+                        f"override {field}: {where} is a list of {len(node)}, "
+                        f"{key!r} is not an index of it"
+                    )
+                key = int(key)
+            elif not isinstance(node, dict):
+                raise ConfigError(f"override {field}: {where} is a value, not a section")
+            if depth == len(keys) - 1:
+                node[key] = value
+            else:
+                if isinstance(node, dict) and node.get(key) is None:
+                    node[key] = {}
+                node = node[key]
+    return data

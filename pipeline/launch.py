@@ -8,6 +8,7 @@ restarted ranks find the log and resume it (verified first) instead of starting.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,9 +23,10 @@ def open_run(
     run_dir: Path | None,
     resume_dir: Path | None,
     key_path: Path | None,
+    overrides: Sequence[str] = (),
 ) -> GovernedTrainer:
     """The trainer `govtrain run` trains: started, or resumed (after verification)."""
-    cfg = load_config(config) if resume_dir is None else committed_config(resume_dir)
+    cfg = load_config(config, overrides) if resume_dir is None else committed_config(resume_dir)
     world = None
     if distributed.launched():
         tcfg = cfg.trainable().train

@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import yaml
 
 from govtrain.governance.errors import ConfigError
 from govtrain.pipeline.config import load_config, parse_config
@@ -167,3 +168,70 @@ def test_numbers_are_taken_as_written(field: str, value, needle: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(data)
     assert needle in str(err.value), str(err.value)
+
+
+# --------------------------------------------------------------------------- overrides
+
+SMALL = Path(__file__).resolve().parents[1] / "configs" / "small.yaml"
+
+
+def test_overrides_set_fields_at_any_depth(tmp_path: Path) -> None:
+    cfg = load_config(
+        SMALL,
+        [
+            "governance.governor.patience=3",
+            "governance.groups.2.level=0",
+            "governance.hierarchy.levels=1",
+            "seed=7",
+            "train.lr=1e-3",  # a section the file lacks is created; 1e-3 is a number
+            "audit.fsync=always",
+            "governance.groups.0.patterns=[embed.weight, 'embed.*']",
+        ],
+    )
+    gov = cfg.governance
+    assert gov.governor.patience == 3 and [g.level for g in gov.groups] == [0, 0, 0]
+    assert cfg.seed == 7 and cfg.audit.fsync == "always"
+    assert cfg.train is not None and cfg.train.lr == 0.001
+    assert list(gov.groups[0].patterns) == ["embed.weight", "embed.*"]
+    untouched = load_config(SMALL)
+    assert untouched.governance.governor.patience == 2 and untouched.train is None
+
+
+def test_an_overridden_data_path_is_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "work").mkdir()
+    path = tmp_path / "configs" / "text.yaml"
+    raw = yaml.safe_load(SMALL.read_text())
+    raw["data"] = {"source": "text", "path": "corpus.txt", "seq_len": 8, "vocab_size": 64}
+    path.write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path / "work")
+    assert load_config(path).data.path == tmp_path / "configs" / "corpus.txt"
+    assert load_config(path, ["data.path=other.txt"]).data.path == tmp_path / "work" / "other.txt"
+    section = "data={source: text, path: c.txt, seq_len: 8, vocab_size: 64}"
+    assert load_config(path, [section]).data.path == tmp_path / "work" / "c.txt"
+    assert load_config(path, ["data.seq_len=4"]).data.path == tmp_path / "configs" / "corpus.txt"
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("governance.governor.patience=x", "governance.governor.patience: Input should be"),
+        ("governance.governor.patience=2.5", "governance.governor.patience: must be an integer"),
+        ("governance.governor.patience=true", "governance.governor.patience: must be an integer"),
+        ("governance.governor.patiense=3", "governance.governor.patiense: Extra inputs"),
+        ("governance.router=3", "governance.router: Input should be a valid dictionary"),
+        ("governance.groups.5.level=1", "governance.groups is a list of 3, '5' is not an index"),
+        ("governance.groups.x.level=1", "governance.groups is a list of 3, 'x' is not an index"),
+        ("name.x=1", "override name.x: name is a value, not a section"),
+        ("governance.total_steps", "override 'governance.total_steps': expected FIELD=VALUE"),
+        ("governance..total_steps=3", "expected FIELD=VALUE"),
+        ("governance.groups=[1", "override governance.groups: not a YAML value"),
+        ("train.lr=-1", "train.lr: Input should be greater than 0"),
+    ],
+)
+def test_a_bad_override_is_one_error_naming_the_field(override: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(SMALL, [override])
+    assert needle in str(err.value) and "\n" not in str(err.value)

@@ -180,6 +180,32 @@ def test_cli_run_then_verify(tmp_path: Path) -> None:
     assert verified.exit_code == 0, verified.output
 
 
+def test_cli_overrides_are_what_the_run_commits_to(tmp_path: Path) -> None:
+    cfg = _write_cfg(tmp_path, tiny_run(**{"governance__total_steps": 6}))
+    run_dir = tmp_path / "run"
+    args = ["governance.governor.patience=3", "train.lr=2e-3", "governance.groups.0.level=0"]
+    result = CliRunner().invoke(
+        main, ["run", str(cfg), *args, "--run-dir", str(run_dir), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    committed = read_records(run_dir / "audit.jsonl")[0].body["config"]
+    assert committed["governance"]["governor"]["patience"] == 3
+    assert committed["train"]["lr"] == 0.002
+    refused = CliRunner().invoke(main, ["run", "--resume", str(run_dir), "train.lr=1.0"])
+    assert refused.exit_code == 2 and "--resume takes the config" in refused.output
+
+
+def test_a_bad_override_of_the_default_config_is_one_line(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(
+        main, ["run", "governance.governor.patiense=3", "--run-dir", str(run_dir)]
+    )
+    assert result.exit_code == 1 and result.output.strip().count("\n") == 0
+    assert "quickstart.yaml with governance.governor.patiense=3" in result.output
+    assert "governance.governor.patiense: Extra inputs are not permitted" in result.output
+    assert not run_dir.exists()
+
+
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [

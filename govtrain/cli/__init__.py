@@ -48,15 +48,22 @@ main.add_command(keys)
 main.add_command(specs)
 
 
+OVERRIDES = click.argument("overrides", nargs=-1, metavar="[FIELD=VALUE]...")
+
+
 @main.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@OVERRIDES
 @click.option("--max-states", default=200_000, show_default=True, help="Stop exploring past this.")
-def explore(config: Path, max_states: int) -> None:
-    """Explore every reachable governance state of CONFIG and check all invariants."""
+def explore(config: Path, overrides: tuple[str, ...], max_states: int) -> None:
+    """Explore every reachable governance state of CONFIG and check all invariants.
+
+    FIELD=VALUE overrides a field of CONFIG first (e.g. governance.governor.patience=3).
+    """
     from govtrain.governance.explore import explore as run_exploration
     from govtrain.pipeline.config import load_config
 
-    run = load_config(config)
+    run = load_config(config, overrides)
     result = run_exploration(run.governance, max_states=max_states)
     states, edges = result.graph.number_of_nodes(), result.graph.number_of_edges()
     shape = f"groups={len(run.governance.groups)}, levels={run.governance.hierarchy.levels}"
@@ -74,6 +81,7 @@ DEFAULT_CONFIG = config_path("quickstart.yaml")
 
 @main.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@OVERRIDES
 @click.option(
     "--run-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -99,6 +107,7 @@ DEFAULT_CONFIG = config_path("quickstart.yaml")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run(
     config: Path | None,
+    overrides: tuple[str, ...],
     run_dir: Path | None,
     resume_dir: Path | None,
     stop_after: int | None,
@@ -107,15 +116,19 @@ def run(
 ) -> None:
     """Train under governance: CONFIG, or configs/quickstart.yaml when none is given.
 
+    FIELD=VALUE overrides a field of the config (e.g. train.lr=1e-3
+    governance.governor.patience=8); the run commits to the config with them.
     Under `torchrun --nproc_per_node=N -m govtrain run CONFIG` it trains on N processes.
     """
     from govtrain.pipeline.logs import configure_logging
 
+    if config is not None and "=" in config.name and not config.exists():
+        config, overrides = None, (str(config), *overrides)  # overrides of the default
     launch = _train_side("govtrain.pipeline.launch")
     configure_logging()
-    if resume_dir is not None and (config is not None or run_dir is not None):
+    if resume_dir is not None and (config is not None or run_dir is not None or overrides):
         raise click.UsageError("--resume takes the config and directory from the run itself")
-    trainer = launch.open_run(config or DEFAULT_CONFIG, run_dir, resume_dir, key_path)
+    trainer = launch.open_run(config or DEFAULT_CONFIG, run_dir, resume_dir, key_path, overrides)
     try:
         summary = trainer.train(stop_after=stop_after, progress=not no_progress and trainer.leader)
     finally:
