@@ -1,4 +1,4 @@
-"""Inclusion proofs as self-contained JSON bundles, checkable offline.
+"""Inclusion and consistency proofs as self-contained JSON bundles, checkable offline.
 
 `prove` verifies the run and returns, for one record: its canonical line, leaf hash,
 index, the tree size and root of a signed checkpoint, the RFC 9162 audit path, and
@@ -6,6 +6,12 @@ that checkpoint's signed note. `check_proof` needs only the bundle, a signed
 checkpoint note and a key: it checks the note's signature, that the note's (origin,
 size, root) are the bundle's, that the record is canonical with the claimed seq and
 hashes to the leaf, and the audit path. Nothing is read from the run directory.
+
+`prove_consistency` answers whoever kept an older signed checkpoint: the RFC 9162
+consistency proof from that size to a later signed checkpoint, embedded in the
+bundle. `check_consistency` checks the later note's signature, the earlier note the
+checker trusts, and that the later tree extends the earlier one: no record the
+earlier checkpoint covered was changed, dropped or reordered since.
 """
 
 from __future__ import annotations
@@ -16,18 +22,19 @@ from typing import Any
 
 from govtrain.audit.errors import NoteError, ProofError, RecordError
 from govtrain.audit.keys import VerifierKey
-from govtrain.audit.merkle import MerkleTree, leaf_hash, verify_inclusion
+from govtrain.audit.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
 from govtrain.audit.notes import Checkpoint, open_checkpoint, split_notes, unverified_text
 from govtrain.audit.records import Record
-from govtrain.audit.verify import read_run, verify_bytes
+from govtrain.audit.verify import VerifyReport, read_run, verify_bytes
 
 PROOF_FORMAT = "govtrain.audit.inclusion/v1"
+CONSISTENCY_FORMAT = "govtrain.audit.consistency/v1"
 
 
-def prove(
-    path: Path, seq: int, *, pubkey: VerifierKey | None = None, size: int | None = None
-) -> dict[str, Any]:
-    """The bundle for record `seq` against the last signed checkpoint (or the one of `size`)."""
+def _verified_tree(
+    path: Path, pubkey: VerifierKey | None, size: int | None
+) -> tuple[VerifyReport, dict[int, str], int, MerkleTree, list[bytes]]:
+    """Verify the run; its report, its notes by size, the proof's size, tree and lines."""
     log, notes = read_run(path)
     report = verify_bytes(log, notes, pubkey=pubkey)
     texts, _ = split_notes(notes)
@@ -35,10 +42,17 @@ def prove(
     size = report.checkpoint_size if size is None else size
     if size not in signed:
         raise ProofError(f"there is no signed checkpoint of size {size} (sizes: {sorted(signed)})")
+    lines = log.split(b"\n")[:size]
+    return report, signed, size, MerkleTree(leaf_hash(line) for line in lines), lines
+
+
+def prove(
+    path: Path, seq: int, *, pubkey: VerifierKey | None = None, size: int | None = None
+) -> dict[str, Any]:
+    """The bundle for record `seq` against the last signed checkpoint (or the one of `size`)."""
+    report, signed, size, tree, lines = _verified_tree(path, pubkey, size)
     if not 0 <= seq < size:
         raise ProofError(f"record {seq} is not covered by the signed checkpoint of size {size}")
-    lines = log.split(b"\n")[:size]
-    tree = MerkleTree(leaf_hash(line) for line in lines)
     return {
         "format": PROOF_FORMAT,
         "origin": report.origin,
@@ -52,6 +66,65 @@ def prove(
         "proof": [node.hex() for node in tree.inclusion_proof(seq, size)],
         "checkpoint": signed[size],
     }
+
+
+def prove_consistency(
+    path: Path, old_size: int, *, pubkey: VerifierKey | None = None, size: int | None = None
+) -> dict[str, Any]:
+    """The bundle showing that the last signed checkpoint (or the one of `size`) extends
+    the signed checkpoint of `old_size`."""
+    report, signed, size, tree, _ = _verified_tree(path, pubkey, size)
+    if old_size not in signed or not 0 < old_size <= size:
+        earlier = sorted(n for n in signed if n <= size)
+        raise ProofError(
+            f"there is no signed checkpoint of size {old_size} up to size {size} (sizes: {earlier})"
+        )
+    return {
+        "format": CONSISTENCY_FORMAT,
+        "origin": report.origin,
+        "key": report.key.vkey,
+        "old_size": old_size,
+        "old_root": tree.root(old_size).hex(),
+        "tree_size": size,
+        "root": tree.root(size).hex(),
+        "proof": [node.hex() for node in tree.consistency_proof(old_size, size)],
+        "checkpoint": signed[size],
+    }
+
+
+def check_consistency(
+    bundle: Mapping[str, Any], old_notes: str, key: VerifierKey
+) -> tuple[Checkpoint, Checkpoint]:
+    """(the trusted earlier checkpoint, the later one) once the later signed tree is shown
+    to extend the earlier; otherwise the error names the failed check.
+
+    `old_notes` is the earlier signed checkpoint the checker kept (one note, or a whole
+    checkpoints.note file); the later note is the bundle's own, its signature checked.
+    """
+    if bundle.get("format") != CONSISTENCY_FORMAT:
+        raise ProofError(f"not a {CONSISTENCY_FORMAT} bundle")
+    old_size, size = bundle.get("old_size"), bundle.get("tree_size")
+    if type(old_size) is not int or type(size) is not int:
+        raise ProofError("old_size and tree_size must be integers")
+    text = bundle.get("checkpoint")
+    if not isinstance(text, str):
+        raise ProofError("the bundle has no signed checkpoint")
+    old = open_checkpoint(_note_of_size(old_notes, old_size), key)
+    new = open_checkpoint(text, key)
+    if new.origin != old.origin:
+        raise NoteError(f"the checkpoints are of two logs: {old.origin} and {new.origin}")
+    if new.size != size or new.root != _hex(bundle.get("root"), "root"):
+        raise NoteError(
+            f"the bundle's checkpoint signs size {new.size} root {new.root.hex()}, the proof "
+            f"is for size {size} root {bundle.get('root')}"
+        )
+    nodes = bundle.get("proof")
+    if not isinstance(nodes, list):
+        raise ProofError("proof must be a list of hex hashes")
+    verify_consistency(
+        old.size, new.size, old.root, new.root, [_hex(n, "proof hash") for n in nodes]
+    )
+    return old, new
 
 
 def _hex(value: Any, what: str) -> bytes:

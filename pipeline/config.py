@@ -80,6 +80,10 @@ class TrainConfig(StrictSection):
     momentum: float = Field(default=0.9, ge=0, lt=1)
     grad_clip: float | None = Field(default=1.0, gt=0)
     eval_every: int = Field(default=50, ge=1)
+    # "on_change": an evaluation due every `eval_every` steps runs only when an optimizer
+    # step changed the weights since the last one (a frozen model is not re-evaluated);
+    # the run's last step is always evaluated. "every": always.
+    eval: Literal["every", "on_change"] = "every"
     eval_batches: int = Field(default=4, ge=1)
     checkpoint_every: int = Field(default=100, ge=1)
     probe_every: int = Field(default=10, ge=1)

@@ -18,6 +18,7 @@ import math
 import os
 import pickle
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,9 @@ class RunSummary:
     finished: bool = False  # ended by Finish: nothing was left to train
     world_size: int = 1
     grad_bytes: int = 0  # gradient bytes all-reduced across ranks (world_size > 1)
+    evals: int = 0  # evaluations run, and skipped because the weights had not changed
+    evals_skipped: int = 0
+    eval_seconds_each: float = 0.0  # mean time of the evaluations this process ran
 
     @property
     def skipped_share(self) -> float:
@@ -173,6 +177,10 @@ class GovernedTrainer:
         self.transitions: Counter = Counter()
         self.last_loss = math.nan
         self.last_eval = math.nan
+        self.evals = Counter()  # "run", "skipped"
+        self.eval_seconds, self.timed_evals = 0.0, 0  # in this process (not checkpointed)
+        self.evaluated_at: int | None = None  # the step of the last evaluation ...
+        self.changed_since_eval = True  # ... and whether an optimizer step ran since
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -305,7 +313,7 @@ class GovernedTrainer:
                     )
                 done = self.step == total or self.finished
                 if self.step % self.cfg.train.eval_every == 0 or done:
-                    self.evaluate()
+                    self._evaluate_if_changed(last=done)
                 save = self.step % self.cfg.train.checkpoint_every == 0 or done or self.step == end
                 if self.world is not None and (save or changed or self._agree_due()):
                     self._agree()
@@ -369,6 +377,7 @@ class GovernedTrainer:
                 scheduled_lr(self.cfg.train, self.step, self.cfg.governance.total_steps),
             )
             self.optimizer.step()
+            self.changed_since_eval = True
         result = self.gov.commit(
             loss=loss.item(), lr=self.optimizer.param_groups[0]["lr"], grad_bytes=grad_bytes
         )
@@ -389,6 +398,24 @@ class GovernedTrainer:
         self.step += 1
         self.gov.skip()
         return False
+
+    def _evaluate_if_changed(self, last: bool) -> None:
+        """Evaluate, or under `train.eval: on_change` record why not: no optimizer step
+        has changed the weights since the last evaluation, so its loss still holds."""
+        assert self.audit is not None
+        if self.cfg.train.eval == "on_change" and not self.changed_since_eval and not last:
+            self.evals["skipped"] += 1
+            reason = f"weights unchanged since the evaluation at step {self.evaluated_at}"
+            self.audit.append(
+                "eval_skipped", {"step": self.step, "since": self.evaluated_at, "reason": reason}
+            )
+            return
+        start = time.perf_counter()
+        self.evaluate()
+        self.eval_seconds += time.perf_counter() - start
+        self.timed_evals += 1
+        self.evals["run"] += 1
+        self.evaluated_at, self.changed_since_eval = self.step, False
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -455,6 +482,9 @@ class GovernedTrainer:
             "transitions": dict(self.transitions),
             "last_loss": self.last_loss,
             "last_eval": self.last_eval,
+            "evals": dict(self.evals),
+            "evaluated_at": self.evaluated_at,
+            "changed_since_eval": self.changed_since_eval,
         }
 
     def _load(self, sd: dict[str, Any]) -> None:
@@ -471,6 +501,9 @@ class GovernedTrainer:
         self.grad_bytes = sd["grad_bytes"]
         self.transitions = Counter(sd["transitions"])
         self.last_loss, self.last_eval = sd["last_loss"], sd["last_eval"]
+        self.evals = Counter(sd.get("evals", {}))  # checkpoints from before on_change lack them
+        self.evaluated_at = sd.get("evaluated_at")
+        self.changed_since_eval = sd.get("changed_since_eval", True)
 
     def _optimizer_state(self) -> dict[str, Any]:
         with _all_trainable(self.gov.all_params):  # frozen groups keep their state too
@@ -559,6 +592,9 @@ class GovernedTrainer:
             finished=self.finished,
             world_size=1 if self.world is None else self.world.size,
             grad_bytes=self.grad_bytes,
+            evals=self.evals["run"],
+            evals_skipped=self.evals["skipped"],
+            eval_seconds_each=self.eval_seconds / max(1, self.timed_evals),
         )
 
 

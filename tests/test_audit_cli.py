@@ -10,10 +10,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from govtrain.audit.dsse import open_envelope
-from govtrain.audit.keys import generate_signer, load_verifier_key
+from govtrain.audit.keys import generate_signer, load_signing_key, load_verifier_key
+from govtrain.audit.records import Record
 from govtrain.audit.verify import LOG_FILE, NOTES_FILE
 from govtrain.cli import main
-from tests.audit_support import make_run
+from tests.audit_support import join, make_run, rechain, sign_sizes
 
 
 def govtrain(*args: object) -> Result:
@@ -172,6 +173,85 @@ def test_check_proof_rejects_a_forged_record_an_old_checkpoint_or_another_key(
     )
     assert result.exit_code == 1 and "no signature by key" in result.output
     assert govtrain("audit", "prove", run, "--seq", 30).exit_code == 1
+
+
+def _note_of(run: Path, size: int) -> str:
+    return json.loads(govtrain("audit", "prove", run, "--seq", 0, "--size", size).output)[
+        "checkpoint"
+    ]
+
+
+def test_a_consistency_proof_shows_the_log_extends_a_kept_checkpoint(
+    run: Path, tmp_path: Path
+) -> None:
+    """Whoever kept the signed checkpoint of size 8 checks, offline, that the signed tree
+    of size 30 extends it."""
+    kept = tmp_path / "kept.note"
+    kept.write_text(_note_of(run, 8))
+    proof = tmp_path / "consistency.json"
+    assert govtrain("audit", "prove", run, "--consistency", 8, "-o", proof).exit_code == 0
+    bundle = json.loads(proof.read_text())
+    assert (bundle["old_size"], bundle["tree_size"]) == (8, 30) and bundle["proof"]
+    pub = run / "keys" / "audit.pub"
+    result = govtrain("audit", "check-proof", proof, "--checkpoint", kept, "--pubkey", pub)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(
+        f"ok: the tree of size 30 with root {bundle['root']} extends your checkpoint of size 8"
+    )
+    # to an earlier signed size, and from the whole notes file
+    mid = json.loads(govtrain("audit", "prove", run, "--consistency", 8, "--size", 24).output)
+    assert mid["tree_size"] == 24
+    kept24 = tmp_path / "kept24.note"
+    kept24.write_text(_note_of(run, 24))  # not a power of two: the proof carries no old root
+    from24 = tmp_path / "from24.json"
+    assert govtrain("audit", "prove", run, "--consistency", 24, "-o", from24).exit_code == 0
+    result = govtrain("audit", "check-proof", from24, "--checkpoint", kept24, "--pubkey", pub)
+    assert result.exit_code == 0 and "extends your checkpoint of size 24" in result.output
+    whole = govtrain("audit", "check-proof", proof, "--checkpoint", run / NOTES_FILE)
+    assert whole.exit_code == 0 and "warning: checked against the key the proof names" in (
+        whole.output
+    )
+    for args, needle in (
+        (("--consistency", 9), "no signed checkpoint of size 9 up to size 30"),
+        (("--consistency", 24, "--size", 16), "no signed checkpoint of size 24 up to size 16"),
+        (("--seq", 3, "--consistency", 8), "give one of --seq and --consistency"),
+        ((), "give one of --seq and --consistency"),
+    ):
+        refused = CliRunner().invoke(main, ["audit", "prove", str(run), *map(str, args)])
+        assert refused.exit_code in (1, 2) and needle in refused.output, refused.output
+
+
+def test_a_consistency_proof_fails_for_a_rewritten_history(run: Path, tmp_path: Path) -> None:
+    """The key holder rewrites record 5 (below the kept checkpoint), re-chains and re-signs
+    every checkpoint: the new log verifies on its own, but not as an extension of what the
+    checker kept."""
+    kept = tmp_path / "kept.note"
+    kept.write_text(_note_of(run, 8))
+    pub = run / "keys" / "audit.pub"
+    signer = load_signing_key(run / "keys" / "audit.key")
+    lines = (run / LOG_FILE).read_bytes().split(b"\n")[:-1]
+    five = Record.from_line(lines[5])
+    lines[5] = Record.build(5, five.kind, five.prev, {**five.body, "loss": 0.42}).line
+    lines = rechain(lines, 5)
+    (run / LOG_FILE).write_bytes(join(lines))
+    (run / NOTES_FILE).write_bytes(sign_sizes(lines, [8, 16, 24, 30], signer))
+    assert govtrain("audit", "verify", run, "--pubkey", pub).exit_code == 0
+    proof = tmp_path / "consistency.json"
+    assert govtrain("audit", "prove", run, "--consistency", 8, "-o", proof).exit_code == 0
+    result = govtrain("audit", "check-proof", proof, "--checkpoint", kept, "--pubkey", pub)
+    assert result.exit_code == 1 and "proof leads to" in result.output
+    # nor can a forger make a bundle pass with its own old root or another tree
+    bundle = json.loads(proof.read_text())
+    for forged, needle in (
+        ({"proof": ["00" * 32, *bundle["proof"][1:]]}, "proof leads to"),
+        ({"root": "11" * 32}, "the bundle's checkpoint signs size 30"),
+        ({"old_size": 16}, "signs sizes [8], the proof is for size 16"),
+        ({"format": "x"}, "not a govtrain.audit.inclusion/v1 bundle"),
+    ):
+        path = tmp_path / "forged.json"
+        path.write_text(json.dumps({**bundle, **forged}))
+        result = govtrain("audit", "check-proof", path, "--checkpoint", kept, "--pubkey", pub)
+        assert result.exit_code == 1 and needle in result.output, (forged, result.output)
 
 
 def test_provenance_export_is_a_verifiable_envelope(run: Path, tmp_path: Path) -> None:

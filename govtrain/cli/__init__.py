@@ -171,6 +171,13 @@ def _print_summary(s, stopped: bool) -> None:
         steps += f" of {s.total_steps} ({s.total_steps - s.steps} saved: every group converged)"
     table.add_row("steps", steps)
     table.add_row("final train / eval loss", f"{s.train_loss:.4f} / {s.eval_loss:.4f}")
+    if s.evals_skipped:
+        table.add_row(
+            "evaluations",
+            f"{s.evals} run, {s.evals_skipped} skipped (weights unchanged): about "
+            f"{s.evals_skipped * s.eval_seconds_each:.1f} s avoided at "
+            f"{s.eval_seconds_each:.2f} s each",
+        )
     table.add_row(
         "backward FLOPs skipped",
         f"{s.skipped_share:.1%} of dense ({s.backward_flops / 1e12:.2f} of "

@@ -30,7 +30,13 @@ from govtrain.audit.keys import (
     write_key_pair,
 )
 from govtrain.audit.notes import split_notes
-from govtrain.audit.proofs import check_proof, prove
+from govtrain.audit.proofs import (
+    CONSISTENCY_FORMAT,
+    check_consistency,
+    check_proof,
+    prove,
+    prove_consistency,
+)
 from govtrain.audit.provenance import export_provenance, read_records
 from govtrain.audit.repair import repair_torn_tail
 from govtrain.audit.verify import VerifyReport, run_files, verify_run
@@ -134,15 +140,32 @@ def show(path: Path, seq: int | None, kind: str | None) -> None:
 
 @audit.command("prove")
 @_run_path
-@click.option("--seq", required=True, type=click.IntRange(min=0), help="The record to prove.")
+@click.option("--seq", type=click.IntRange(min=0), help="The record to prove included.")
+@click.option(
+    "--consistency",
+    "old_size",
+    type=click.IntRange(min=1),
+    help="Prove the log extends its signed checkpoint of this size.",
+)
 @click.option("--size", type=click.IntRange(min=1), help="Signed checkpoint size (default: last).")
 @_pubkey
 @_output
 def prove_command(
-    path: Path, seq: int, size: int | None, pubkey: str | None, output: Path | None
+    path: Path,
+    seq: int | None,
+    old_size: int | None,
+    size: int | None,
+    pubkey: str | None,
+    output: Path | None,
 ) -> None:
-    """Print the inclusion proof of record SEQ as JSON, with the signed checkpoint it is for."""
-    bundle = prove(path, seq, pubkey=_key(pubkey), size=size)
+    """Print, as JSON with the signed checkpoint it is for, the inclusion proof of record
+    SEQ or the consistency proof from the signed checkpoint of size OLD_SIZE."""
+    if (seq is None) == (old_size is None):
+        raise click.UsageError("give one of --seq and --consistency")
+    if seq is not None:
+        bundle = prove(path, seq, pubkey=_key(pubkey), size=size)
+    else:
+        bundle = prove_consistency(path, old_size, pubkey=_key(pubkey), size=size)
     _emit(json.dumps(bundle, indent=2), output)
 
 
@@ -152,11 +175,12 @@ def prove_command(
     "--checkpoint",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The signed checkpoint note you trust.",
+    help="The signed checkpoint note you trust (for a consistency proof: the earlier one).",
 )
 @_pubkey
 def check_proof_command(proof: Path, checkpoint: Path, pubkey: str | None) -> None:
-    """Check PROOF offline: the checkpoint's signature, the record and its audit path."""
+    """Check PROOF offline: the checkpoint's signature, the record and its audit path; or,
+    for a consistency proof, that the proof's signed tree extends your earlier checkpoint."""
     try:
         bundle = json.loads(proof.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
@@ -170,6 +194,14 @@ def check_proof_command(proof: Path, checkpoint: Path, pubkey: str | None) -> No
             "warning: checked against the key the proof names; pass --pubkey to use one you trust",
             err=True,
         )
+    if bundle.get("format") == CONSISTENCY_FORMAT:
+        old, new = check_consistency(bundle, checkpoint.read_text(), key)
+        click.echo(
+            f"ok: the tree of size {new.size} with root {new.root.hex()} extends your "
+            f"checkpoint of size {old.size} with root {old.root.hex()}, both signed by "
+            f"{key.name} ({key.key_id.hex()})"
+        )
+        return
     record = check_proof(bundle, checkpoint.read_text(), key)
     click.echo(
         f"ok: record seq {record.seq} (kind {record.kind}) is leaf {record.seq} of the tree of "
