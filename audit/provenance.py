@@ -12,7 +12,9 @@ run key. `check_artifacts` re-hashes those files, for resuming a run.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import platform
 import re
 import subprocess
@@ -23,10 +25,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from govtrain.audit.dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
+from govtrain.audit.dsse import INTOTO_PAYLOAD_TYPE, open_envelope, sign_envelope
 from govtrain.audit.errors import AuditError, RecordError
-from govtrain.audit.keys import Signer, VerifierKey
+from govtrain.audit.keys import Signer, VerifierKey, load_verifier_key
 from govtrain.audit.log import key_commitment
+from govtrain.audit.merkle import MerkleTree, leaf_hash
 from govtrain.audit.records import Record, canonical_json
 from govtrain.audit.verify import LOG_FILE, VerifyReport, read_run, verify_bytes
 
@@ -270,3 +273,55 @@ def export_provenance(run_dir: Path, signer: Signer) -> tuple[dict[str, Any], Ve
     report = verify_bytes(log, notes, pubkey=signer.verifier)
     statement = provenance_statement(records_of(log), report, hashlib.sha256(log).hexdigest())
     return sign_envelope(canonical_json(statement), INTOTO_PAYLOAD_TYPE, signer), report
+
+
+def statement_key(envelope: Mapping[str, Any]) -> VerifierKey:
+    """The key an envelope's own statement names (unauthenticated: a hint, not a trust root)."""
+    try:
+        statement = json.loads(base64.b64decode(envelope["payload"]))
+        log = statement["predicate"]["runDetails"]["byproducts"][0]
+        return load_verifier_key(log["annotations"]["key"])
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise AuditError("the envelope names no key; pass --pubkey") from exc
+
+
+def check_provenance(
+    envelope: Mapping[str, Any], key: VerifierKey, run_dir: Path | None = None
+) -> dict[str, Any]:
+    """The statement of a provenance envelope signed by `key`, checked for its types and,
+    with `run_dir`, against that run: the log verifies with `key`, its first `tree_size`
+    records have the stated Merkle root (a run that went on since still matches), the
+    config and seed are run_start's, and every subject file has the stated SHA-256."""
+    payload_type, payload = open_envelope(envelope, key)
+    if payload_type != INTOTO_PAYLOAD_TYPE:
+        raise AuditError(f"payload type {payload_type!r} is not {INTOTO_PAYLOAD_TYPE!r}")
+    try:
+        statement = json.loads(payload)
+        predicate = statement["predicate"]
+        log = predicate["runDetails"]["byproducts"][0]["annotations"]
+        size, root = log["tree_size"], log["merkle_root"]
+        subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+        external = predicate["buildDefinition"]["externalParameters"]
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise AuditError(f"not a govtrain provenance statement ({exc!r})") from exc
+    if (statement.get("_type"), statement.get("predicateType")) != (
+        STATEMENT_TYPE,
+        SLSA_PREDICATE_TYPE,
+    ):
+        raise AuditError(f"not an in-toto {STATEMENT_TYPE} with an SLSA v1 predicate")
+    if run_dir is None:
+        return statement
+    log_bytes, notes = read_run(run_dir)
+    report = verify_bytes(log_bytes, notes, pubkey=key)
+    if type(size) is not int or not 0 < size <= report.records:
+        raise AuditError(f"the statement is for tree size {size}; the log holds {report.records}")
+    lines = log_bytes.split(b"\n")[:size]
+    actual = MerkleTree(leaf_hash(line) for line in lines).root(size).hex()
+    if actual != root:
+        raise AuditError(f"the log's first {size} records have root {actual}, the statement {root}")
+    start = Record.from_line(lines[0]).body
+    for name in ("config", "seed"):
+        if canonical_json(start.get(name)) != canonical_json(external.get(name)):
+            raise AuditError(f"the statement's {name} is not the one run_start commits to")
+    check_artifacts(run_dir, subjects)
+    return statement

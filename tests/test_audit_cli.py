@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import stat
 from pathlib import Path
@@ -9,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from govtrain.audit.dsse import open_envelope
+from govtrain.audit.dsse import INTOTO_PAYLOAD_TYPE, open_envelope, sign_envelope
 from govtrain.audit.keys import generate_signer, load_signing_key, load_verifier_key
-from govtrain.audit.records import Record
+from govtrain.audit.records import Record, canonical_json
 from govtrain.audit.verify import LOG_FILE, NOTES_FILE
 from govtrain.cli import main
 from tests.audit_support import join, make_run, rechain, sign_sizes
@@ -261,6 +262,46 @@ def test_provenance_export_is_a_verifiable_envelope(run: Path, tmp_path: Path) -
     envelope = json.loads(out.read_text())
     payload_type, payload = open_envelope(envelope, load_verifier_key(run / "keys" / "audit.pub"))
     assert payload_type == "application/vnd.in-toto+json" and b"slsa.dev/provenance/v1" in payload
+
+
+def test_provenance_verify_checks_the_envelope_and_the_run(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "provenance.json"
+    assert govtrain("audit", "provenance", run, "-o", out).exit_code == 0
+    pub = run / "keys" / "audit.pub"
+    result = govtrain("audit", "provenance", "--verify", out, run, "--pubkey", pub)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("ok: in-toto SLSA provenance signed by")
+    assert "matches" in result.output and "log root at size 30" in result.output
+    alone = govtrain("audit", "provenance", "--verify", out)
+    assert alone.exit_code == 0 and "warning: checked against the key the statement names" in (
+        alone.output
+    )
+    stranger = generate_signer().verifier.vkey
+    result = govtrain("audit", "provenance", "--verify", out, run, "--pubkey", stranger)
+    assert result.exit_code == 1 and "no envelope signature verifies" in result.output
+    # re-signed by the run key but stating another seed: the signature holds, the run does not
+    envelope = json.loads(out.read_text())
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    statement["predicate"]["buildDefinition"]["externalParameters"]["seed"] = 7
+    signer = load_signing_key(run / "keys" / "audit.key")
+    forged = tmp_path / "forged.json"
+    forged.write_text(
+        json.dumps(sign_envelope(canonical_json(statement), INTOTO_PAYLOAD_TYPE, signer))
+    )
+    assert govtrain("audit", "provenance", "--verify", forged, "--pubkey", pub).exit_code == 0
+    result = govtrain("audit", "provenance", "--verify", forged, run, "--pubkey", pub)
+    assert result.exit_code == 1 and "seed is not the one run_start commits to" in result.output
+    statement["predicate"]["runDetails"]["byproducts"][0]["annotations"]["merkle_root"] = "ab" * 32
+    forged.write_text(
+        json.dumps(sign_envelope(canonical_json(statement), INTOTO_PAYLOAD_TYPE, signer))
+    )
+    result = govtrain("audit", "provenance", "--verify", forged, run, "--pubkey", pub)
+    assert result.exit_code == 1 and "the log's first 30 records have root" in result.output
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("[1, 2]")
+    result = govtrain("audit", "provenance", "--verify", garbage, "--pubkey", pub)
+    assert result.exit_code == 1 and "not a JSON envelope object" in result.output
+    assert govtrain("audit", "provenance").exit_code == 2
 
 
 def test_a_saved_checkpoint_file_catches_a_rollback(run: Path, tmp_path: Path) -> None:

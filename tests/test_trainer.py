@@ -407,3 +407,27 @@ def test_resume_with_an_external_key_refuses_a_tail_forged_to_pass_for_a_crash(t
     assert len(result.output.strip().splitlines()) == 1
     assert "checkpoint not consistent with the log" in result.output
     assert same(), "a refused resume writes nothing"
+
+
+def test_provenance_of_a_real_run_is_checked_against_its_checkpoint_files(
+    tiny_full_run, tmp_path: Path
+) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_full_run[0], run)
+    out = tmp_path / "provenance.json"
+    assert (
+        CliRunner().invoke(main, ["audit", "provenance", str(run), "-o", str(out)]).exit_code == 0
+    )
+    pub = str(run / "keys" / "audit.pub")
+    check = ["audit", "provenance", "--verify", str(out), str(run), "--pubkey", pub]
+    result = CliRunner().invoke(main, check)
+    assert result.exit_code == 0 and "config, seed and 5 checkpoint file(s)" in result.output
+    ckpt = run / "checkpoints" / "step_000020.pt"
+    data = bytearray(ckpt.read_bytes())
+    data[-1] ^= 1
+    ckpt.write_bytes(bytes(data))
+    result = CliRunner().invoke(main, check)
+    assert result.exit_code == 1
+    assert "checkpoint checkpoints/step_000020.pt has SHA-256" in result.output

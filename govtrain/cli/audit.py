@@ -37,7 +37,12 @@ from govtrain.audit.proofs import (
     prove,
     prove_consistency,
 )
-from govtrain.audit.provenance import export_provenance, read_records
+from govtrain.audit.provenance import (
+    check_provenance,
+    export_provenance,
+    read_records,
+    statement_key,
+)
 from govtrain.audit.repair import repair_torn_tail
 from govtrain.audit.verify import VerifyReport, run_files, verify_run
 
@@ -56,6 +61,16 @@ _output = click.option(
 
 def _key(pubkey: str | None) -> VerifierKey | None:
     return None if pubkey is None else load_verifier_key(pubkey)
+
+
+def _json_object(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AuditError(f"{path} is not a JSON {what}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise AuditError(f"{path} is not a JSON {what} object")
+    return data
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -181,12 +196,7 @@ def prove_command(
 def check_proof_command(proof: Path, checkpoint: Path, pubkey: str | None) -> None:
     """Check PROOF offline: the checkpoint's signature, the record and its audit path; or,
     for a consistency proof, that the proof's signed tree extends your earlier checkpoint."""
-    try:
-        bundle = json.loads(proof.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AuditError(f"{proof} is not a JSON proof: {exc}") from exc
-    if not isinstance(bundle, dict):
-        raise AuditError(f"{proof} is not a JSON proof object")
+    bundle = _json_object(proof, "proof")
     key = _key(pubkey)
     if key is None:
         key = load_verifier_key(str(bundle.get("key", "")))
@@ -226,21 +236,66 @@ def repair(path: Path) -> None:
 
 
 @audit.command()
-@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument(
+    "run", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
 @click.option(
     "--key",
     "key_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help=f"The run's private key (default: RUN/{RUN_KEY_DIR}/{PRIVATE_KEY_FILE}).",
 )
+@click.option(
+    "--verify",
+    "envelope_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Check this envelope instead (against RUN too, when given).",
+)
+@_pubkey
 @_output
-def provenance(run: Path, key_path: Path | None, output: Path | None) -> None:
-    """Export RUN's in-toto/SLSA provenance as a DSSE envelope signed with the run key."""
+def provenance(
+    run: Path | None,
+    key_path: Path | None,
+    envelope_file: Path | None,
+    pubkey: str | None,
+    output: Path | None,
+) -> None:
+    """Export RUN's in-toto/SLSA provenance as a DSSE envelope signed with the run key,
+    or, with --verify FILE, check an envelope: its signature and statement, and with RUN
+    that the run's log, config and checkpoint files are the ones it states."""
+    if envelope_file is not None:
+        _check_provenance(envelope_file, run, _key(pubkey))
+        return
+    if run is None:
+        raise click.UsageError("give RUN to export, or --verify FILE to check an envelope")
     signer = load_signing_key(key_path or run / RUN_KEY_DIR / PRIVATE_KEY_FILE)
     envelope, report = export_provenance(run, signer)
     if not report.closed:
         click.echo(f"warning: the run is not closed ({report.summary()})", err=True)
     _emit(json.dumps(envelope, indent=2), output)
+
+
+def _check_provenance(path: Path, run: Path | None, key: VerifierKey | None) -> None:
+    envelope = _json_object(path, "envelope")
+    if key is None:
+        key = statement_key(envelope)
+        click.echo(
+            "warning: checked against the key the statement names; pass --pubkey to use one "
+            "you trust",
+            err=True,
+        )
+    statement = check_provenance(envelope, key, run)
+    log = statement["predicate"]["runDetails"]["byproducts"][0]["annotations"]
+    against = (
+        f"; matches {run}: log root at size {log['tree_size']}, config, seed and "
+        f"{len(statement['subject'])} checkpoint file(s)"
+        if run is not None
+        else " (pass RUN to check it against the run's files)"
+    )
+    click.echo(
+        f"ok: in-toto SLSA provenance signed by {key.name} ({key.key_id.hex()}), "
+        f"{len(statement['subject'])} subject(s){against}"
+    )
 
 
 @audit.command("export-trace")
