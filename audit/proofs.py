@@ -7,6 +7,11 @@ checkpoint note and a key: it checks the note's signature, that the note's (orig
 size, root) are the bundle's, that the record is canonical with the claimed seq and
 hashes to the leaf, and the audit path. Nothing is read from the run directory.
 
+`tlog_proof` writes the same inclusion proof in the C2SP tlog-proof@v1 text format
+(https://c2sp.org/tlog-proof: `index`, the audit path in base64, the signed
+checkpoint verbatim), with the record's canonical line as its `extra` data, so
+standard tlog tools verify it and `check_tlog_proof` needs nothing else.
+
 `prove_consistency` answers whoever kept an older signed checkpoint: the RFC 9162
 consistency proof from that size to a later signed checkpoint, embedded in the
 bundle. `check_consistency` checks the later note's signature, the earlier note the
@@ -16,6 +21,8 @@ earlier checkpoint covered was changed, dropped or reordered since.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +35,7 @@ from govtrain.audit.records import Record
 from govtrain.audit.verify import VerifyReport, read_run, verify_bytes
 
 PROOF_FORMAT = "govtrain.audit.inclusion/v1"
+TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
 CONSISTENCY_FORMAT = "govtrain.audit.consistency/v1"
 
 
@@ -66,6 +74,43 @@ def prove(
         "proof": [node.hex() for node in tree.inclusion_proof(seq, size)],
         "checkpoint": signed[size],
     }
+
+
+def tlog_proof(bundle: Mapping[str, Any]) -> str:
+    """An inclusion bundle (from `prove`) as a C2SP tlog-proof, the record as extra data."""
+    lines = [
+        TLOG_PROOF_HEADER,
+        "extra " + base64.b64encode(bundle["record"].encode()).decode(),
+        f"index {bundle['index']}",
+        *(base64.b64encode(bytes.fromhex(node)).decode() for node in bundle["proof"]),
+        "",
+    ]
+    return "\n".join(lines) + "\n" + bundle["checkpoint"]
+
+
+def check_tlog_proof(text: str, key: VerifierKey) -> tuple[Record, Checkpoint]:
+    """The proven record and the checkpoint it is in, once the embedded checkpoint's
+    signature, the record (the proof's extra data) and the audit path all check."""
+    head, sep, note = text.partition("\n\n")
+    lines = head.split("\n")
+    if not sep or lines[0] != TLOG_PROOF_HEADER:
+        raise ProofError(f"not a {TLOG_PROOF_HEADER} proof")
+    if len(lines) < 3 or not lines[1].startswith("extra ") or not lines[2].startswith("index "):
+        raise ProofError("a govtrain tlog-proof has the record as `extra`, then `index N`")
+    try:
+        line = base64.b64decode(lines[1].removeprefix("extra "), validate=True)
+        nodes = [base64.b64decode(node, validate=True) for node in lines[3:]]
+    except (binascii.Error, ValueError) as exc:
+        raise ProofError(f"the proof has a line that is not base64: {exc}") from exc
+    index_text = lines[2].removeprefix("index ")
+    if not index_text.isdigit() or (index_text != "0" and index_text.startswith("0")):
+        raise ProofError(f"index {index_text!r} is not a decimal without leading zeroes")
+    checkpoint = open_checkpoint(note, key)
+    record = Record.from_line(line)
+    if record.seq != int(index_text):
+        raise ProofError(f"the record has seq {record.seq}, the proof is for index {index_text}")
+    verify_inclusion(leaf_hash(record.line), record.seq, checkpoint.size, nodes, checkpoint.root)
+    return record, checkpoint
 
 
 def prove_consistency(
@@ -109,7 +154,7 @@ def check_consistency(
     text = bundle.get("checkpoint")
     if not isinstance(text, str):
         raise ProofError("the bundle has no signed checkpoint")
-    old = open_checkpoint(_note_of_size(old_notes, old_size), key)
+    old = check_proof_checkpoint(old_notes, old_size, key)
     new = open_checkpoint(text, key)
     if new.origin != old.origin:
         raise NoteError(f"the checkpoints are of two logs: {old.origin} and {new.origin}")
@@ -150,6 +195,11 @@ def _note_of_size(notes: str, size: int) -> str:
     return sizes[size]
 
 
+def check_proof_checkpoint(checkpoint_notes: str, size: int, key: VerifierKey) -> Checkpoint:
+    """The signed checkpoint of `size` in a note or a checkpoints.note file, verified."""
+    return open_checkpoint(_note_of_size(checkpoint_notes, size), key)
+
+
 def check_proof(bundle: Mapping[str, Any], checkpoint_notes: str, key: VerifierKey) -> Record:
     """The proven record once every check passes; otherwise the error names the failed check.
 
@@ -161,7 +211,7 @@ def check_proof(bundle: Mapping[str, Any], checkpoint_notes: str, key: VerifierK
     index, size = bundle.get("index"), bundle.get("tree_size")
     if type(index) is not int or type(size) is not int:
         raise ProofError("index and tree_size must be integers")
-    checkpoint = open_checkpoint(_note_of_size(checkpoint_notes, size), key)
+    checkpoint = check_proof_checkpoint(checkpoint_notes, size, key)
     root = _hex(bundle.get("root"), "root")
     if (checkpoint.origin, checkpoint.size, checkpoint.root) != (bundle.get("origin"), size, root):
         raise NoteError(

@@ -176,6 +176,61 @@ def test_check_proof_rejects_a_forged_record_an_old_checkpoint_or_another_key(
     assert govtrain("audit", "prove", run, "--seq", 30).exit_code == 1
 
 
+def test_a_tlog_proof_is_the_c2sp_text_format_and_checks_offline(run: Path, tmp_path: Path) -> None:
+    proof = tmp_path / "record.tlog-proof"
+    assert (
+        govtrain(
+            "audit", "prove", run, "--seq", 17, "--format", "tlog-proof", "-o", proof
+        ).exit_code
+        == 0
+    )
+    text = proof.read_text()
+    head, _, note = text.partition("\n\n")
+    lines = head.split("\n")
+    bundle = json.loads(govtrain("audit", "prove", run, "--seq", 17).output)
+    # c2sp.org/tlog-proof: header, extra (the record), index, the audit path in base64, a
+    # blank line, the signed checkpoint verbatim
+    assert lines[0] == "c2sp.org/tlog-proof@v1" and lines[2] == "index 17"
+    assert base64.b64decode(lines[1].removeprefix("extra ")).decode() == bundle["record"]
+    assert [base64.b64decode(x).hex() for x in lines[3:]] == bundle["proof"]
+    assert note == bundle["checkpoint"] and note.split("\n")[1] == "30"
+    pub = run / "keys" / "audit.pub"
+    result = govtrain("audit", "check-proof", proof, "--pubkey", pub)
+    assert result.exit_code == 0 and result.output.startswith(
+        "ok: record seq 17 (kind step) is leaf 17 of the tree of size 30"
+    )
+    trusted = govtrain(
+        "audit", "check-proof", proof, "--checkpoint", run / NOTES_FILE, "--pubkey", pub
+    )
+    assert trusted.exit_code == 0, trusted.output
+    no_key = CliRunner().invoke(main, ["audit", "check-proof", str(proof)])
+    assert no_key.exit_code == 2 and "pass --pubkey" in no_key.output
+    other = json.loads(govtrain("audit", "prove", run, "--seq", 3).output)["record"]
+    flipped = base64.b64encode(bytes(31) + b"\x01").decode()
+    for forged, needle in (
+        (text.replace(lines[3], flipped, 1), "proof leads to root"),
+        (
+            text.replace("index 17", "index 16", 1),
+            "the record has seq 17, the proof is for index 16",
+        ),
+        (text.replace(lines[1], "extra " + base64.b64encode(other.encode()).decode()), "seq 3"),
+        (text.replace("index 17", "index 017", 1), "without leading zeroes"),
+        (text.replace("\n30\n", "\n31\n", 1), "signature"),
+    ):
+        bad = tmp_path / "bad.tlog-proof"
+        bad.write_text(forged)
+        result = govtrain("audit", "check-proof", bad, "--pubkey", pub)
+        assert result.exit_code == 1 and needle in result.output, (needle, result.output)
+    stranger = generate_signer().verifier.vkey
+    assert govtrain("audit", "check-proof", proof, "--pubkey", stranger).exit_code == 1
+    older = tmp_path / "older.note"
+    older.write_text(_note_of(run, 8))
+    mismatch = govtrain("audit", "check-proof", proof, "--checkpoint", older, "--pubkey", pub)
+    assert (
+        mismatch.exit_code == 1 and "signs sizes [8], the proof is for size 30" in mismatch.output
+    )
+
+
 def _note_of(run: Path, size: int) -> str:
     return json.loads(govtrain("audit", "prove", run, "--seq", 0, "--size", size).output)[
         "checkpoint"

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from govtrain.audit.anchors import AnchorStore
-from govtrain.audit.errors import AuditError
+from govtrain.audit.errors import AuditError, NoteError
 from govtrain.audit.keys import (
     DEFAULT_KEY_NAME,
     PRIVATE_KEY_FILE,
@@ -32,10 +32,14 @@ from govtrain.audit.keys import (
 from govtrain.audit.notes import split_notes
 from govtrain.audit.proofs import (
     CONSISTENCY_FORMAT,
+    TLOG_PROOF_HEADER,
     check_consistency,
     check_proof,
+    check_proof_checkpoint,
+    check_tlog_proof,
     prove,
     prove_consistency,
+    tlog_proof,
 )
 from govtrain.audit.provenance import (
     check_provenance,
@@ -43,6 +47,7 @@ from govtrain.audit.provenance import (
     read_records,
     statement_key,
 )
+from govtrain.audit.records import Record
 from govtrain.audit.repair import repair_torn_tail
 from govtrain.audit.verify import VerifyReport, run_files, verify_run
 
@@ -163,6 +168,14 @@ def show(path: Path, seq: int | None, kind: str | None) -> None:
     help="Prove the log extends its signed checkpoint of this size.",
 )
 @click.option("--size", type=click.IntRange(min=1), help="Signed checkpoint size (default: last).")
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["json", "tlog-proof"]),
+    default="json",
+    show_default=True,
+    help="tlog-proof: the C2SP text format (.tlog-proof) for an inclusion proof.",
+)
 @_pubkey
 @_output
 def prove_command(
@@ -170,17 +183,29 @@ def prove_command(
     seq: int | None,
     old_size: int | None,
     size: int | None,
+    form: str,
     pubkey: str | None,
     output: Path | None,
 ) -> None:
-    """Print, as JSON with the signed checkpoint it is for, the inclusion proof of record
-    SEQ or the consistency proof from the signed checkpoint of size OLD_SIZE."""
+    """Print, with the signed checkpoint it is for, the inclusion proof of record SEQ
+    (JSON or C2SP tlog-proof) or the consistency proof from the signed checkpoint of size
+    OLD_SIZE (JSON)."""
     if (seq is None) == (old_size is None):
         raise click.UsageError("give one of --seq and --consistency")
-    if seq is not None:
-        bundle = prove(path, seq, pubkey=_key(pubkey), size=size)
-    else:
+    if seq is None:
+        if form != "json":
+            raise click.UsageError("a consistency proof is written as JSON only")
         bundle = prove_consistency(path, old_size, pubkey=_key(pubkey), size=size)
+        _emit(json.dumps(bundle, indent=2), output)
+        return
+    bundle = prove(path, seq, pubkey=_key(pubkey), size=size)
+    if form == "tlog-proof":
+        text = tlog_proof(bundle)
+        if output is None:
+            click.echo(text, nl=False)
+        else:
+            output.write_text(text)
+        return
     _emit(json.dumps(bundle, indent=2), output)
 
 
@@ -188,14 +213,19 @@ def prove_command(
 @click.argument("proof", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--checkpoint",
-    required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The signed checkpoint note you trust (for a consistency proof: the earlier one).",
+    help="The signed checkpoint note you trust (for a consistency proof: the earlier one; "
+    "a tlog-proof carries its own, which must then agree with it).",
 )
 @_pubkey
-def check_proof_command(proof: Path, checkpoint: Path, pubkey: str | None) -> None:
+def check_proof_command(proof: Path, checkpoint: Path | None, pubkey: str | None) -> None:
     """Check PROOF offline: the checkpoint's signature, the record and its audit path; or,
     for a consistency proof, that the proof's signed tree extends your earlier checkpoint."""
+    if proof.read_bytes().startswith(TLOG_PROOF_HEADER.encode()):
+        _check_tlog_proof(proof, checkpoint, pubkey)
+        return
+    if checkpoint is None:
+        raise click.UsageError("a JSON proof is checked against --checkpoint, a note you trust")
     bundle = _json_object(proof, "proof")
     key = _key(pubkey)
     if key is None:
@@ -213,10 +243,28 @@ def check_proof_command(proof: Path, checkpoint: Path, pubkey: str | None) -> No
         )
         return
     record = check_proof(bundle, checkpoint.read_text(), key)
+    _proved(record, bundle["tree_size"], bundle["root"], key)
+
+
+def _check_tlog_proof(proof: Path, checkpoint: Path | None, pubkey: str | None) -> None:
+    key = _key(pubkey)
+    if key is None:
+        raise click.UsageError("a tlog-proof names no key: pass --pubkey")
+    record, signed = check_tlog_proof(proof.read_text(), key)
+    if checkpoint is not None:
+        trusted = check_proof_checkpoint(checkpoint.read_text(), signed.size, key)
+        if trusted != signed:
+            raise NoteError(
+                f"the proof's checkpoint (size {signed.size}, root {signed.root.hex()}) is not "
+                f"the one you trust (root {trusted.root.hex()})"
+            )
+    _proved(record, signed.size, signed.root.hex(), key)
+
+
+def _proved(record: Record, size: int, root: str, key: VerifierKey) -> None:
     click.echo(
         f"ok: record seq {record.seq} (kind {record.kind}) is leaf {record.seq} of the tree of "
-        f"size {bundle['tree_size']} with root {bundle['root']}, signed by {key.name} "
-        f"({key.key_id.hex()})"
+        f"size {size} with root {root}, signed by {key.name} ({key.key_id.hex()})"
     )
 
 
