@@ -61,9 +61,17 @@ class StepRecord:
     state: GovernanceState
     decision: Decision
     grad_bytes: int | None = None  # gradient bytes all-reduced (distributed runs only)
+    # the step's backward FLOPs and what a dense backward would have cost (the trainer's
+    # FlopMeter; absent where nothing counts them, e.g. the HF callback)
+    backward_flops: int | None = None
+    dense_backward_flops: int | None = None
 
     def to_dict(self, names: Sequence[str]) -> dict[str, Any]:
-        extra = {} if self.grad_bytes is None else {"grad_bytes": self.grad_bytes}
+        extra = {
+            f: getattr(self, f)
+            for f in ("grad_bytes", "backward_flops", "dense_backward_flops")
+            if getattr(self, f) is not None
+        }
         return {
             "step": self.step,
             "loss": self.loss,
@@ -98,6 +106,8 @@ class StepRecord:
                 state=state_from_dict(body["state"], list(names)),
                 decision=decision_from_dict(body["decision"], names),
                 grad_bytes=body.get("grad_bytes"),
+                backward_flops=body.get("backward_flops"),
+                dense_backward_flops=body.get("dense_backward_flops"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordSchemaError(f"malformed step record: {type(exc).__name__}: {exc}") from None

@@ -162,10 +162,17 @@ class Governor:
             self.routed[name] = {"quota": k, "digest": _digest(index, batch)}
         return chosen
 
-    def commit(self, loss: float, lr: float, grad_bytes: int | None = None) -> StepResult:
+    def commit(
+        self,
+        loss: float,
+        lr: float,
+        grad_bytes: int | None = None,
+        flops: tuple[int, int] | None = None,
+    ) -> StepResult:
         """After the optimiser step: observe, run the pure core, apply, audit.
 
-        `grad_bytes`: the gradient bytes all-reduced this step, in a distributed run.
+        `grad_bytes`: the gradient bytes all-reduced this step, in a distributed run;
+        `flops`: the step's (backward, dense backward) FLOPs, where they are counted.
         """
         observations = self._observe()
         result = govern(self.state, observations, self.cfg)
@@ -173,7 +180,8 @@ class Governor:
         self.state, self.decision = result.state, result.decision
         self._apply_transitions(before, result)
         if self.audit is not None:
-            self.audit.append("step", self._record(loss, lr, observations, result, grad_bytes))
+            record = self._record(loss, lr, observations, result, grad_bytes, flops)
+            self.audit.append("step", record)
         self.step += 1
         return result
 
@@ -379,6 +387,7 @@ class Governor:
         obs: list[GroupObservation],
         result: StepResult,
         grad_bytes: int | None,
+        flops: tuple[int, int] | None,
     ) -> dict[str, Any]:
         return StepRecord(
             step=self.step,
@@ -391,6 +400,8 @@ class Governor:
             state=result.state,
             decision=result.decision,
             grad_bytes=grad_bytes,
+            backward_flops=None if flops is None else flops[0],
+            dense_backward_flops=None if flops is None else flops[1],
         ).to_dict(self.names)
 
     def state_dict(self) -> dict[str, Any]:

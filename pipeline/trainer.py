@@ -354,12 +354,14 @@ class GovernedTrainer:
             return self._skip({"loss": loss.item()})
         self.gov.route(losses, shard)
         grad_bytes = None
+        step_flops = 0
         local = losses.mean()
         if local.requires_grad:  # False once every group is frozen: nothing to learn, no backward
             local.backward()
             # counted after the backward: the meter's own forward and backward must not run
             # between this step's (FSDP2 keeps unsharded weights from one to the other)
-            self.backward_flops += self.flops.step_flops(self._frozen(), self._quotas())
+            step_flops = self.flops.step_flops(self._frozen(), self._quotas())
+            self.backward_flops += step_flops
             if self.world is not None:
                 trainable = self.gov.trainable()
                 if self.sharded:  # FSDP2 reduce-scattered them during the backward
@@ -379,7 +381,10 @@ class GovernedTrainer:
             self.optimizer.step()
             self.changed_since_eval = True
         result = self.gov.commit(
-            loss=loss.item(), lr=self.optimizer.param_groups[0]["lr"], grad_bytes=grad_bytes
+            loss=loss.item(),
+            lr=self.optimizer.param_groups[0]["lr"],
+            grad_bytes=grad_bytes,
+            flops=(step_flops, self.flops.dense),
         )
         self.optimizer.zero_grad(set_to_none=True)
         for t in result.transitions:

@@ -685,6 +685,15 @@ CATALOGUE: tuple[SeededBug, ...] = (
     ),
 )
 
+# the trainer's call of commit, as optimizer_step_after_commit moves it
+COMMIT_ARGS = (
+    "            loss=loss.item(),\n"
+    '            lr=self.optimizer.param_groups[0]["lr"],\n'
+    "            grad_bytes=grad_bytes,\n"
+    "            flops=(step_flops, self.flops.dense),\n"
+    "        )\n"
+)
+
 GAPS: tuple[SeededBug, ...] = (
     SeededBug(
         name="freezing_keeps_grad",
@@ -724,14 +733,13 @@ GAPS: tuple[SeededBug, ...] = (
             Patch(
                 "pipeline/trainer.py",
                 "            self.optimizer.step()\n"
+                "            self.changed_since_eval = True\n"
+                "        result = self.gov.commit(\n" + COMMIT_ARGS,
                 "        result = self.gov.commit(\n"
-                '            loss=loss.item(), lr=self.optimizer.param_groups[0]["lr"], grad_bytes=grad_bytes\n'  # noqa: E501
-                "        )\n",
-                "        result = self.gov.commit(\n"
-                '            loss=loss.item(), lr=self.optimizer.param_groups[0]["lr"], grad_bytes=grad_bytes\n'  # noqa: E501
-                "        )\n"
-                "        if local.requires_grad:\n"
-                "            self.optimizer.step()\n",
+                + COMMIT_ARGS
+                + "        if local.requires_grad:\n"
+                "            self.optimizer.step()\n"
+                "            self.changed_since_eval = True\n",
             ),
         ),
         symptom="Step t's freezing is applied before step t's update: a group that "

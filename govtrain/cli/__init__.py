@@ -76,6 +76,35 @@ def explore(config: Path, overrides: tuple[str, ...], max_states: int) -> None:
     sys.exit(1)
 
 
+@main.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where report.html and the PNGs go (default: RUN/report).",
+)
+def report(run: Path, output: Path | None) -> None:
+    """Write RUN's report (HTML page and PNG figures) from its audit log alone.
+
+    Exit 0 when the log verifies and every decision replays; 1 when it does not (the page
+    is still written, and says so at the top in red).
+    """
+    try:
+        from govtrain.report import write_report
+    except ModuleNotFoundError as exc:
+        if exc.name != "matplotlib":
+            raise
+        raise GovtrainError("the report needs matplotlib: pip install 'govtrain[report]'") from None
+    target, status, figures = write_report(run, output or run / "report")
+    for line in (status.verified, status.replayed, *status.problems):
+        if line:
+            click.echo(line, err=not status.ok)
+    click.echo(f"report: {target} ({len(figures)} figures beside it)")
+    if not status.ok:
+        sys.exit(1)
+
+
 DEFAULT_CONFIG = config_path("quickstart.yaml")
 
 
