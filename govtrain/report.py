@@ -16,6 +16,8 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import matplotlib  # the report extra: a missing one fails the import, named by the CLI
+
 from govtrain.audit.anchors import AnchorStore
 from govtrain.audit.errors import AuditError
 from govtrain.audit.provenance import read_records
@@ -133,9 +135,7 @@ def read_series(records: list[Record]) -> Series:
 
 def draw(series: Series, status: Status, out: Path) -> dict[str, Path]:
     """Each figure as a PNG in `out`; figures a log cannot fill (no FLOPs) are left out."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only, whatever display there is
     import matplotlib.pyplot as plt
 
     mark = "" if status.ok else "UNVERIFIED LOG: "

@@ -5,7 +5,8 @@
 #      `govtrain audit verify`, `govtrain specs conform` and `govtrain specs check
 #      ConvergenceGovernor` work (TLC may say SKIPPED), while `govtrain run` ends with
 #      one line naming the train extra;
-#   3. with the train extra, `govtrain run --stop-after 20` works there and verifies.
+#   3. `govtrain report` names the report extra, and with it (still no torch) draws the run;
+#   4. with the train extra, `govtrain run --stop-after 20` works there and verifies.
 # Usage: tools/check_install.sh RUN_DIR   (a finished run to audit, e.g. CI's smoke run)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -38,6 +39,12 @@ set -e
 echo "govtrain run without the extra (exit $run_rc): $(cat "$work/err")"
 [ "$run_rc" -eq 1 ] && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "govtrain\[train\]" "$work/err" \
     || { echo "FAIL: expected one line naming govtrain[train]"; exit 1; }
+
+"$gt" report "$run" -o "$work/report" 2>"$work/err" && { echo "FAIL: report without matplotlib"; exit 1; }
+grep -q "govtrain\[report\]" "$work/err" || { echo "FAIL: expected a line naming govtrain[report]"; exit 1; }
+"$work/venv/bin/pip" install -q -c "$repo/constraints/ci.txt" "$wheel[report]"
+"$gt" report "$run" -o "$work/report" | tail -1
+"$work/venv/bin/python" -c "import torch" 2>/dev/null && { echo "FAIL: [report] pulled in torch"; exit 1; }
 
 "$work/venv/bin/pip" install -q -c "$repo/constraints/ci.txt" "$wheel[train]"
 "$gt" run --stop-after 20 --run-dir "$work/elsewhere/run" --no-progress >/dev/null
