@@ -19,6 +19,7 @@ import platform
 import re
 import subprocess
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
@@ -200,6 +201,29 @@ def records_of(log: bytes) -> list[Record]:
     return [Record.from_line(line) for line in log.split(b"\n")[:-1]]
 
 
+def governance_summary(records: Iterable[Record]) -> dict[str, Any]:
+    """What governance did over the run, from its step records: steps, transitions by
+    action, each group's last phase, and the step a Finish ended the run at (if any)."""
+    steps, actions, phases, finished = 0, Counter(), {}, None
+    for record in records:
+        if record.kind != "step":
+            continue
+        steps += 1
+        for t in record.body.get("transitions", []):
+            actions[t.get("action")] += 1
+            if t.get("action") == "Finish":
+                finished = record.body.get("step")
+        phases = {
+            g: s.get("phase") for g, s in record.body.get("state", {}).get("groups", {}).items()
+        }
+    return {
+        "steps": steps,
+        "transitions": dict(sorted(actions.items())),
+        "final_phases": phases,
+        "finished_at": finished,
+    }
+
+
 def provenance_statement(
     records: list[Record], report: VerifyReport, log_sha256: str
 ) -> dict[str, Any]:
@@ -210,6 +234,17 @@ def provenance_statement(
         {"name": entry["path"], "digest": {"sha256": entry["sha256"]}}
         for entry in start.get("data", [])
     ]
+    model = start.get("model", {})
+    initial = str(model.get("init_params_digest", ""))
+    if initial.startswith("sha256:"):  # the base model's weights (or the seeded init)
+        dependencies.append(
+            {
+                "name": "initial-weights",
+                "digest": {"sha256": initial.removeprefix("sha256:")},
+                "annotations": {"structure_digest": model.get("structure_digest")},
+            }
+        )
+    summary = canonical_json(governance_summary(records))
     if code.get("git_commit", UNKNOWN) != UNKNOWN:
         dependencies.insert(
             0,
@@ -240,6 +275,7 @@ def provenance_statement(
                     "python": start.get("python"),
                     "packages": start.get("packages"),
                     "model": start.get("model"),
+                    "distributed": start.get("distributed", {"world_size": 1}),
                 },
                 "resolvedDependencies": dependencies,
             },
@@ -260,7 +296,13 @@ def provenance_statement(
                             "key": report.key.vkey,
                             "checkpoint": report.last_note,
                         },
-                    }
+                    },
+                    {
+                        "name": "governance-summary.json",
+                        "mediaType": "application/json",
+                        "digest": {"sha256": hashlib.sha256(summary).hexdigest()},
+                        "content": base64.b64encode(summary).decode(),
+                    },
                 ],
             },
         },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import math
@@ -424,6 +425,21 @@ def test_provenance_of_a_real_run_is_checked_against_its_checkpoint_files(
     check = ["audit", "provenance", "--verify", str(out), str(run), "--pubkey", pub]
     result = CliRunner().invoke(main, check)
     assert result.exit_code == 0 and "config, seed and 5 checkpoint file(s)" in result.output
+    statement = json.loads(base64.b64decode(json.loads(out.read_text())["payload"]))
+    records = read_records(run / "audit.jsonl")
+    start = records[0].body
+    build = statement["predicate"]["buildDefinition"]
+    initial = next(d for d in build["resolvedDependencies"] if d["name"] == "initial-weights")
+    assert "sha256:" + initial["digest"]["sha256"] == start["model"]["init_params_digest"]
+    assert build["internalParameters"]["distributed"] == {"world_size": 1}
+    summary_entry = statement["predicate"]["runDetails"]["byproducts"][1]
+    summary = json.loads(base64.b64decode(summary_entry["content"]))
+    steps = [r.body for r in records if r.kind == "step"]
+    assert summary["steps"] == len(steps) == 40
+    assert summary["final_phases"] == {
+        g: s["phase"] for g, s in steps[-1]["state"]["groups"].items()
+    }
+    assert sum(summary["transitions"].values()) == sum(len(s["transitions"]) for s in steps)
     ckpt = run / "checkpoints" / "step_000020.pt"
     data = bytearray(ckpt.read_bytes())
     data[-1] ^= 1
