@@ -7,7 +7,7 @@ in the record and listed in config order (the specs' `1..N`) in memory.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ from govtrain.governance.errors import GovtrainError
 from govtrain.governance.state import (
     GovernanceState,
     GroupObservation,
+    GroupState,
     Transition,
     state_from_dict,
     state_to_dict,
@@ -87,6 +88,19 @@ class StepRecord:
             "decision": decision_to_dict(self.decision, names),
             **extra,
         }
+
+    def per_group(
+        self, names: Sequence[str]
+    ) -> Iterator[tuple[str, GroupState, GroupObservation, int, int]]:
+        """Each group's (name, state after the step, observation, budget units, quota)."""
+        return zip(
+            names,
+            self.state.groups,
+            self.observations,
+            self.decision.allocations,
+            self.decision.quotas,
+            strict=True,
+        )
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any], names: Sequence[str]) -> StepRecord:

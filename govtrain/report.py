@@ -113,14 +113,7 @@ def read_series(records: list[Record]) -> Series:
         step = StepRecord.from_dict(record.body, names)
         series.steps.append(step.step)
         series.loss.append(step.loss)
-        for name, group, obs, units, quota in zip(
-            names,
-            step.state.groups,
-            step.observations,
-            step.decision.allocations,
-            step.decision.quotas,
-            strict=True,
-        ):
+        for name, group, obs, units, quota in step.per_group(names):
             series.phases[name].append(group.phase)
             series.units[name].append(units)
             series.quotas[name].append(quota)

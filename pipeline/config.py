@@ -104,6 +104,13 @@ class TrainConfig(StrictSection):
     # error after `collective_timeout_s` instead of hanging on a lost rank; ranks compare
     # state and weight digests every `agree_every` steps (and at every checkpoint and
     # transition).
+    # Experiment trackers fed from the audit records on rank 0 (pipeline/trackers.py):
+    # TensorBoard event files in RUN/tensorboard; MLflow at `mlflow_uri` (default: the
+    # MLFLOW_TRACKING_URI environment variable, else MLflow's own default).
+    trackers: tuple[Literal["tensorboard", "mlflow"], ...] = ()
+    mlflow_uri: str | None = None
+    mlflow_experiment: str = Field(default="govtrain", min_length=1)
+
     engine: Literal["ddp", "fsdp2"] = "ddp"
     collective_timeout_s: float = Field(default=300.0, gt=0, le=86400)
     agree_every: int = Field(default=50, ge=1)

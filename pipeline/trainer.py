@@ -72,6 +72,7 @@ from govtrain.pipeline.distributed import (
 from govtrain.pipeline.flops import FlopMeter
 from govtrain.pipeline.governor import Governor
 from govtrain.pipeline.models import build_model, parameter_digest, structure_digest
+from govtrain.pipeline.trackers import sinks_for, track
 
 log = structlog.get_logger("govtrain")
 
@@ -196,6 +197,7 @@ class GovernedTrainer:
     def _create_log(self, params_digest: str) -> AuditLog:
         if self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise RunError(f"run directory {self.run_dir} exists; pass --resume to continue it")
+        sinks = sinks_for(self.cfg, self.run_dir)
         run_start = build_run_start(
             config=self.cfg.model_dump(mode="json"),
             seed=self.cfg.seed,
@@ -204,7 +206,7 @@ class GovernedTrainer:
             initial_params_digest=params_digest,
             distributed=None if self.world is None else self.world.describe(self.cfg.train.engine),
         )
-        return AuditLog.create(
+        log = AuditLog.create(
             self.run_dir,
             signer=generate_signer() if self.key_path is None else load_signing_key(self.key_path),
             keep_key=self.key_path is None,
@@ -213,6 +215,7 @@ class GovernedTrainer:
             checkpoint_every=self.cfg.audit.checkpoint_every,
             fsync=FsyncPolicy(self.cfg.audit.fsync),
         )
+        return track(log, sinks, self.cfg, self.run_dir)
 
     @classmethod
     def resume(
@@ -276,17 +279,20 @@ class GovernedTrainer:
             facts = {"from_step": trainer.step, "checkpoint": ckpt["path"], "sha256": digest}
         if world is not None:
             facts["distributed"] = world.describe(config.train.engine)
-        audit = on_leader(
-            lambda: AuditLog.open(
+
+        def opened():  # trackers first: one that cannot start leaves the log untouched
+            sinks = sinks_for(config, run_dir)
+            log = AuditLog.open(
                 run_dir,
                 signer=run_key(run_dir) if key_path is None else load_signing_key(key_path),
                 anchors=AnchorStore.default(),
                 checkpoint_every=config.audit.checkpoint_every,
                 fsync=FsyncPolicy(config.audit.fsync),
                 resume=facts,
-            ),
-            world,
-        )
+            )
+            return track(log, sinks, config, run_dir)
+
+        audit = on_leader(opened, world)
         trainer.audit = audit
         trainer.gov.audit = audit
         log.info("resume", run_dir=str(run_dir), from_step=trainer.step)
