@@ -34,9 +34,12 @@ governance state and of the weights, stopping the job on a mismatch.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -129,6 +132,25 @@ def _attempt_store(rank: int, size: int, timeout: timedelta) -> dist.Store:
 def leave() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def finish() -> NoReturn:
+    """End a rank whose work is done: wait for every rank, tear the group down, flush
+    what was printed, and exit at once.
+
+    Exiting through the interpreter's own teardown instead was seen to abort a rank
+    after a complete FSDP2 job on gloo ("terminate called without an active
+    exception", in about 1 of 10 two-process runs, after destroy_process_group had
+    returned on both ranks): torchrun reports that as a failed job, and with
+    --max-restarts would restart a finished one. The log is sealed and synced by now.
+    """
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @dataclass(frozen=True)

@@ -149,8 +149,10 @@ def main() -> None:
             except distributed.DistributedError as exc:
                 print(f"rank {world.rank}: {exc}", flush=True)
                 sys.exit(7)
-    finally:
+    except BaseException:
         distributed.leave()
+        raise
+    distributed.finish()
 
 
 if __name__ == "__main__":

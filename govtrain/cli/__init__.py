@@ -160,13 +160,16 @@ def run(
     trainer = launch.open_run(config or DEFAULT_CONFIG, run_dir, resume_dir, key_path, overrides)
     try:
         summary = trainer.train(stop_after=stop_after, progress=not no_progress and trainer.leader)
-    finally:
+    except BaseException:
         launch.distributed.leave()
+        raise
     if trainer.leader:
         _print_summary(
             summary,
             stopped=summary.steps < trainer.cfg.governance.total_steps and not summary.finished,
         )
+    if trainer.world is not None:
+        launch.distributed.finish()
 
 
 TRAIN_EXTRA = ("torch", "transformers", "tokenizers", "accelerate")
