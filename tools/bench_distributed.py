@@ -179,8 +179,7 @@ def worker(args: argparse.Namespace) -> None:
         gov_eval = governed.evaluate()  # on every rank under FSDP2 (its forward gathers)
         governed.audit.close()
         if not world.leader:
-            distributed.leave()
-            return
+            distributed.finish()
         if profile is not None:
             stats = pstats.Stats(profile).sort_stats("cumulative")
             stats.print_stats(r"pipeline/(distributed|governor|trainer|flops)", 14)
@@ -219,7 +218,7 @@ def worker(args: argparse.Namespace) -> None:
             f"governed {gov_eval:9.4f}       ratio {result['eval_loss_ratio']:.4f}"
         )
         print(json.dumps(result), flush=True)
-        distributed.leave()
+        distributed.finish()
 
 
 def main() -> None:
