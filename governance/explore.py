@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import networkx as nx
@@ -102,12 +102,16 @@ def observations(
 
 
 def explore(
-    cfg: GovernanceConfig, needs: Sequence[float] = (1.0, 3.0), max_states: int = 200_000
+    cfg: GovernanceConfig,
+    needs: Sequence[float] = (1.0, 3.0),
+    max_states: int = 200_000,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Exploration:
     """Visit every reachable state (up to `max_states`), checking every invariant.
 
     Needs only weight the budget, never move a state, so each state's decisions
     are checked once per need vector when it is discovered, not once per edge.
+    `progress(states found, states waiting)` is called after each state is expanded.
     """
     init = initial_state(cfg)
     graph = nx.MultiDiGraph()
@@ -142,6 +146,8 @@ def explore(
                     )
                 parent[step.state] = (state, path_step)
                 queue.append(step.state)
+        if progress is not None:
+            progress(len(parent), len(queue))
     return result
 
 

@@ -206,6 +206,24 @@ def test_cli_explore_reports_size_and_success() -> None:
     assert "reachable states: " in result.output and "all invariants hold" in result.output
 
 
+def test_progress_counts_every_state_found(small_cfg: GovernanceConfig) -> None:
+    seen: list[tuple[int, int]] = []
+    result = explore(small_cfg, progress=lambda found, waiting: seen.append((found, waiting)))
+    found = [f for f, _ in seen]
+    assert found == sorted(found) and len(seen) == result.graph.number_of_nodes()
+    assert seen[-1] == (result.graph.number_of_nodes(), 0)
+
+
+def test_cli_explore_shows_progress_while_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from govtrain import cli
+
+    monkeypatch.setattr(cli._Progress, "EVERY_S", 0.0)
+    result = CliRunner().invoke(main, ["explore", str(ROOT / "configs" / "small.yaml")])
+    assert result.exit_code == 0
+    lines = [x for x in result.stderr.splitlines() if x.startswith("... ")]
+    assert lines and lines[-1].startswith("... 1443 states found, 0 waiting")
+
+
 def test_cli_explore_fails_naming_invariant_and_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(convergence, "may_begin_cooling", lambda g: True)
     result = CliRunner().invoke(main, ["explore", str(ROOT / "configs" / "small.yaml")])

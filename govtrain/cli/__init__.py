@@ -8,6 +8,7 @@ commands that need them so `govtrain audit ...` and `govtrain explore` stay fast
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -64,7 +65,7 @@ def explore(config: Path, overrides: tuple[str, ...], max_states: int) -> None:
     from govtrain.pipeline.config import load_config
 
     run = load_config(config, overrides)
-    result = run_exploration(run.governance, max_states=max_states)
+    result = run_exploration(run.governance, max_states=max_states, progress=_Progress())
     states, edges = result.graph.number_of_nodes(), result.graph.number_of_edges()
     shape = f"groups={len(run.governance.groups)}, levels={run.governance.hierarchy.levels}"
     if result.violation is None:
@@ -103,6 +104,24 @@ def report(run: Path, output: Path | None) -> None:
     click.echo(f"report: {target} ({len(figures)} figures beside it)")
     if not status.ok:
         sys.exit(1)
+
+
+class _Progress:
+    """A line on stderr every few seconds while a long exploration runs."""
+
+    EVERY_S = 5.0
+
+    def __init__(self) -> None:
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, found: int, waiting: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.EVERY_S:
+            self.last = now
+            click.echo(
+                f"... {found} states found, {waiting} waiting ({now - self.start:.0f} s)",
+                err=True,
+            )
 
 
 DEFAULT_CONFIG = config_path("quickstart.yaml")
