@@ -180,9 +180,16 @@ def recorded_artifacts(records: Iterable[Record]) -> dict[str, str]:
 
 
 def check_artifacts(run_dir: Path, artifacts: Mapping[str, str]) -> None:
-    """Re-hash each recorded checkpoint file (relative to `run_dir`); AuditError on a mismatch."""
+    """Re-hash each recorded checkpoint file (relative to `run_dir`); AuditError on a mismatch.
+
+    A path that leads out of the run directory (absolute, `..`, a link) is refused unread:
+    the paths come from a log or a statement, and a checker reads nothing they point at
+    elsewhere."""
+    root = Path(run_dir).resolve()
     for path, digest in artifacts.items():
-        file = Path(run_dir) / path
+        file = (root / path).resolve()
+        if Path(path).is_absolute() or not file.is_relative_to(root):
+            raise AuditError(f"recorded checkpoint {path} is outside the run directory")
         try:
             actual = file_sha256(file)
         except OSError as exc:

@@ -257,6 +257,8 @@ class GovernedTrainer:
         else:
             ckpt = ckpts[-1]
             path = run_dir / ckpt["path"]
+            if not path.resolve().is_relative_to(run_dir.resolve()):
+                raise RunError(f"checkpoint {ckpt['path']}: outside the run directory, not read")
             digest = file_sha256(path) if path.is_file() else "missing"
             if digest != ckpt["sha256"]:
                 raise RunError(f"checkpoint {path}: SHA-256 {digest} does not match the log")

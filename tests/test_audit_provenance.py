@@ -185,3 +185,17 @@ def test_changed_checkpoint_files_are_caught(tmp_path: Path) -> None:
     (tmp_path / "ckpt" / "step_10.pt").unlink()
     with pytest.raises(AuditError, match="cannot be read"):
         check_artifacts(tmp_path, artifacts)
+
+
+@pytest.mark.parametrize(
+    "path", ["../outside.pt", "/etc/hostname", "ckpt/../../outside.pt", "link.pt"]
+)
+def test_a_checkpoint_path_out_of_the_run_is_refused_unread(tmp_path: Path, path: str) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    outside = tmp_path / "outside.pt"
+    outside.write_bytes(b"weights elsewhere")
+    (run / "link.pt").symlink_to(outside)
+    digest = hashlib.sha256(outside.read_bytes()).hexdigest()
+    with pytest.raises(AuditError, match="is outside the run directory"):
+        check_artifacts(run, {path: digest})
