@@ -17,6 +17,7 @@ from govtrain.audit.provenance import read_records
 from govtrain.audit.records import Record
 from govtrain.audit.verify import verify_run
 from govtrain.cli import main
+from govtrain.governance.errors import GovtrainError
 from govtrain.pipeline.config import parse_config
 from govtrain.pipeline.trainer import GovernedTrainer
 from tests.conftest import tiny_run, train_tiny
@@ -447,3 +448,34 @@ def test_provenance_of_a_real_run_is_checked_against_its_checkpoint_files(
     result = CliRunner().invoke(main, check)
     assert result.exit_code == 1
     assert "checkpoint checkpoints/step_000020.pt has SHA-256" in result.output
+
+
+def test_resume_refuses_a_checkpoint_path_out_of_the_run(tmp_path: Path, monkeypatch) -> None:
+    """A key holder points the last checkpoint record outside the run (the file there has
+    the recorded SHA-256, the log is re-chained and re-signed): resume refuses it unread."""
+    import shutil
+
+    from govtrain.audit.keys import run_key
+    from govtrain.audit.notes import Checkpoint, split_notes, unverified_text
+    from tests.audit_support import join, rechain, sign_sizes
+
+    monkeypatch.setenv("GOVTRAIN_ANCHORS", "off")  # the forger's own rewrite, not a rollback
+    run = tmp_path / "run"
+    train_tiny(run, stop_after=20)
+    lines = (run / "audit.jsonl").read_bytes().split(b"\n")[:-1]
+    seq = max(i for i, x in enumerate(lines) if Record.from_line(x).kind == "checkpoint")
+    ckpt = Record.from_line(lines[seq])
+    shutil.copy(run / ckpt.body["path"], tmp_path / "outside.pt")
+    lines[seq] = Record.build(
+        seq, "checkpoint", ckpt.prev, {**ckpt.body, "path": "../outside.pt"}
+    ).line
+    lines = rechain(lines, seq)
+    sizes = [
+        Checkpoint.parse(unverified_text(t)).size
+        for t in split_notes((run / "checkpoints.note").read_bytes())[0]
+    ]
+    (run / "audit.jsonl").write_bytes(join(lines))
+    (run / "checkpoints.note").write_bytes(sign_sizes(lines, sizes, run_key(run)))
+    assert verify_run(run).records == len(lines)  # the forged log verifies on its own
+    with pytest.raises(GovtrainError, match=r"checkpoint \.\./outside\.pt: outside the run"):
+        GovernedTrainer.resume(run)
