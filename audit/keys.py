@@ -195,10 +195,13 @@ def load_verifier_key(source: str | Path) -> VerifierKey:
     """A verifier key from a .pub file, or the vkey text itself."""
     path = Path(source)
     if path.is_file():
-        return VerifierKey.parse(path.read_text())
+        try:
+            return VerifierKey.parse(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise KeyFileError(f"{source} is not a public key file (not UTF-8 text)") from None
     if isinstance(source, str) and source.count("+") >= 2:
         return VerifierKey.parse(source)
-    raise KeyFileError(f"{source} is neither a public key file nor a verifier key")
+    raise KeyFileError(f"{source or '(none)'} is neither a public key file nor a verifier key")
 
 
 def run_key(run_dir: Path) -> Signer:

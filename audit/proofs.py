@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -103,8 +104,8 @@ def check_tlog_proof(text: str, key: VerifierKey) -> tuple[Record, Checkpoint]:
     except (binascii.Error, ValueError) as exc:
         raise ProofError(f"the proof has a line that is not base64: {exc}") from exc
     index_text = lines[2].removeprefix("index ")
-    if not index_text.isdigit() or (index_text != "0" and index_text.startswith("0")):
-        raise ProofError(f"index {index_text!r} is not a decimal without leading zeroes")
+    if not re.fullmatch(r"0|[1-9][0-9]{0,18}", index_text, flags=re.ASCII):
+        raise ProofError(f"index {index_text[:40]!r} is not a decimal without leading zeroes")
     checkpoint = open_checkpoint(note, key)
     record = Record.from_line(line)
     if record.seq != int(index_text):

@@ -179,7 +179,9 @@ def recorded_artifacts(records: Iterable[Record]) -> dict[str, str]:
     return artifacts
 
 
-def check_artifacts(run_dir: Path, artifacts: Mapping[str, str]) -> None:
+def check_artifacts(
+    run_dir: Path, artifacts: Mapping[str, str], source: str = "the log recorded"
+) -> None:
     """Re-hash each recorded checkpoint file (relative to `run_dir`); AuditError on a mismatch.
 
     A path that leads out of the run directory (absolute, `..`, a link) is refused unread:
@@ -190,12 +192,14 @@ def check_artifacts(run_dir: Path, artifacts: Mapping[str, str]) -> None:
         file = (root / path).resolve()
         if Path(path).is_absolute() or not file.is_relative_to(root):
             raise AuditError(f"recorded checkpoint {path} is outside the run directory")
+        if file.exists() and not file.is_file():  # a FIFO or device would block or never end
+            raise AuditError(f"recorded checkpoint {path} is not a regular file")
         try:
             actual = file_sha256(file)
         except OSError as exc:
             raise AuditError(f"recorded checkpoint {path} cannot be read: {exc.strerror}") from exc
         if actual != digest:
-            raise AuditError(f"checkpoint {path} has SHA-256 {actual}, the log recorded {digest}")
+            raise AuditError(f"checkpoint {path} has SHA-256 {actual}, {source} {digest}")
 
 
 def read_records(path: Path) -> list[Record]:
@@ -350,6 +354,11 @@ def check_provenance(
         log = predicate["runDetails"]["byproducts"][0]["annotations"]
         size, root = log["tree_size"], log["merkle_root"]
         subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+        if not all(
+            isinstance(name, str) and name and "\0" not in name and isinstance(digest, str)
+            for name, digest in subjects.items()
+        ):
+            raise ValueError("a subject's name and sha256 must be non-empty strings")
         external = predicate["buildDefinition"]["externalParameters"]
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise AuditError(f"not a govtrain provenance statement ({exc!r})") from exc
@@ -372,5 +381,5 @@ def check_provenance(
     for name in ("config", "seed"):
         if canonical_json(start.get(name)) != canonical_json(external.get(name)):
             raise AuditError(f"the statement's {name} is not the one run_start commits to")
-    check_artifacts(run_dir, subjects)
+    check_artifacts(run_dir, subjects, source="the statement says")
     return statement

@@ -101,7 +101,7 @@ class GroupConfig(StrictSection):
     @field_validator("name")
     @classmethod
     def _identifier(cls, v: str) -> str:
-        if not _NAME.match(v):
+        if not _NAME.fullmatch(v):
             raise ValueError("must be an identifier (letters, digits, underscore)")
         return v
 

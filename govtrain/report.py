@@ -80,7 +80,11 @@ def check(run: Path, records: list[Record]) -> Status:
         status.verified = verify_run(run, anchors=anchors).summary()
     except AuditError as exc:
         status.problems.append(f"the audit log does not verify: {exc}")
-    report = replay(records)
+    try:
+        report = replay(records)
+    except (GovtrainError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        status.problems.append(f"replay cannot read the log: {type(exc).__name__}: {exc}")
+        return status
     if report.ok:
         status.replayed = (
             f"replay: {report.steps} steps and {report.transitions} transitions decided "
@@ -245,7 +249,7 @@ def page(series: Series | None, status: Status, figures: dict[str, Path], run: P
         f"<p>run directory: <code>{esc(str(run))}</code></p>",
     ]
     if series is not None and series.steps:
-        final = ", ".join(f"{n} {esc(series.phases[n][-1].value)}" for n in series.groups)
+        final = ", ".join(f"{esc(n)} {esc(series.phases[n][-1].value)}" for n in series.groups)
         parts.append(f"<p>{len(series.steps)} steps; final phases: {final}</p>")
     for name in FIGURES:
         if name in figures:
@@ -257,20 +261,23 @@ def page(series: Series | None, status: Status, figures: dict[str, Path], run: P
 
 def write_report(run: Path, out: Path) -> tuple[Path, Status, dict[str, Path]]:
     """report.html and the figures' PNGs in `out`; what the page says of the log."""
-    out.mkdir(parents=True, exist_ok=True)
     try:
         records = read_records(run)
     except (AuditError, OSError) as exc:
         raise GovtrainError(f"{run}: no audit log to report on: {exc}") from exc
+    if not records:
+        raise GovtrainError(f"{run}: the audit log holds no records")
+    out.mkdir(parents=True, exist_ok=True)
     status = check(run, records)
     series = None
     figures: dict[str, Path] = {}
-    try:
+    try:  # a log that fails verification may hold anything: draw what can be drawn
         series = read_series(records)
-    except (GovtrainError, KeyError, TypeError, IndexError) as exc:
-        status.problems.append(f"the records cannot be drawn: {exc!r}")
-    if series is not None and series.steps:
-        figures = draw(series, status, out)
+        if series.steps:
+            figures = draw(series, status, out)
+    except Exception as exc:
+        status.problems.append(f"the records cannot be drawn: {type(exc).__name__}: {exc}")
+        figures = {}
     target = out / "report.html"
     target.write_text(page(series, status, figures, run), encoding="utf-8")
     return target, status, figures

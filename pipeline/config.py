@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from govtrain.governance.config import (
     GovernanceConfig,
@@ -108,6 +108,14 @@ class TrainConfig(StrictSection):
     # TensorBoard event files in RUN/tensorboard; MLflow at `mlflow_uri` (default: the
     # MLFLOW_TRACKING_URI environment variable, else MLflow's own default).
     trackers: tuple[Literal["tensorboard", "mlflow"], ...] = ()
+
+    @field_validator("trackers")
+    @classmethod
+    def _each_tracker_once(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"each tracker once, got {list(v)}")
+        return v
+
     mlflow_uri: str | None = None
     mlflow_experiment: str = Field(default="govtrain", min_length=1)
 
@@ -131,7 +139,8 @@ class AuditConfig(StrictSection):
 
 
 class RunConfig(StrictSection):
-    name: str = Field(min_length=1)
+    # names the default run directory (runs/NAME-...): no path separators, no leading dot
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     seed: int = Field(default=0, ge=0)
     governance: GovernanceConfig
     model: ModelConfig | None = None
@@ -168,7 +177,7 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> RunConfig:
     source = str(path)
     if overrides:
         data = apply_overrides(data, overrides)
-        source = f"{path} with {' '.join(overrides)}"
+        source = f"{path} with {' '.join(repr(o)[1:-1] for o in overrides)}"  # one line
     cfg = parse_config(data, source)
     if cfg.data is not None and cfg.data.path is not None and not cfg.data.path.is_absolute():
         typed = any(o.partition("=")[0] in ("data", "data.path") for o in overrides)
@@ -178,8 +187,30 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> RunConfig:
     return cfg
 
 
-# YAML 1.1 (PyYAML) reads `1e-3` as a string; on a command line it means a number.
-_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+")
+# An override's plain value is read as YAML 1.2's core schema, not PyYAML's 1.1:
+# `1e-3` is a number, `010` is not octal 8, `1:30` is not 90, `no` is not false.
+_INT = re.compile(r"[-+]?[0-9]+")
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_CORE = {"true": True, "false": False, "null": None, "~": None}
+
+
+def _value(field: str, text: str) -> Any:
+    """A plain scalar by the core schema (anything else stays a string, as typed);
+    quoted scalars and flow collections (`"8"`, `[a, b]`, `{k: v}`) as YAML."""
+    plain = text.strip()
+    if plain[:1] in ("[", "{", '"', "'"):
+        try:
+            return yaml.safe_load(plain)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"override {field}: not a YAML value: {problem}") from None
+    if plain.lower() in _CORE:
+        return _CORE[plain.lower()]
+    if _INT.fullmatch(plain) and not re.fullmatch(r"[-+]?0[0-9]+", plain):
+        return int(plain)
+    if _FLOAT.fullmatch(plain) and not _INT.fullmatch(plain):
+        return float(plain)
+    return text
 
 
 def apply_overrides(data: Any, overrides: Sequence[str]) -> dict:
@@ -198,13 +229,7 @@ def apply_overrides(data: Any, overrides: Sequence[str]) -> dict:
         keys = field.split(".")
         if not eq or not all(keys):
             raise ConfigError(f"override {item!r}: expected FIELD=VALUE, e.g. train.lr=1e-3")
-        try:
-            value = yaml.safe_load(text) if text.strip() else text
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(f"override {field}: not a YAML value: {problem}") from None
-        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-            value = float(value)
+        value = _value(field, text)
         node: Any = data
         for depth, key in enumerate(keys):
             where = ".".join(keys[:depth]) or "the top level"

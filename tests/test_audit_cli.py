@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -215,6 +216,8 @@ def test_a_tlog_proof_is_the_c2sp_text_format_and_checks_offline(run: Path, tmp_
         ),
         (text.replace(lines[1], "extra " + base64.b64encode(other.encode()).decode()), "seq 3"),
         (text.replace("index 17", "index 017", 1), "without leading zeroes"),
+        (text.replace("index 17", "index \u0661\u0667", 1), "without leading zeroes"),
+        (text.replace("index 17", "index " + "9" * 5000, 1), "without leading zeroes"),
         (text.replace("\n30\n", "\n31\n", 1), "signature"),
     ):
         bad = tmp_path / "bad.tlog-proof"
@@ -229,6 +232,28 @@ def test_a_tlog_proof_is_the_c2sp_text_format_and_checks_offline(run: Path, tmp_
     assert (
         mismatch.exit_code == 1 and "signs sizes [8], the proof is for size 30" in mismatch.output
     )
+
+
+def test_files_that_are_not_text_or_nest_too_deep_are_one_line(run: Path, tmp_path: Path) -> None:
+    pub = run / "keys" / "audit.pub"
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\x7fELF\xff\xfe" * 20)
+    tlog = tmp_path / "binary.tlog-proof"
+    tlog.write_bytes(b"c2sp.org/tlog-proof@v1\n\xff\xfe\n")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    proof = tmp_path / "proof.json"
+    assert govtrain("audit", "prove", run, "--seq", 3, "-o", proof).exit_code == 0
+    for args, needle in (
+        (("check-proof", binary, "--checkpoint", run / NOTES_FILE, "--pubkey", pub), "UTF-8"),
+        (("check-proof", tlog, "--pubkey", pub), "not a tlog-proof: not UTF-8 text"),
+        (("check-proof", proof, "--checkpoint", binary, "--pubkey", pub), "not UTF-8 text"),
+        (("check-proof", proof, "--checkpoint", run / NOTES_FILE, "--pubkey", binary), "UTF-8"),
+        (("check-proof", deep, "--checkpoint", run / NOTES_FILE, "--pubkey", pub), "not a JSON"),
+    ):
+        result = govtrain("audit", *args)
+        assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+        assert needle in result.output
 
 
 def _note_of(run: Path, size: int) -> str:
@@ -352,6 +377,25 @@ def test_provenance_verify_checks_the_envelope_and_the_run(run: Path, tmp_path: 
     )
     result = govtrain("audit", "provenance", "--verify", forged, run, "--pubkey", pub)
     assert result.exit_code == 1 and "the log's first 30 records have root" in result.output
+    for subjects, needle in (
+        ([{"name": 5, "digest": {"sha256": "00" * 32}}], "must be non-empty strings"),
+        ([{"name": "a\u0000b", "digest": {"sha256": "00" * 32}}], "must be non-empty strings"),
+        ([{"name": "fifo", "digest": {"sha256": "00" * 32}}], "fifo is not a regular file"),
+    ):
+        statement["predicate"]["runDetails"]["byproducts"][0]["annotations"]["merkle_root"] = (
+            json.loads(base64.b64decode(envelope["payload"]))["predicate"]["runDetails"][
+                "byproducts"
+            ][0]["annotations"]["merkle_root"]
+        )
+        statement["subject"] = subjects
+        statement["predicate"]["buildDefinition"]["externalParameters"]["seed"] = 0
+        forged.write_text(
+            json.dumps(sign_envelope(canonical_json(statement), INTOTO_PAYLOAD_TYPE, signer))
+        )
+        if not (run / "fifo").exists():
+            os.mkfifo(run / "fifo")
+        result = govtrain("audit", "provenance", "--verify", forged, run, "--pubkey", pub)
+        assert result.exit_code == 1 and needle in result.output, result.output
     garbage = tmp_path / "garbage.json"
     garbage.write_text("[1, 2]")
     result = govtrain("audit", "provenance", "--verify", garbage, "--pubkey", pub)

@@ -197,6 +197,12 @@ def test_overrides_set_fields_at_any_depth(tmp_path: Path) -> None:
     assert untouched.governance.governor.patience == 2 and untouched.train is None
 
 
+def test_override_values_are_read_as_yaml_1_2_not_1_1() -> None:
+    cfg = load_config(SMALL, ["governance.total_steps=010", "name=no"])
+    assert cfg.governance.total_steps == 10 and cfg.name == "no"  # not octal 8, not false
+    assert load_config(SMALL, ['name="123"']).name == "123"  # quoted: a string
+
+
 def test_an_overridden_data_path_is_relative_to_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -229,6 +235,11 @@ def test_an_overridden_data_path_is_relative_to_the_working_directory(
         ("governance..total_steps=3", "expected FIELD=VALUE"),
         ("governance.groups=[1", "override governance.groups: not a YAML value"),
         ("train.lr=-1", "train.lr: Input should be greater than 0"),
+        ("governance.total_steps=1:30", "governance.total_steps: Input should be a valid integer"),
+        ("name=../../escaped", "name: String should match pattern"),
+        ("name=/tmp/abs", "name: String should match pattern"),
+        ("train={lr: 1.0, trackers: [tensorboard, tensorboard]}", "each tracker once"),
+        ('governance.groups.0.name="embed\n"', "governance.groups.0.name: must be an identifier"),
     ],
 )
 def test_a_bad_override_is_one_error_naming_the_field(override: str, needle: str) -> None:

@@ -28,8 +28,8 @@ FREEZES = {
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("report") / "run"
-    train_tiny(run_dir, **FREEZES, name="<script>alert(1)</script>")
+    run_dir = tmp_path_factory.mktemp("report") / "<img src=x onerror=alert(1)>"
+    train_tiny(run_dir, **FREEZES)
     return run_dir
 
 
@@ -52,7 +52,7 @@ def test_the_report_draws_every_figure_of_a_verified_run(run: Path, tmp_path: Pa
     assert page.count('<img id="') == len(FIGURES)
     assert "<strong>verified</strong>" in page and "ok: closed" in page
     # the log's text is escaped, and the page loads nothing from anywhere
-    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "http" not in page.replace('src="data:image/png;base64,', "")
 
 
@@ -67,6 +67,36 @@ def test_a_tampered_log_is_reported_in_red_not_drawn_as_valid(run: Path, tmp_pat
     page = (tmp_path / "out" / "report.html").read_text()
     assert "NOT VERIFIED: do not trust what follows" in page and "#c62828" in page
     assert "<strong>verified</strong>" not in page
+
+
+def test_a_log_no_run_could_write_is_a_red_page_not_a_traceback(run: Path, tmp_path: Path) -> None:
+    from govtrain.audit.records import Record
+    from tests.audit_support import join, rechain
+
+    lines = (run / LOG_FILE).read_bytes().split(b"\n")[:-1]
+    for name, change in (
+        ("config", lambda body: {**body, "config": "x"}),  # run_start's config not a mapping
+    ):
+        copy = tmp_path / name
+        shutil.copytree(run, copy)
+        first = Record.from_line(lines[0])
+        forged = [Record.build(0, first.kind, first.prev, change(first.body)).line, *lines[1:]]
+        (copy / LOG_FILE).write_bytes(join(rechain(forged, 0)))
+        result = _report(copy, tmp_path / f"out-{name}")
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        page = (tmp_path / f"out-{name}" / "report.html").read_text()
+        assert "NOT VERIFIED" in page and "replay cannot read the log" in page
+
+
+def test_no_log_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "notrun").mkdir()
+    result = _report(tmp_path / "notrun", tmp_path / "notrun" / "report")
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "no audit log to report on" in result.output
+    assert not (tmp_path / "notrun" / "report").exists()
+    (tmp_path / "notrun" / LOG_FILE).write_bytes(b"")
+    result = _report(tmp_path / "notrun", tmp_path / "notrun" / "report")
+    assert result.exit_code == 1 and "holds no records" in result.output
 
 
 def test_the_report_needs_no_torch(run: Path, tmp_path: Path) -> None:

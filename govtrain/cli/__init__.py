@@ -172,6 +172,8 @@ def run(
 
     if config is not None and "=" in config.name and not config.exists():
         config, overrides = None, (str(config), *overrides)  # overrides of the default
+    if any("=" not in o for o in overrides):
+        raise click.UsageError("CONFIG comes first, then the FIELD=VALUE overrides")
     launch = _train_side("govtrain.pipeline.launch")
     configure_logging()
     if resume_dir is not None and (config is not None or run_dir is not None or overrides):

@@ -68,11 +68,19 @@ def _key(pubkey: str | None) -> VerifierKey | None:
     return None if pubkey is None else load_verifier_key(pubkey)
 
 
+def _text(path: Path, what: str) -> str:
+    """A file's text, or one line saying it is not UTF-8 text."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AuditError(f"{path} is not a {what}: not UTF-8 text (byte {exc.start})") from None
+
+
 def _json_object(path: Path, what: str) -> dict:
     try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AuditError(f"{path} is not a JSON {what}: {exc}") from exc
+        data = json.loads(_text(path, f"JSON {what}"))
+    except (ValueError, RecursionError) as exc:
+        raise AuditError(f"{path} is not a JSON {what}: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise AuditError(f"{path} is not a JSON {what} object")
     return data
@@ -235,14 +243,14 @@ def check_proof_command(proof: Path, checkpoint: Path | None, pubkey: str | None
             err=True,
         )
     if bundle.get("format") == CONSISTENCY_FORMAT:
-        old, new = check_consistency(bundle, checkpoint.read_text(), key)
+        old, new = check_consistency(bundle, _text(checkpoint, "checkpoint note"), key)
         click.echo(
             f"ok: the tree of size {new.size} with root {new.root.hex()} extends your "
             f"checkpoint of size {old.size} with root {old.root.hex()}, both signed by "
             f"{key.name} ({key.key_id.hex()})"
         )
         return
-    record = check_proof(bundle, checkpoint.read_text(), key)
+    record = check_proof(bundle, _text(checkpoint, "checkpoint note"), key)
     _proved(record, bundle["tree_size"], bundle["root"], key)
 
 
@@ -250,9 +258,9 @@ def _check_tlog_proof(proof: Path, checkpoint: Path | None, pubkey: str | None) 
     key = _key(pubkey)
     if key is None:
         raise click.UsageError("a tlog-proof names no key: pass --pubkey")
-    record, signed = check_tlog_proof(proof.read_text(), key)
+    record, signed = check_tlog_proof(_text(proof, "tlog-proof"), key)
     if checkpoint is not None:
-        trusted = check_proof_checkpoint(checkpoint.read_text(), signed.size, key)
+        trusted = check_proof_checkpoint(_text(checkpoint, "checkpoint note"), signed.size, key)
         if trusted != signed:
             raise NoteError(
                 f"the proof's checkpoint (size {signed.size}, root {signed.root.hex()}) is not "
