@@ -66,11 +66,13 @@ class StepRecord:
     # FlopMeter; absent where nothing counts them, e.g. the HF callback)
     backward_flops: int | None = None
     dense_backward_flops: int | None = None
+    # on a probe step that measured (governance/readings.py): per group, per measure
+    measurements: Mapping[str, Mapping[str, float]] | None = None
 
     def to_dict(self, names: Sequence[str]) -> dict[str, Any]:
         extra = {
             f: getattr(self, f)
-            for f in ("grad_bytes", "backward_flops", "dense_backward_flops")
+            for f in ("grad_bytes", "backward_flops", "dense_backward_flops", "measurements")
             if getattr(self, f) is not None
         }
         return {
@@ -122,6 +124,7 @@ class StepRecord:
                 grad_bytes=body.get("grad_bytes"),
                 backward_flops=body.get("backward_flops"),
                 dense_backward_flops=body.get("dense_backward_flops"),
+                measurements=body.get("measurements"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordSchemaError(f"malformed step record: {type(exc).__name__}: {exc}") from None

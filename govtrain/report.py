@@ -35,7 +35,7 @@ PHASE_COLOURS = {
     Phase.CONVERGED: "#2ca02c",
     Phase.AWAKENED: "#d62728",
 }
-FIGURES = ("timeline", "loss", "budget", "quotas", "flops", "signals")
+FIGURES = ("timeline", "loss", "budget", "quotas", "flops", "signals", "measurements")
 # transitions named on the timeline (the others, e.g. BeginCooling and Reheat, are ticks)
 NAMED = ("Activate", "Converge", "Awaken")
 
@@ -61,6 +61,7 @@ class Series:
     groups: list[str]
     levels: dict[str, int]
     signal_threshold: float
+    signal: str = "grad_norm"
     steps: list[int] = field(default_factory=list)
     phases: dict[str, list[Phase]] = field(default_factory=dict)
     transitions: list[tuple[int, str, str]] = field(default_factory=list)  # step, group, action
@@ -70,6 +71,8 @@ class Series:
     quotas: dict[str, list[int]] = field(default_factory=dict)
     signals: dict[str, list[float]] = field(default_factory=dict)
     flops: list[tuple[int, int]] = field(default_factory=list)  # (backward, dense) per step
+    # per measure, per group: (step, value) on the probe steps that measured
+    measurements: dict[str, dict[str, list[tuple[int, float]]]] = field(default_factory=dict)
 
 
 def check(run: Path, records: list[Record]) -> Status:
@@ -104,6 +107,7 @@ def read_series(records: list[Record]) -> Series:
         groups=names,
         levels={g["name"]: g["level"] for g in gov["groups"]},
         signal_threshold=gov["governor"]["signal_threshold"],
+        signal=str(config.get("train", {}).get("signal", "grad_norm")),
         phases={n: [] for n in names},
         units={n: [] for n in names},
         quotas={n: [] for n in names},
@@ -127,6 +131,11 @@ def read_series(records: list[Record]) -> Series:
         ]
         if step.backward_flops is not None and step.dense_backward_flops is not None:
             series.flops.append((step.backward_flops, step.dense_backward_flops))
+        for group, values in (step.measurements or {}).items():
+            for measure, value in values.items():
+                series.measurements.setdefault(measure, {}).setdefault(group, []).append(
+                    (step.step, value)
+                )
     return series
 
 
@@ -225,9 +234,23 @@ def draw(series: Series, status: Status, out: Path) -> dict[str, Path]:
     ax.set_yscale("symlog", linthresh=series.signal_threshold / 10)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("step")
-    ax.set_title(f"{mark}convergence signal per group")
+    ax.set_title(f"{mark}convergence signal per group ({series.signal})")
     ax.legend(fontsize=8, loc="upper right")
     save("signals", fig)
+
+    if series.measurements:
+        measures = sorted(series.measurements)
+        fig, axes = plt.subplots(len(measures), 1, figsize=(11, 2.6 * len(measures) + 0.6))
+        for ax, measure in zip([axes] if len(measures) == 1 else axes, measures, strict=True):
+            for n in series.groups:
+                points = series.measurements[measure].get(n, [])
+                if points:
+                    ax.plot(*zip(*points, strict=True), ".-", lw=0.8, ms=3, label=n)
+            ax.set_ylabel(measure.replace("_", " "))
+            ax.legend(fontsize=7, loc="upper right", ncol=3)
+        ax.set_xlabel("step")
+        fig.suptitle(f"{mark}probe measurements per group (hidden states on the probe batch)")
+        save("measurements", fig)
     return paths
 
 

@@ -23,6 +23,7 @@ from govtrain.governance.config import (
     load_yaml,
 )
 from govtrain.governance.errors import ConfigError
+from govtrain.pipeline.signals import MEASURES, SIGNALS
 
 
 class ModelConfig(StrictSection):
@@ -68,6 +69,15 @@ class DataConfig(StrictSection):
         return self
 
 
+class GeometryGuardConfig(StrictSection):
+    """Effective-rank guards (governance/readings.py): relative tolerances."""
+
+    # a trainable group whose rank falls by more than this between probes cannot converge
+    collapse: float = Field(gt=0, le=1)
+    # a converged group whose rank moved by more than this since it converged wakes
+    wake: float = Field(gt=0)
+
+
 class TrainConfig(StrictSection):
     """Optimiser and loop settings; the batch size and step count live in `governance`."""
 
@@ -88,8 +98,16 @@ class TrainConfig(StrictSection):
     checkpoint_every: int = Field(default=100, ge=1)
     probe_every: int = Field(default=10, ge=1)
     awaken_optimizer_state: Literal["reset", "keep"] = "reset"
-    # the convergence signal the pipeline measures (pipeline/signals.py)
-    signal: Literal["grad_norm", "drift"] = "grad_norm"
+    # the convergence signal the pipeline measures (pipeline/signals.py; the geometry
+    # and spectral ones: governance/readings.py, pipeline/geometry.py)
+    signal: Literal[SIGNALS] = "grad_norm"
+    # guards from the probe batch's effective rank (governance/readings.py); off when null
+    geometry_guard: GeometryGuardConfig | None = None
+    # measures recorded at every probe without deciding anything (the run report draws
+    # them; a shadow run with them is how a threshold for a geometry signal is chosen)
+    measure: tuple[Literal[MEASURES], ...] = ()
+    # power-iteration steps per probe for `spectral` (warm-started from the last probe's)
+    power_iterations: int = Field(default=3, ge=1, le=100)
     # "observe": measure, decide and audit, but apply nothing (shadow mode; the
     # overhead benchmark's middle arm). Every sample reaches every group.
     mode: Literal["governed", "observe"] = "governed"
@@ -125,10 +143,15 @@ class TrainConfig(StrictSection):
 
     @model_validator(mode="after")
     def _engine_reads_signal(self) -> TrainConfig:
-        if self.engine == "fsdp2" and self.signal == "drift":
+        if self.engine == "fsdp2" and self.signal != "grad_norm":
             raise ValueError(
-                "engine 'fsdp2' does not support signal 'drift' yet (its weight snapshots "
-                "would be per-rank shards): use signal 'grad_norm' or engine 'ddp'"
+                f"engine 'fsdp2' does not support signal {self.signal!r} yet (its weight "
+                "snapshots and hidden states would be per-rank shards): use signal "
+                "'grad_norm' or engine 'ddp'"
+            )
+        if self.engine == "fsdp2" and (self.geometry_guard is not None or self.measure):
+            raise ValueError(
+                "engine 'fsdp2' does not support geometry_guard or measure yet: use 'ddp'"
             )
         return self
 

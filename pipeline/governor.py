@@ -46,6 +46,7 @@ from torch.distributed.tensor import DTensor
 from govtrain.governance import routing, taxonomy
 from govtrain.governance.config import GovernanceConfig
 from govtrain.governance.errors import GovtrainError
+from govtrain.governance.readings import SPECTRAL, Guard, Readings
 from govtrain.governance.record import StepRecord, decision_from_dict, decision_to_dict
 from govtrain.governance.state import (
     GovernanceState,
@@ -55,6 +56,7 @@ from govtrain.governance.state import (
     state_to_dict,
 )
 from govtrain.governance.step import Decision, StepResult, decide, govern, initial_state
+from govtrain.pipeline import geometry
 from govtrain.pipeline.distributed import Shard, World, broadcast_floats, group_norms
 from govtrain.pipeline.routed import RoutingPlan, make_routable
 from govtrain.pipeline.signals import SignalMeter, drift_reading
@@ -80,6 +82,9 @@ class Governor:
         probe_every: int = 10,
         awaken_optimizer_state: str = "reset",
         signal: str = "grad_norm",
+        geometry_guard: Guard | None = None,
+        power_iterations: int = 3,
+        measure: tuple[str, ...] = (),
         enforce: bool = True,
         audit: AuditSink | None = None,
         seed: int = 0,
@@ -112,6 +117,22 @@ class Governor:
         self._sq: dict[str, list[Tensor]] = {g: [] for g in self.names}
         self.observing = True  # False while probes and FLOP counts run their own backward
         self.meter = SignalMeter(self.names, cfg.governor.window, signal)
+        gov = cfg.governor
+        self.readings = Readings(
+            self.names, signal, geometry_guard, gov.signal_threshold, gov.wake_threshold, measure
+        )
+        if self.readings.measures and (probe is None or self.sharded):
+            raise GovtrainError(
+                f"measuring {', '.join(self.readings.measures)} needs a probe batch and an "
+                "unsharded model"
+            )
+        self.tops = geometry.top_modules(model, group_of)
+        self.power_iterations = power_iterations
+        # spectral: each trainable group's weights at the last probe, and the power
+        # iteration's vectors per (group, parameter index, "update" | "weight")
+        self._at_probe: dict[str, list[Tensor]] = {}
+        self._vectors: dict[str, Tensor] = {}
+        self.measured: dict[str, dict[str, float]] | None = None  # this step's, if probed
         for name, ps in self.params.items():
             for p in ps:
                 p.register_post_accumulate_grad_hook(self._grad_hook(name))
@@ -239,21 +260,28 @@ class Governor:
 
     def _observe(self) -> list[GroupObservation]:
         probe_due = self.probe is not None and self.step % self.probe_every == 0
-        converged = [
-            n
-            for n, g in zip(self.names, self.state.groups, strict=True)
-            if g.phase is Phase.CONVERGED
-        ]
-        probes = self._probe(converged) if probe_due and converged else {}
+        phases = {n: g.phase for n, g in zip(self.names, self.state.groups, strict=True)}
+        self.measured = self._measure(phases) if probe_due and self.readings.measures else None
+        if self.measured is not None:
+            self.readings.read(self.measured, phases)
+        converged = [n for n, p in phases.items() if p is Phase.CONVERGED]
+        # geometry signals wake from the same measurements: no gradient probe
+        gradient_probe = probe_due and converged and not self.readings.geometric
+        probes = self._probe(converged) if gradient_probe else {}
         norms = self._take_norms()
         if self.meter.kind == "drift":
             self._read_drift()
         out = []
-        for name, g in zip(self.names, self.state.groups, strict=True):
-            if not g.phase.frozen:
+        for name, phase in phases.items():
+            if not phase.frozen:
                 self.meter.record(name, norms[name])
-            signal = 0.0 if g.phase.frozen else self.meter.signal(name)
-            wake = self.meter.wake(name, probes[name]) if name in probes else 0.0
+            signal, wake = self.readings.observe(
+                name,
+                phase,
+                0.0 if phase.frozen else self.meter.signal(name),
+                self.meter.wake(name, probes[name]) if name in probes else 0.0,
+                probed=self.measured is not None,
+            )
             out.append(GroupObservation(signal=signal, wake=wake, need=signal))
         if self.world is None:
             return out
@@ -295,6 +323,57 @@ class Governor:
                 self.meter.record_drift(name, drift_reading(d1, d2))
             snaps.append(now)
             del snaps[:-2]
+
+    def _measure(self, phases: dict[str, Phase]) -> dict[str, dict[str, float]]:
+        """This probe's measurements per group: the geometry of every group's hidden
+        states on the probe batch (one forward, no gradients) and, for `spectral`, the
+        relative spectral norm of each trainable group's update since the last probe."""
+        wanted = [m for m in self.readings.measures if m in geometry.GEOMETRY]
+        out: dict[str, dict[str, float]] = {}
+        if wanted:
+            assert self.probe is not None
+            was_training = self.model.training
+            self.observing = False
+            try:
+                self.plan.route_all()
+                self.model.eval()
+                with torch.no_grad(), geometry.hidden_states(self.model, self.tops) as seen:
+                    self.probe(self.model)
+            finally:
+                self.observing = True
+                self.model.train(was_training)
+            geometry.require_outputs(seen, self.names, wanted)
+            out = {g: {m: geometry.GEOMETRY[m](seen[g]) for m in wanted} for g in self.names}
+        if SPECTRAL in self.readings.measures:
+            for name, phase in phases.items():
+                reading = None if phase.frozen else self._spectral(name)
+                if reading is not None:
+                    out.setdefault(name, {})[SPECTRAL] = reading
+        return out
+
+    def _spectral(self, group: str) -> float | None:
+        """max over the group's matrices (its vectors, if it has none) of
+        sigma_max(W_now - W_last_probe) / sigma_max(W_now); None at its first probe."""
+        params = self.params[group]
+        chosen = [i for i, p in enumerate(params) if p.dim() >= 2] or list(range(len(params)))
+        now = [params[i].detach().clone() for i in chosen]
+        before, self._at_probe[group] = self._at_probe.get(group), now
+        if before is None:
+            return None
+        ratios = []
+        for i, w, b in zip(chosen, now, before, strict=True):
+            sig_w = self._power(f"{group}/{i}/weight", w)
+            if sig_w > 0:
+                ratios.append(self._power(f"{group}/{i}/update", w - b) / sig_w)
+        return max(ratios, default=0.0)
+
+    def _power(self, key: str, matrix: Tensor) -> float:
+        sigma, v = geometry.top_singular_value(
+            matrix, self._vectors.get(key), self.power_iterations
+        )
+        if v is not None:
+            self._vectors[key] = v
+        return sigma
 
     def _device(self) -> torch.device:
         return self.all_params[0].device
@@ -351,8 +430,10 @@ class Governor:
         for t in result.transitions:
             if t.group is None:
                 continue
+            self.readings.transition(t.action, t.group)
             if t.action in ("Activate", "Awaken"):
                 self.meter.reset(t.group)
+                self._at_probe.pop(t.group, None)
                 self._own_steps.pop(t.group, None)
                 self._snapshots.pop(t.group, None)
             if t.action == "Awaken" and self.awaken_policy == "reset" and self.enforce:
@@ -402,6 +483,7 @@ class Governor:
             grad_bytes=grad_bytes,
             backward_flops=None if flops is None else flops[0],
             dense_backward_flops=None if flops is None else flops[1],
+            measurements=self.measured,
         ).to_dict(self.names)
 
     def state_dict(self) -> dict[str, Any]:
@@ -412,6 +494,9 @@ class Governor:
             "meter": self.meter.state_dict(),
             "own_steps": dict(self._own_steps),
             "snapshots": {g: [list(s) for s in snaps] for g, snaps in self._snapshots.items()},
+            "readings": self.readings.state_dict(),
+            "at_probe": {g: list(ts) for g, ts in self._at_probe.items()},
+            "vectors": dict(self._vectors),
         }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
@@ -426,6 +511,9 @@ class Governor:
             g: [[t.to(device[g]) for t in snap] for snap in snaps]
             for g, snaps in sd["snapshots"].items()
         }
+        self.readings.load_state_dict(sd["readings"])
+        self._at_probe = {g: [t.to(device[g]) for t in ts] for g, ts in sd["at_probe"].items()}
+        self._vectors = {k: v.to(self._device()) for k, v in sd["vectors"].items()}
         self._apply_freezing()
 
 

@@ -32,7 +32,11 @@ from __future__ import annotations
 
 from collections import deque
 
-SIGNALS = ("grad_norm", "drift")
+from govtrain.governance.readings import GEOMETRY, SPECTRAL
+
+# every `train.signal`: the two read here, and those read at probes (governance/readings.py)
+SIGNALS = ("grad_norm", "drift", *GEOMETRY, SPECTRAL)
+MEASURES = (*GEOMETRY, SPECTRAL)  # what a probe can measure (`train.measure`)
 
 
 def drift_reading(d1_sq: float, d2_sq: float) -> float:

@@ -52,6 +52,7 @@ from govtrain.audit.repair import repair_torn_tail
 from govtrain.audit.verify import LOG_FILE
 from govtrain.governance import completion
 from govtrain.governance.errors import GovtrainError
+from govtrain.governance.readings import Guard
 from govtrain.governance.record import decision_to_dict
 from govtrain.governance.state import state_to_dict
 from govtrain.pipeline.config import RunConfig, TrainConfig, parse_config
@@ -164,6 +165,13 @@ class GovernedTrainer:
             probe_every=tcfg.probe_every,
             awaken_optimizer_state=tcfg.awaken_optimizer_state,
             signal=tcfg.signal,
+            geometry_guard=(
+                None
+                if tcfg.geometry_guard is None
+                else Guard(tcfg.geometry_guard.collapse, tcfg.geometry_guard.wake)
+            ),
+            power_iterations=tcfg.power_iterations,
+            measure=tcfg.measure,
             enforce=tcfg.mode == "governed",
             seed=cfg.seed,
             world=world,

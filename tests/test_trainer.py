@@ -79,22 +79,36 @@ def test_hierarchy_advances_and_decisions_apply_next_step(tiny_full_run) -> None
             assert routed["quota"] == min(expected, 8), (after["step"], group)
 
 
-@pytest.mark.parametrize("variant", ["default", "drift_cosine"])
+RESUME_VARIANTS = {
+    "default": {},
+    "drift_cosine": {
+        "train__signal": "drift",
+        "train__lr_schedule": "cosine",
+        "train__warmup_steps": 5,
+        "governance__governor__window": 4,
+    },
+    "rank_guarded": {
+        "train__signal": "effective_rank",
+        "train__geometry_guard": {"collapse": 0.05, "wake": 0.05},
+    },
+    "spectral": {
+        "train__signal": "spectral",
+        "train__geometry_guard": {"collapse": 0.05, "wake": 0.05},
+        "governance__governor__signal_threshold": 0.3,
+    },
+}
+
+
+@pytest.mark.parametrize("variant", list(RESUME_VARIANTS))
 def test_resume_reproduces_the_uninterrupted_run(tiny_full_run, tmp_path: Path, variant) -> None:
-    extra = (
-        {}
-        if variant == "default"
-        else {
-            "train__signal": "drift",
-            "train__lr_schedule": "cosine",
-            "train__warmup_steps": 5,
-            "governance__governor__window": 4,
-        }
-    )
+    extra = RESUME_VARIANTS[variant]
     if extra:
         full_dir = tmp_path / "full"
         full = train_tiny(full_dir, **extra)
-        assert any(full.gov.meter.drift.values())  # the drift signal was really read
+        if variant == "drift_cosine":
+            assert any(full.gov.meter.drift.values())  # the drift signal was really read
+        else:  # readings were taken, and some group converged on them
+            assert full.gov.readings.converged_on
     else:
         full_dir, full = tiny_full_run
     part = tmp_path / "part"

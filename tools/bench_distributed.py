@@ -67,41 +67,20 @@ def launch(argv: list[str], nproc: int) -> int:
 
 def bench_config(args: argparse.Namespace):
     from govtrain.pipeline.config import load_config
+    from tools.bench_training import quick_config, with_steps
 
     cfg = load_config(args.config)
     if args.quick:
-        cfg = cfg.model_copy(
-            update={
-                "model": cfg.model.model_copy(update={"n_layer": 6, "n_embd": 32, "n_head": 2}),
-                "data": cfg.data.model_copy(
-                    update={
-                        "source": "synthetic",
-                        "path": None,
-                        "vocab_size": 32,
-                        "seq_len": 16,
-                        "sequences": 512,
-                    }
-                ),
-                "governance": cfg.governance.model_copy(
-                    update={
-                        "governor": cfg.governance.governor.model_copy(
-                            update={"window": 3, "patience": 3}
-                        )
-                    }
-                ),
-            }
-        )
+        cfg = quick_config(cfg)
+        governor = cfg.governance.governor.model_copy(update={"window": 3, "patience": 3})
+        gov = cfg.governance.model_copy(update={"governor": governor})
+        cfg = cfg.model_copy(update={"governance": gov})
         args.steps = args.steps or 40
     if args.engine == "fsdp2":  # FSDP2 runs the grad_norm signal only (pipeline/config.py)
         train = cfg.train.model_copy(update={"engine": "fsdp2", "signal": "grad_norm"})
         cfg = cfg.model_copy(update={"train": train})
     if args.steps:
-        gov = cfg.governance
-        router = gov.router.model_copy(
-            update={"warmup_steps": min(gov.router.warmup_steps, args.steps - 1)}
-        )
-        gov = gov.model_copy(update={"total_steps": args.steps, "router": router})
-        cfg = cfg.model_copy(update={"governance": gov})
+        cfg = with_steps(cfg, args.steps)
     return cfg
 
 

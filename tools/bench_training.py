@@ -201,6 +201,39 @@ def reach(curve: list, target: float) -> tuple[int, float, int] | None:
     return None
 
 
+def quick_config(cfg: RunConfig) -> RunConfig:
+    """The benchmark's config shrunk to a smoke run: a tiny model on a synthetic corpus."""
+    return cfg.model_copy(
+        update={
+            "model": cfg.model.model_copy(update={"n_embd": 32, "n_head": 2}),
+            "data": cfg.data.model_copy(
+                update={
+                    "source": "synthetic",
+                    "path": None,
+                    "vocab_size": 32,
+                    "seq_len": 16,
+                    "sequences": 512,
+                }
+            ),
+            "train": cfg.train.model_copy(update={"eval_every": 10}),
+        }
+    )
+
+
+def with_steps(cfg: RunConfig, steps: int) -> RunConfig:
+    """`cfg` run for `steps` steps (the router's warmup kept inside them)."""
+    router = cfg.governance.router
+    gov = cfg.governance.model_copy(
+        update={
+            "total_steps": steps,
+            "router": router.model_copy(
+                update={"warmup_steps": min(router.warmup_steps, steps - 1)}
+            ),
+        }
+    )
+    return cfg.model_copy(update={"governance": gov})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "bench_shakespeare.yaml")
@@ -213,32 +246,10 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config(args.config)
     if args.quick:
-        cfg = cfg.model_copy(
-            update={
-                "model": cfg.model.model_copy(update={"n_embd": 32, "n_head": 2}),
-                "data": cfg.data.model_copy(
-                    update={
-                        "source": "synthetic",
-                        "path": None,
-                        "vocab_size": 32,
-                        "seq_len": 16,
-                        "sequences": 512,
-                    }
-                ),
-                "train": cfg.train.model_copy(update={"eval_every": 10}),
-            }
-        )
+        cfg = quick_config(cfg)
         args.steps = args.steps or 30
     if args.steps:
-        gov = cfg.governance.model_copy(
-            update={
-                "total_steps": args.steps,
-                "router": cfg.governance.router.model_copy(
-                    update={"warmup_steps": min(cfg.governance.router.warmup_steps, args.steps - 1)}
-                ),
-            }
-        )
-        cfg = cfg.model_copy(update={"governance": gov})
+        cfg = with_steps(cfg, args.steps)
     from govtrain.pipeline.data import load_corpus
 
     corpus = load_corpus(cfg.data, cfg.seed)

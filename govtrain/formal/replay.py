@@ -8,6 +8,11 @@ every recorded state, and the routing a step used must be the decision of the
 step before (in shadow mode, `train.mode: observe`, the whole batch). The
 first record that disagrees is reported with its `seq`.
 
+On a probe step that measured groups (geometry or spectral signals, geometry
+guards), the record's `measurements` are read by the same rules the run used
+(governance/readings.py): every group's recorded signal and wake must be what
+those rules give from the measurements so far.
+
 A run ends at a Finish (nothing left to train, governance/completion.py): a
 step record after the step that took it is a divergence.
 
@@ -29,6 +34,7 @@ from govtrain.audit.records import Record
 from govtrain.governance import completion, routing
 from govtrain.governance.config import GovernanceConfig, parse_governance
 from govtrain.governance.invariants import Checked, violations
+from govtrain.governance.readings import Readings
 from govtrain.governance.record import OBSERVATION_FIELDS, decision_to_dict
 from govtrain.governance.state import GovernanceState, GroupObservation, state_to_dict
 from govtrain.governance.step import Decision, decide, govern, initial_state
@@ -66,7 +72,10 @@ def replay(records: Sequence[Record]) -> ReplayReport:
     names = [g.name for g in cfg.groups]
     state = initial_state(cfg)
     decision = decide(state, [1.0] * len(names), cfg)
-    after: dict[int, tuple[GovernanceState, Decision]] = {-1: (state, decision)}
+    readings = Readings.for_run(names, config.get("train", {}), cfg.governor)
+    after: dict[int, tuple[GovernanceState, Decision, dict]] = {
+        -1: (state, decision, readings.state_dict())
+    }
     steps = transitions = due = 0  # `due`: the step number the next step record must carry
     for rec in records[1:]:
         body = rec.body
@@ -77,7 +86,7 @@ def replay(records: Sequence[Record]) -> ReplayReport:
             )
             return ReplayReport(steps, transitions, Divergence(rec.seq, body.get("step"), what))
         if rec.kind == "nonfinite":  # a skipped update: the core's state stands still
-            after[due] = (state, decision)
+            after[due] = (state, decision, readings.state_dict())
             due += 1
             continue
         if rec.kind == "run_resume" and "from_step" in body:
@@ -92,7 +101,8 @@ def replay(records: Sequence[Record]) -> ReplayReport:
                         f"resume from step {body['from_step']} that was never recorded",
                     ),
                 )
-            state, decision = back
+            state, decision, kept = back
+            readings.load_state_dict(kept)
             due = body["from_step"]
             continue
         if rec.kind != "step":
@@ -100,15 +110,52 @@ def replay(records: Sequence[Record]) -> ReplayReport:
         if completion.finished(state, cfg):
             what = f"step {due} after the run finished at step {due - 1} (Finish)"
             return ReplayReport(steps, transitions, Divergence(rec.seq, due, what))
-        problem = _check_step(body, state, decision, cfg, names, enforced)
+        problem = _check_readings(body, state, readings, names) or _check_step(
+            body, state, decision, cfg, names, enforced
+        )
         if isinstance(problem, str):
             return ReplayReport(steps, transitions, Divergence(rec.seq, body.get("step"), problem))
         state, decision, taken = problem
-        after[body["step"]] = (state, decision)
+        for t in body["transitions"]:
+            if t["group"] is not None:
+                readings.transition(t["action"], t["group"])
+        after[body["step"]] = (state, decision, readings.state_dict())
         due += 1
         steps += 1
         transitions += taken
     return ReplayReport(steps, transitions, None)
+
+
+def _check_readings(
+    body: dict[str, Any], state: GovernanceState, readings: Readings, names: list[str]
+) -> str | None:
+    """The step's observations must follow from its measurements (governance/readings.py)."""
+    phases = {n: g.phase for n, g in zip(names, state.groups, strict=True)}
+    probed = "measurements" in body
+    if probed:
+        measured = body["measurements"]
+        if not (
+            isinstance(measured, dict)
+            and all(
+                isinstance(m, dict)
+                and all(type(v) in (int, float) and isinstance(k, str) for k, v in m.items())
+                for m in measured.values()
+            )
+        ):
+            return "measurements must map each group to {measure: number}"
+        unknown = set(measured) - set(names)
+        if unknown:
+            return f"measurements for groups not in the config: {sorted(unknown)}"
+        readings.read(measured, phases)
+    for name in names:
+        seen = body["observations"][name]
+        expected = readings.observe(name, phases[name], seen["signal"], seen["wake"], probed)
+        if expected != (seen["signal"], seen["wake"]):
+            return (
+                f"group {name} observed signal {seen['signal']}, wake {seen['wake']}; its "
+                f"measurements give signal {expected[0]}, wake {expected[1]}"
+            )
+    return None
 
 
 def _check_step(
