@@ -23,6 +23,10 @@
   against the same probe taken when the group converged.
 * need (per group): the signal itself, so groups still changing faster
   weigh more in the budget.
+* signals read at probes, `train.signal`: effective_rank, participation_ratio,
+  isotropy, distance_cv (the probe batch's hidden states, pipeline/geometry.py)
+  and spectral (each group's update): governance/readings.py turns those
+  measurements into (signal, wake), so replay can check them.
 
 In a distributed run every rank reads these from all-reduced gradients and
 the same probe batch, so every rank feeds the core the same observations.

@@ -73,7 +73,9 @@ from govtrain.pipeline.config import TrainConfig
 from govtrain.pipeline.flops import FlopMeter
 from govtrain.pipeline.governor import Governor
 from govtrain.pipeline.prefix_cache import PrefixCache
+from govtrain.pipeline.signals import MEASURES, SIGNALS
 from govtrain.pipeline.trainer import scheduled_lr, set_lr
+from tools.bench_signals import readings, thresholds
 from tools.curves import plot_curves
 from tools.finetune_tasks import Task, build_task
 
@@ -343,7 +345,15 @@ class FreezeOut(Arm):
 
 
 class Govtrain(Arm):
-    """The Governor: its state machine, hierarchy and budget decide what trains."""
+    """The Governor: its state machine, hierarchy and budget decide what trains.
+
+    `govtrain:SIGNAL` runs the same config with `train.signal: SIGNAL`, at the
+    threshold the calibration gave that signal (`args.thresholds`), if any.
+    """
+
+    enforce = True
+    measure: tuple[str, ...] = ()
+    threshold: float | None = None  # the config's (or the calibrated one) when None
 
     def __init__(self, name, data, args, seed) -> None:
         super().__init__(name, data, args, seed)
@@ -351,6 +361,11 @@ class Govtrain(Arm):
         gov = raw["governance"]
         gov["total_steps"] = self.total
         gov["router"]["batch_size"] = args.batch
+        signal = name.partition(":")[2] or raw["train"]["signal"]
+        governor = gov["governor"]
+        governor["signal_threshold"] = self.threshold or args.thresholds.get(
+            signal, governor["signal_threshold"]
+        )
         cfg = parse_governance(gov)
         probe = [t[: args.batch] for t in data.splits["train"]]
         self.gov = Governor(
@@ -359,10 +374,13 @@ class Govtrain(Arm):
             cfg,
             probe=lambda m: per_sample_loss(m, *probe).mean(),
             probe_every=raw["train"]["probe_every"],
-            signal=raw["train"]["signal"],
+            signal=signal,
+            measure=self.measure,
+            enforce=self.enforce,
             seed=seed,
         )
         self.meter = FlopMeter(self.gov, lambda m: per_sample_loss(m, *probe))
+        self.probes: list[tuple[int, dict]] = []  # (step, measurements) of each probe
 
     def route(self, per_sample: Tensor) -> None:
         self.gov.route(per_sample)
@@ -373,6 +391,8 @@ class Govtrain(Arm):
 
     def after_step(self, loss: Tensor) -> None:
         self.gov.commit(loss=loss.item(), lr=self.optimizer.param_groups[0]["lr"])
+        if self.gov.measured is not None:
+            self.probes.append((self.gov.step - 1, self.gov.measured))
 
     def backward_flops(self, ids, mask, types, labels) -> int:
         """The governed step's own count (routing included), by the trainer's FlopMeter."""
@@ -399,6 +419,23 @@ class GovtrainNoCache(Govtrain):
     cached = False
 
 
+class Shadow(Govtrain):
+    """The calibration run: every probe measure recorded, nothing applied, and a
+    threshold no reading reaches, so every group stays trainable (tools/bench_signals)."""
+
+    enforce = False
+    measure = MEASURES
+    threshold = 1e-12
+
+
+def calibrate(data: Data, args, seed: int) -> dict[str, float]:
+    """Thresholds for the probe-read signals from a shadow run of the govtrain arm."""
+    shadow = Shadow("shadow", data, args, seed)
+    for index in data.order(args.epochs, args.batch, seed)[: args.steps]:
+        shadow.train_step(index)
+    return thresholds(readings(shadow.probes), args.percentile)
+
+
 KINDS = {
     "full": Full,
     "static": Static,
@@ -411,7 +448,7 @@ KINDS = {
 
 
 def run_seed(data: Data, args, seed: int) -> dict[str, dict]:
-    arms = {name: KINDS[name](name, data, args, seed) for name in args.arms}
+    arms = {name: KINDS[name.partition(":")[0]](name, data, args, seed) for name in args.arms}
     order = data.order(args.epochs, args.batch, seed)[: args.steps]
     curves: dict[str, list] = {
         name: [(0, 0.0, 0, arm.accuracy("val"))] for name, arm in arms.items()
@@ -500,7 +537,18 @@ def main() -> None:
     p.add_argument("--classes", type=int, default=8, help="speaker task: how many speakers")
     p.add_argument("--config", type=Path, default=ROOT / "tools" / "bench_finetune.yaml")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    p.add_argument(
+        "--arms",
+        nargs="+",
+        default=list(ARMS),
+        help=f"of {', '.join(ARMS)}; govtrain:SIGNAL for govtrain with another train.signal",
+    )
+    p.add_argument(
+        "--percentile",
+        type=float,
+        default=50,
+        help="govtrain:SIGNAL arms read by probes: the threshold's percentile of a shadow run",
+    )
     p.add_argument("--train-size", type=int, default=2560)
     p.add_argument("--val-size", type=int, default=1024)
     p.add_argument("--test-size", type=int, default=2048)
@@ -517,6 +565,13 @@ def main() -> None:
     if args.quick:
         args.seeds, args.train_size, args.val_size, args.test_size = [0], 256, 64, 64
         args.epochs, args.max_len, args.eval_every, args.interval = 2, 16, 4, 4
+    bad = [
+        a
+        for a in args.arms
+        if a not in ARMS and not (a.startswith("govtrain:") and a[9:] in SIGNALS)
+    ]
+    if bad:
+        p.error(f"unknown arms {bad}: use {', '.join(ARMS)} or govtrain:SIGNAL")
     if "full" not in args.arms:
         p.error("--arms must include full: every other arm is measured against it")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local: never ask the hub
@@ -535,6 +590,10 @@ def main() -> None:
         f"{args.steps} steps of {args.batch} ({args.epochs} epochs), seeds {args.seeds}",
         flush=True,
     )
+    args.thresholds = {}
+    if any(a.partition(":")[2] in MEASURES for a in args.arms):
+        args.thresholds = calibrate(data, args, args.seeds[0])
+        print(f"calibrated thresholds (seed {args.seeds[0]}): {args.thresholds}", flush=True)
     seeds = []
     for seed in args.seeds:
         res = run_seed(data, args, seed)
@@ -577,6 +636,7 @@ def main() -> None:
                 "task": task.name,
                 "steps": args.steps,
                 "seeds": args.seeds,
+                "thresholds": args.thresholds,
                 "arms": summary,
                 "curves": {
                     str(seed): {n: a["curve"] for n, a in res.items()}

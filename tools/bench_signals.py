@@ -34,6 +34,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +64,22 @@ def variant(cfg: RunConfig, **fields: Any) -> RunConfig:
     return parse_config(apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in fields.items()]))
 
 
-def readings(run_dir: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
-    """Per signal, per group: (step, reading) from a run's recorded measurements."""
+def logged(run_dir: Path) -> Iterator[tuple[int, Mapping[str, Mapping[str, float]]]]:
+    """(step, measurements) of every probe step a run recorded."""
+    for rec in read_records(run_dir / "audit.jsonl"):
+        if rec.kind == "step" and "measurements" in rec.body:
+            yield rec.body["step"], rec.body["measurements"]
+
+
+def readings(
+    probes: Iterable[tuple[int, Mapping[str, Mapping[str, float]]]],
+) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """Per signal, per group: (step, reading): a geometry measure's relative change since
+    the group's previous probe, the spectral reading as measured."""
     last: dict[tuple[str, str], float] = {}
     out: dict[str, dict[str, list[tuple[int, float]]]] = {m: {} for m in MEASURES}
-    for rec in read_records(run_dir / "audit.jsonl"):
-        if rec.kind != "step" or "measurements" not in rec.body:
-            continue
-        step = rec.body["step"]
-        for group, values in rec.body["measurements"].items():
+    for step, measured in probes:
+        for group, values in measured.items():
             for measure, value in values.items():
                 if measure == SPECTRAL:
                     out[measure].setdefault(group, []).append((step, value))
@@ -82,33 +90,38 @@ def readings(run_dir: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
     return out
 
 
-def calibrate(
-    cfg: RunConfig, run_dir: Path, percentile: float
-) -> tuple[dict[str, float], dict, float]:
-    """Thresholds per probe-read signal from a shadow run, its readings, its seconds."""
-    shadow = variant(
-        cfg,
-        **{
-            "train.mode": "observe",
-            "train.measure": list(MEASURES),
-            "governance.governor.signal_threshold": 1e-12,
-        },
-    )
-    arm = GovernedArm(shadow, run_dir)
-    start = time.perf_counter()
-    for _ in range(cfg.governance.total_steps):
-        arm.train_step()
-    seconds = time.perf_counter() - start
-    arm.close()
-    seen = readings(run_dir)
-    thresholds = {}
+def thresholds(seen: dict[str, dict[str, list]], percentile: float) -> dict[str, float]:
+    """Per signal, the `percentile` of its readings over every group and probe."""
+    out = {}
     for measure, groups in seen.items():
         values = sorted(v for points in groups.values() for _, v in points)
         if len(values) < 2:  # too short a run to read a spread: keep the config's
             continue
         cut = statistics.quantiles(values, n=100, method="inclusive")[int(percentile) - 1]
-        thresholds[measure] = max(cut, 1e-9)
-    return thresholds, seen, seconds
+        out[measure] = max(cut, 1e-9)
+    return out
+
+
+# the shadow run's settings: every measure recorded, no group ever reads low
+SHADOW = {
+    "train.mode": "observe",
+    "train.measure": list(MEASURES),
+    "governance.governor.signal_threshold": 1e-12,
+}
+
+
+def calibrate(
+    cfg: RunConfig, run_dir: Path, percentile: float
+) -> tuple[dict[str, float], dict, float]:
+    """Thresholds per probe-read signal from a shadow run, its readings, its seconds."""
+    arm = GovernedArm(variant(cfg, **SHADOW), run_dir)
+    start = time.perf_counter()
+    for _ in range(cfg.governance.total_steps):
+        arm.train_step()
+    seconds = time.perf_counter() - start
+    arm.close()
+    seen = readings(logged(run_dir))
+    return thresholds(seen, percentile), seen, seconds
 
 
 def timed_probes(arm: GovernedArm) -> dict[str, float]:
@@ -140,7 +153,7 @@ def converged_at(run_dir: Path) -> dict[str, int]:
     return out
 
 
-def plot_readings(seen: dict, thresholds: dict[str, float], path: Path) -> None:
+def plot_readings(seen: dict, cuts: dict[str, float], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,7 +163,7 @@ def plot_readings(seen: dict, thresholds: dict[str, float], path: Path) -> None:
     for ax, (measure, groups) in zip(axes, seen.items(), strict=True):
         for group, points in groups.items():
             ax.plot([s for s, _ in points], [v for _, v in points], label=group, lw=1)
-        ax.axhline(thresholds[measure], color="grey", ls="--", label="threshold")
+        ax.axhline(cuts[measure], color="grey", ls="--", label="threshold")
         ax.set_yscale("log")
         ax.set_ylabel(measure.replace("_", " "), fontsize=8)
         ax.grid(alpha=0.3)
@@ -189,9 +202,9 @@ def main() -> None:
     corpus = load_corpus(cfg.data, cfg.seed)
     configured = cfg.governance.governor.signal_threshold
     with tempfile.TemporaryDirectory() as tmp:
-        thresholds, seen, shadow_s = calibrate(cfg, Path(tmp) / "shadow", args.percentile)
+        cuts, seen, shadow_s = calibrate(cfg, Path(tmp) / "shadow", args.percentile)
         if args.plot is not None:
-            plot_readings(seen, thresholds, args.plot)
+            plot_readings(seen, cuts, args.plot)
             print(f"wrote {args.plot}")
         racers: dict[str, Any] = {"baseline": PlainArm(cfg, corpus)}
         costs = {}
@@ -199,7 +212,7 @@ def main() -> None:
             signal = "drift" if name == GUARDED else name
             fields: dict[str, Any] = {
                 "train.signal": signal,
-                "governance.governor.signal_threshold": thresholds.get(signal, configured),
+                "governance.governor.signal_threshold": cuts.get(signal, configured),
             }
             if name == GUARDED:
                 fields["train.geometry_guard"] = GUARD
@@ -213,8 +226,7 @@ def main() -> None:
     print(
         f"device {device.type}, {cfg.governance.total_steps} steps, model {cfg.model.n_layer}x"
         f"{cfg.model.n_embd}; shadow calibration run {shadow_s:.1f}s; thresholds at the "
-        f"{args.percentile:g}th percentile: "
-        + ", ".join(f"{m} {v:.4g}" for m, v in thresholds.items())
+        f"{args.percentile:g}th percentile: " + ", ".join(f"{m} {v:.4g}" for m, v in cuts.items())
     )
     print(f"baseline eval {base['eval']:.4f}, train {base['seconds']:.1f}s; target {target:.4f}")
     header = "arm                 thresh   eval   ratio  wall  flops  to-target wall/flops probe ms"
@@ -225,7 +237,7 @@ def main() -> None:
         reached = reach(arm["curve"], target)
         cost = costs[name]
         row = {
-            "threshold": thresholds.get("drift" if name == GUARDED else name, configured),
+            "threshold": cuts.get("drift" if name == GUARDED else name, configured),
             "eval": arm["eval"],
             "eval_ratio": arm["eval"] / base["eval"],
             "wallclock_ratio": arm["seconds"] / base["seconds"],
@@ -254,7 +266,7 @@ def main() -> None:
                 "device": device.type,
                 "steps": cfg.governance.total_steps,
                 "percentile": args.percentile,
-                "thresholds": thresholds,
+                "thresholds": cuts,
                 "baseline": {k: base[k] for k in ("eval", "seconds", "flops")},
                 "arms": table,
             }
