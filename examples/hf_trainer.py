@@ -114,8 +114,9 @@ def main(run_dir: Path, steps: int) -> None:
     print(f"audit log         {report.summary()}")
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_example(main, doc: str) -> None:
+    """The examples' command line: --run-dir (default: a temporary one) and --steps."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--run-dir", type=Path, help="where the run goes (default: a temp dir)")
     parser.add_argument("--steps", type=int, default=120, help="optimizer steps")
     opts = parser.parse_args()
@@ -124,3 +125,7 @@ if __name__ == "__main__":
             main(Path(tmp) / "run", opts.steps)
     else:
         main(opts.run_dir, opts.steps)
+
+
+if __name__ == "__main__":
+    run_example(main, __doc__)

@@ -79,6 +79,15 @@ class World:
         return {"world_size": self.size, "backend": self.backend, "engine": engine}
 
 
+def current_world() -> World | None:
+    """This process's place in a process group someone else initialised (a Trainer's
+    DDP, Lightning's strategy); None for one process."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return None
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return World(dist.get_rank(), dist.get_world_size(), local, str(dist.get_backend()))
+
+
 def launched() -> bool:
     """True under torchrun (or any launcher that sets WORLD_SIZE) with more than one process."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -52,6 +52,7 @@ from govtrain.governance.state import (
     GovernanceState,
     GroupObservation,
     Phase,
+    Transition,
     state_from_dict,
     state_to_dict,
 )
@@ -205,6 +206,24 @@ class Governor:
             self.audit.append("step", record)
         self.step += 1
         return result
+
+    def end_step(
+        self, loss: float, lr: float, nonfinite: bool
+    ) -> tuple[tuple[Transition, ...], bool]:
+        """The end of a step of someone else's loop (the HF and Lightning callbacks):
+        commit it or, after a non-finite loss, record it and skip it. Returns the
+        transitions taken and whether that loop must stop: with every group frozen
+        it could not run another backward (a `stop` record says why)."""
+        if nonfinite:
+            if self.audit is not None:
+                self.audit.append("nonfinite", {"step": self.step, "loss": loss})
+            self.skip()
+            return (), False
+        taken = self.commit(loss=loss, lr=lr).transitions
+        stop = all(g.phase.frozen for g in self.state.groups)
+        if stop and self.audit is not None:
+            self.audit.append("stop", {"step": self.step, "reason": "every group is frozen"})
+        return taken, stop
 
     def skip(self) -> None:
         """A step whose update was skipped (non-finite loss): nothing observed, clock still."""
@@ -515,6 +534,27 @@ class Governor:
         self._at_probe = {g: [t.to(device[g]) for t in ts] for g, ts in sd["at_probe"].items()}
         self._vectors = {k: v.to(self._device()) for k, v in sd["vectors"].items()}
         self._apply_freezing()
+
+
+def untrainable(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """Why `model` cannot be governed by someone else's loop with `optimizer`: parameters
+    frozen before governance starts, or missing from the optimizer (either would never be
+    updated once its group activates). Empty when it can."""
+    problems = []
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    if frozen:
+        problems.append(
+            f"{len(frozen)} parameter(s) frozen before governance starts (e.g. {frozen[0]}): "
+            f"leave every parameter trainable and let the groups' levels freeze them"
+        )
+    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    missing = [n for n, p in model.named_parameters() if id(p) not in in_optimizer]
+    if missing:
+        problems.append(
+            f"{len(missing)} parameter(s) missing from the optimizer (e.g. {missing[0]}): "
+            f"they would never be updated once their group activates"
+        )
+    return problems
 
 
 def _compiled(model: nn.Module) -> bool:

@@ -80,7 +80,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,16 +94,14 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
 )
 
-from govtrain.audit.anchors import AnchorStore
-from govtrain.audit.keys import Signer, generate_signer
-from govtrain.audit.log import DEFAULT_CHECKPOINT_EVERY, DEFAULT_FSYNC, AuditLog, FsyncPolicy
-from govtrain.audit.provenance import build_run_start, file_sha256
+from govtrain.audit.log import AuditLog
+from govtrain.audit.provenance import file_sha256
 from govtrain.governance.config import GovernanceConfig
 from govtrain.governance.errors import GovtrainError
 from govtrain.governance.state import Transition
-from govtrain.pipeline.distributed import World
-from govtrain.pipeline.governor import Governor
-from govtrain.pipeline.models import parameter_digest, structure_digest
+from govtrain.pipeline.distributed import current_world
+from govtrain.pipeline.governor import Governor, untrainable
+from govtrain.pipeline.runlog import create_run_log
 
 log = structlog.get_logger("govtrain")
 
@@ -182,46 +180,21 @@ def start_audit(
     cfg: GovernanceConfig,
     *,
     training_args: TrainingArguments | None = None,
-    seed: int = 0,
-    data_files: Iterable[Path] = (),
-    signer: Signer | None = None,
-    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
-    fsync: FsyncPolicy = DEFAULT_FSYNC,
+    **options: Any,
 ) -> AuditLog:
     """Create `run_dir`'s audit log, committing to the governance config, the Trainer's
     arguments, the model's architecture and initial weights, and the data files.
 
-    Call it before `trainer.train()`, on the model as it will start training.
-    A new key kept with the run (`run_dir/keys/`) signs unless a `signer` is given;
-    each signed checkpoint is also kept in the user's trust anchor store.
+    Call it before `trainer.train()`, on the model as it will start training;
+    `options` are `create_run_log`'s (seed, data_files, signer, checkpoint_every, fsync).
     """
-    run_dir = Path(run_dir)
-    config: dict[str, Any] = {
-        "governance": cfg.model_dump(mode="json"),
-        "trainer": "transformers.Trainer",
-        "model_class": type(model).__name__,
-    }
+    loop: dict[str, Any] = {"trainer": "transformers.Trainer"}
     model_config = getattr(model, "config", None)
     if model_config is not None and hasattr(model_config, "to_json_string"):
-        config["model_config"] = json.loads(model_config.to_json_string())
+        loop["model_config"] = json.loads(model_config.to_json_string())
     if training_args is not None:
-        config["training_args"] = json.loads(training_args.to_json_string())
-    run_start = build_run_start(
-        config=config,
-        seed=seed,
-        data_files=data_files,
-        model_structure_digest=f"sha256:{structure_digest(model)}",
-        initial_params_digest=f"sha256:{parameter_digest(model)}",
-    )
-    return AuditLog.create(
-        run_dir,
-        signer=signer if signer is not None else generate_signer(),
-        keep_key=signer is None,
-        anchors=AnchorStore.default(),
-        run_start=run_start,
-        checkpoint_every=checkpoint_every,
-        fsync=fsync,
-    )
+        loop["training_args"] = json.loads(training_args.to_json_string())
+    return create_run_log(run_dir, model, cfg, loop, **options)
 
 
 # -- the callback --------------------------------------------------------------------------
@@ -288,7 +261,7 @@ class GovernanceCallback(TrainerCallback):
             awaken_optimizer_state=self.awaken_policy,
             audit=self.audit,
             seed=self.seed,
-            world=_world(),
+            world=current_world(),
         )
         self._hooks.append(model.register_forward_pre_hook(self._before_forward, with_kwargs=True))
         self._hooks.append(model.register_forward_hook(self._after_forward, with_kwargs=True))
@@ -323,20 +296,13 @@ class GovernanceCallback(TrainerCallback):
         assert self._loss is not None and optimizer is not None
         loss = float(self._loss)
         self._routed = False
-        if self._nonfinite:
-            if self.audit is not None:
-                self.audit.append("nonfinite", {"step": gov.step, "loss": loss})
-            gov.skip()
-            self._nonfinite = False
-            return control
-        result = gov.commit(loss=loss, lr=float(optimizer.param_groups[0]["lr"]))
-        for t in result.transitions:
+        taken, stop = gov.end_step(loss, float(optimizer.param_groups[0]["lr"]), self._nonfinite)
+        self._nonfinite = False
+        for t in taken:
             self.transitions.append(t)
             if t.action in ("Converge", "Awaken", "ActivateLevel"):
                 log.info(t.action, step=gov.step - 1, group=t.group, to=t.after)
-        if all(g.phase.frozen for g in gov.state.groups):
-            if self.audit is not None:
-                self.audit.append("stop", {"step": gov.step, "reason": "every group is frozen"})
+        if stop:
             log.info("stop", step=gov.step, reason="every group is frozen")
             control.should_training_stop = True
         return control
@@ -484,7 +450,7 @@ class GovernanceCallback(TrainerCallback):
             )
         if args.n_gpu > 1:
             problems.append(f"{args.n_gpu} GPUs in one process (DataParallel): use torchrun")
-        world = _world()
+        world = current_world()
         if world is not None and args.ddp_find_unused_parameters is False:
             problems.append(
                 "ddp_find_unused_parameters=False: DDP would fail the first backward after a "
@@ -508,19 +474,7 @@ class GovernanceCallback(TrainerCallback):
             problems.append("fp16 loss scaling is not supported: use bf16 or fp32")
         if args.torch_compile:
             problems.append("torch_compile is not supported (routing slots are read eagerly)")
-        frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
-        if frozen:
-            problems.append(
-                f"{len(frozen)} parameter(s) frozen before governance starts (e.g. {frozen[0]}): "
-                f"leave every parameter trainable and let the groups' levels freeze them"
-            )
-        in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        missing = [n for n, p in model.named_parameters() if id(p) not in in_optimizer]
-        if missing:
-            problems.append(
-                f"{len(missing)} parameter(s) missing from the optimizer (e.g. {missing[0]}): "
-                f"they would never be updated once their group activates"
-            )
+        problems += untrainable(model, optimizer)
         if problems:
             raise HFGovernanceError("cannot govern this Trainer run: " + "; ".join(problems))
 
@@ -549,12 +503,3 @@ class GovernanceCallback(TrainerCallback):
         assert self.audit is not None
         full, base = path.resolve(), Path(self.audit.run_dir).resolve()
         return full.relative_to(base).as_posix() if full.is_relative_to(base) else os.fspath(full)
-
-
-def _world() -> World | None:
-    """This process's place in a torchrun job (None for one process)."""
-    dist = torch.distributed
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
-        return None
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    return World(dist.get_rank(), dist.get_world_size(), local, str(dist.get_backend()))

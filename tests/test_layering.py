@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-TORCH_SIDE = ("torch", "transformers", "tokenizers", "accelerate", "datasets")
+TORCH_SIDE = ("torch", "transformers", "tokenizers", "accelerate", "datasets", "lightning")
 
 # Imports every module of the named packages, then prints the top-level packages and
 # govtrain subpackages that ended up loaded.
