@@ -156,7 +156,7 @@ def generate_signer(name: str = DEFAULT_KEY_NAME) -> Signer:
     return Signer(_check_name(name), Ed25519PrivateKey.generate())
 
 
-def _write_new(path: Path, text: str, mode: int) -> None:
+def write_new_key_file(path: Path, text: str, mode: int) -> None:
     """Create `path` with `mode` from the start (never briefly world-readable); never overwrite."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -173,22 +173,28 @@ def write_key_pair(directory: Path, signer: Signer) -> tuple[Path, Path]:
     for path in (private, public):
         if path.exists():
             raise KeyFileError(f"{path} already exists; refusing to overwrite a key")
-    _write_new(private, signer.to_text(), 0o600)
-    _write_new(public, signer.verifier.vkey, 0o644)
+    write_new_key_file(private, signer.to_text(), 0o600)
+    write_new_key_file(public, signer.verifier.vkey, 0o644)
     return private, public
 
 
 def load_signing_key(path: Path) -> Signer:
     """Read a private key file; refuses one that group or others may read (like ssh)."""
+    return Signer.parse(read_private(path))
+
+
+def read_private(path: Path) -> str:
+    """A private key file's text; KeyFileError if group or others may read it (like ssh)."""
     path = Path(path)
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
         text = path.read_text()
-    except OSError as exc:
-        raise KeyFileError(f"cannot read private key {path}: {exc.strerror}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise KeyFileError(f"cannot read private key {path}: {why}") from exc
     if mode & 0o077:
         raise KeyFileError(f"private key {path} has mode {mode:04o}; it must be 0600 or stricter")
-    return Signer.parse(text)
+    return text
 
 
 def load_verifier_key(source: str | Path) -> VerifierKey:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from govtrain.audit import openssf
 from govtrain.audit.anchors import AnchorStore
 from govtrain.audit.errors import AuditError, NoteError
 from govtrain.audit.keys import (
@@ -115,6 +116,16 @@ def keys_generate(directory: Path, name: str) -> None:
     click.echo(f"private key {private} (mode 0600: keep it secret)")
     click.echo(f"public key  {public} (give it to verifiers: --pubkey)")
     click.echo(f"fingerprint {signer.verifier.fingerprint}")
+
+
+@keys.command("model-signing")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def keys_model_signing(directory: Path) -> None:
+    """Write an ECDSA P-256 pair for OpenSSF model signing (`audit sign-model`):
+    DIRECTORY/model-signing.pem (mode 0600) and DIRECTORY/model-signing.pub.pem."""
+    private, public = openssf.generate_key(directory)
+    click.echo(f"private key {private} (mode 0600: keep it secret)")
+    click.echo(f"public key  {public} (model_signing verify key --public_key ...)")
 
 
 @click.group()
@@ -351,6 +362,29 @@ def _check_provenance(path: Path, run: Path | None, key: VerifierKey | None) -> 
     click.echo(
         f"ok: in-toto SLSA provenance signed by {key.name} ({key.key_id.hex()}), "
         f"{len(statement['subject'])} subject(s){against}"
+    )
+
+
+@audit.command("sign-model")
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="ECDSA private key, PEM (govtrain keys model-signing DIR makes one).",
+)
+@click.option("--path", "recorded", help="The recorded checkpoint (default: the last).")
+@_output
+def sign_model(run: Path, key_path: Path, recorded: str | None, output: Path | None) -> None:
+    """Sign one of RUN's checkpoints in the OpenSSF Model Signing format (a Sigstore
+    bundle `model_signing verify key` checks), once the log verifies and the file's
+    SHA-256 matches the log's record of it. Writes CHECKPOINT.sig unless -o."""
+    path, signature = openssf.sign_checkpoint(run, key_path, recorded, output)
+    click.echo(f"signed {path} (SHA-256 as the log records it): {signature}")
+    click.echo(
+        f"verify: model_signing verify key --signature {signature} "
+        f"--public_key PUBLIC.pem {run / path}"
     )
 
 
