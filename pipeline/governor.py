@@ -460,7 +460,7 @@ class Governor:
                     self.optimizer.state.pop(p, None)
             if t.action == "Converge":
                 converged_now.append(t.group)
-        if converged_now and self.probe is not None:
+        if converged_now and self.probe is not None and not self.readings.geometric:
             self.meter.baseline.update(self._probe(converged_now))
         self._apply_freezing()
 
