@@ -66,9 +66,12 @@ class Readings:
         signal_threshold: float,
         wake_threshold: float,
         extra: tuple[str, ...] = (),
+        probe_every: int = 10,
     ) -> None:
-        """`extra`: measures recorded at every probe that decide nothing (`train.measure`)."""
+        """`extra`: measures recorded at every probe that decide nothing (`train.measure`);
+        measurements are taken on the steps `probe_every` divides."""
         self.signal, self.guard = signal, guard
+        self.probe_every = probe_every
         self.signal_threshold, self.wake_threshold = signal_threshold, wake_threshold
         wanted = [signal] if signal in (*GEOMETRY, SPECTRAL) else []
         wanted += [GUARD_MEASURE] if guard is not None else []
@@ -99,6 +102,8 @@ class Readings:
     ) -> tuple[float, float]:
         """The (signal, wake) the core sees, from the pipeline's own `signal`, `wake`."""
         if phase.frozen:
+            if self.geometric:  # no gradient probe: the measurements are the only wake
+                wake = 0.0
             if phase is Phase.CONVERGED and probed:
                 wake = self._wake(group, wake)
             return 0.0, wake
@@ -147,6 +152,7 @@ class Readings:
             governor.signal_threshold,
             governor.wake_threshold,
             tuple(train.get("measure", ())),
+            train.get("probe_every", 10),
         )
 
     def state_dict(self) -> dict[str, Any]:

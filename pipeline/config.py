@@ -73,7 +73,7 @@ class GeometryGuardConfig(StrictSection):
     """Effective-rank guards (governance/readings.py): relative tolerances."""
 
     # a trainable group whose rank falls by more than this between probes cannot converge
-    collapse: float = Field(gt=0, le=1)
+    collapse: float = Field(gt=0, lt=1)
     # a converged group whose rank moved by more than this since it converged wakes
     wake: float = Field(gt=0)
 

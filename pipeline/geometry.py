@@ -4,8 +4,9 @@ Each measure reads a group's hidden states on the probe batch as rows (one per
 token: a [B, T, d] output is B*T rows of width d) and returns one float:
 
 * effective_rank: exp of the entropy of the normalised singular values of the
-  centred rows (RankMe, Garrido et al. 2023). Between 1 (every row on one line)
-  and d (variance spread evenly over every direction).
+  centred rows (RankMe, Garrido et al. 2023). 1 when every row lies on one line,
+  up to min(n - 1, d) when variance spreads evenly over every direction; 0 when
+  all rows are equal.
 * participation_ratio: (sum of the covariance's eigenvalues)^2 / (sum of their
   squares). Also between 1 and d, but weighted by variance rather than by
   singular value, so it is less sensitive to many small directions.
@@ -14,9 +15,11 @@ token: a [B, T, d] output is B*T rows of width d) and returns one float:
   every way, 0 when every row points the same way (a shared offset dominates).
 * distance_cv: the coefficient of variation (population std / mean) of the
   pairwise Euclidean distances: 0 when every pair is equally far apart, larger
-  when rows gather into clusters.
+  when rows gather into clusters. Over at most DISTANCE_ROWS evenly spaced rows,
+  so its memory stays bounded (all pairs of 8 x 2048 tokens would be ~1 GB).
 
-Centring and float64 keep the readings independent of a shared offset and of
+Centring (all but isotropy, which reads the shared offset on purpose) keeps the
+readings independent of a shared offset; float64 keeps them independent of
 accumulation order at the precisions models train in.
 
 `top_singular_value` is power iteration on M^T M, warm-started from the previous
@@ -71,8 +74,14 @@ def isotropy(hidden: Tensor) -> float:
     return float(1 - pairs / (n * (n - 1)))
 
 
+DISTANCE_ROWS = 2048
+
+
 def distance_cv(hidden: Tensor) -> float:
-    d = torch.pdist(_rows(hidden))
+    rows = _rows(hidden)
+    if rows.shape[0] > DISTANCE_ROWS:
+        rows = rows[torch.linspace(0, rows.shape[0] - 1, DISTANCE_ROWS).long()]
+    d = torch.pdist(rows)
     mean = d.mean() if d.numel() else torch.tensor(0.0)
     return float(d.std(correction=0) / mean) if mean > 0 else 0.0
 

@@ -118,6 +118,11 @@ class Governor:
         self._sq: dict[str, list[Tensor]] = {g: [] for g in self.names}
         self.observing = True  # False while probes and FLOP counts run their own backward
         self.meter = SignalMeter(self.names, cfg.governor.window, signal)
+        self._hooks = [
+            p.register_post_accumulate_grad_hook(self._grad_hook(name))
+            for name, ps in self.params.items()
+            for p in ps
+        ]
         gov = cfg.governor
         self.readings = Readings(
             self.names, signal, geometry_guard, gov.signal_threshold, gov.wake_threshold, measure
@@ -134,9 +139,6 @@ class Governor:
         self._at_probe: dict[str, list[Tensor]] = {}
         self._vectors: dict[str, Tensor] = {}
         self.measured: dict[str, dict[str, float]] | None = None  # this step's, if probed
-        for name, ps in self.params.items():
-            for p in ps:
-                p.register_post_accumulate_grad_hook(self._grad_hook(name))
         # drift: each group's steps trained since (re)activation and its weights W and
         # 2W of those steps ago
         self._own_steps: dict[str, int] = {}
@@ -266,6 +268,34 @@ class Governor:
                 for p in ps
                 if p.grad is not None
             ]
+
+    def nonfinite(self, per_sample_loss: Tensor) -> bool:
+        """Whether this step's losses are not all finite, on any rank: every rank must
+        skip the step alike, or their collectives would pair up wrongly."""
+        bad = (~torch.isfinite(per_sample_loss.detach())).any().to(torch.float32).reshape(1)
+        if self.world is not None:
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+        return bool(bad.item())
+
+    def discard_gradients(self) -> None:
+        """Drop the gradients of the step about to be applied (its loss was not finite):
+        an optimizer leaves a parameter without a gradient untouched."""
+        for p in self.all_params:
+            p.grad = None
+
+    def release(self) -> None:
+        """Hand the model back when governance ends (the callbacks' fit or train ends):
+        its gradient hooks removed, every governed parameter trainable again, every
+        routed module computing the whole batch's gradient."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks.clear()
+        self.plan.route_all()
+        for name in self.names:
+            self.plan.set_native(name, True)
+        for ps in self.params.values():
+            for p in ps:
+                p.requires_grad_(True)
 
     def trainable(self) -> list[nn.Parameter]:
         """The parameters the next backward gives gradients to, in model order."""
@@ -530,9 +560,11 @@ class Governor:
             g: [[t.to(device[g]) for t in snap] for snap in snaps]
             for g, snaps in sd["snapshots"].items()
         }
-        self.readings.load_state_dict(sd["readings"])
-        self._at_probe = {g: [t.to(device[g]) for t in ts] for g, ts in sd["at_probe"].items()}
-        self._vectors = {k: v.to(self._device()) for k, v in sd["vectors"].items()}
+        if "readings" in sd:  # absent from checkpoints written before probe measurements
+            self.readings.load_state_dict(sd["readings"])
+        at_probe = sd.get("at_probe", {})
+        self._at_probe = {g: [t.to(device[g]) for t in ts] for g, ts in at_probe.items()}
+        self._vectors = {k: v.to(self._device()) for k, v in sd.get("vectors", {}).items()}
         self._apply_freezing()
 
 

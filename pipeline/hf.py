@@ -70,10 +70,13 @@ state is not in it); parameters that are frozen or missing from the optimizer
 before governance starts (the Trainer would never update them once their
 group activates).
 
-Where HF differs from GovernedTrainer: a non-finite loss is still stepped by
-the Trainer; the callback routes every sample for it, records `nonfinite` and
-calls `Governor.skip()` as GovernedTrainer does. When every group is frozen
-the Trainer cannot run a backward, so training stops (a `stop` record says why).
+A step whose per-sample losses are not all finite, on any rank, is skipped on
+every rank as GovernedTrainer skips it: the callback routes every sample for
+it, drops its gradients in `on_pre_optimizer_step` (so the Trainer's optimizer
+step changes nothing), records `nonfinite` and calls `Governor.skip()`;
+`max_nonfinite` (3) of them in a row stop training with an error, the log
+unsealed. When every group is frozen the Trainer cannot run a backward, so
+training stops (a `stop` record says why).
 """
 
 from __future__ import annotations
@@ -219,6 +222,7 @@ class GovernanceCallback(TrainerCallback):
         awaken_optimizer_state: str = "reset",
         seed: int = 0,
         per_sample_loss: PerSampleLoss | None = None,
+        max_nonfinite: int = 3,
     ) -> None:
         self.cfg, self.audit = cfg, audit
         self.probe_batch = dict(probe_batch) if probe_batch is not None else None
@@ -232,6 +236,8 @@ class GovernanceCallback(TrainerCallback):
         self._loss: Tensor | None = None
         self._routed = False
         self._nonfinite = False
+        self._nonfinite_run = 0  # non-finite steps in a row
+        self.max_nonfinite = max_nonfinite
         self._ended = False
 
     # -- events ----------------------------------------------------------------------------
@@ -297,7 +303,13 @@ class GovernanceCallback(TrainerCallback):
         loss = float(self._loss)
         self._routed = False
         taken, stop = gov.end_step(loss, float(optimizer.param_groups[0]["lr"]), self._nonfinite)
+        self._nonfinite_run = self._nonfinite_run + 1 if self._nonfinite else 0
         self._nonfinite = False
+        if self._nonfinite_run >= self.max_nonfinite:
+            raise HFGovernanceError(
+                f"{self._nonfinite_run} non-finite losses in a row (max_nonfinite) by step "
+                f"{gov.step}: training stops, its log unsealed"
+            )
         for t in taken:
             self.transitions.append(t)
             if t.action in ("Converge", "Awaken", "ActivateLevel"):
@@ -306,6 +318,12 @@ class GovernanceCallback(TrainerCallback):
             log.info("stop", step=gov.step, reason="every group is frozen")
             control.should_training_stop = True
         return control
+
+    def on_pre_optimizer_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self._nonfinite:  # the step is recorded as skipped: it must not update anything
+            self._governor().discard_gradients()
 
     def on_evaluate(
         self,
@@ -360,7 +378,7 @@ class GovernanceCallback(TrainerCallback):
             handle.remove()
         self._hooks.clear()
         if self.gov is not None:
-            self.gov.plan.route_all()  # the model, used afterwards, computes dense gradients
+            self.gov.release()  # the model, used afterwards, is the user's again
         if self.audit is not None:
             self.audit.close({"status": "ok", "steps": state.global_step})
 
@@ -422,7 +440,7 @@ class GovernanceCallback(TrainerCallback):
         loss = output.get("loss") if hasattr(output, "get") else None
         self._loss = (loss if loss is not None else per_sample.mean()).detach()
         self._routed = True
-        if not bool(torch.isfinite(per_sample).all()):
+        if gov.nonfinite(per_sample):  # on any rank: every rank skips
             gov.plan.route_all()
             self._nonfinite = True
             return

@@ -22,6 +22,11 @@ of a step (Lightning 2.x, automatic optimization):
 * close the log (run_end, final signed checkpoint) -> `on_fit_end`; a fit that
   raises leaves the log unsealed, as a crash would.
 
+A step whose per-sample losses are not all finite, on any rank, is recorded as
+`nonfinite` and skipped on every rank: its gradients are dropped before the
+optimizer step, so nothing is updated. `max_nonfinite` (3) such steps in a row
+stop the fit with an error, the log unsealed.
+
 Resume. The Governor's state (core state, decision, signal windows, probe
 readings) is the callback's `state_dict`, so Lightning saves it in every
 checkpoint and `fit(ckpt_path=...)` restores it; the Governor re-applies the
@@ -100,9 +105,15 @@ class GovernanceCallback(L.Callback):
         audit: AuditLog | None = None,
         awaken_optimizer_state: str = "reset",
         seed: int = 0,
+        max_nonfinite: int = 3,
     ) -> None:
         self.cfg, self.probe, self.probe_every, self.audit = cfg, probe, probe_every, audit
-        self.awaken_policy, self.seed = awaken_optimizer_state, seed
+        self.awaken_policy, self.seed, self.max_nonfinite = (
+            awaken_optimizer_state,
+            seed,
+            max_nonfinite,
+        )
+        self._nonfinite_run = 0  # non-finite steps in a row
         self.gov: Governor | None = None
         self._restored: dict[str, Any] | None = None
         self._original: Callable[..., Any] | None = None
@@ -174,13 +185,25 @@ class GovernanceCallback(L.Callback):
                 f"governor at step {gov.step} but Lightning finished step {trainer.global_step}"
             )
         taken, stop = gov.end_step(loss, lr, self._nonfinite)
+        self._nonfinite_run = self._nonfinite_run + 1 if self._nonfinite else 0
         self._nonfinite = False
+        if self._nonfinite_run >= self.max_nonfinite:
+            raise LightningGovernanceError(
+                f"{self._nonfinite_run} non-finite losses in a row (max_nonfinite) by step "
+                f"{gov.step}: the run stops, its log unsealed"
+            )
         for t in taken:
             if t.action in ("Converge", "Awaken", "ActivateLevel", "Finish"):
                 log.info(t.action, step=gov.step - 1, group=t.group, to=t.after)
         if stop:
             log.info("stop", step=gov.step, reason="every group is frozen")
             trainer.should_stop = True
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        if self._nonfinite:  # the step is recorded as skipped: it must not update anything
+            self._governor().discard_gradients()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.audit is None or self.gov is None or trainer.sanity_checking:
@@ -229,7 +252,7 @@ class GovernanceCallback(L.Callback):
                 )
             lr = float(trainer.optimizers[0].param_groups[0]["lr"])
             self._step_input = (float(out["loss"].detach()), lr)
-            if not bool(torch.isfinite(per_sample).all()):
+            if gov.nonfinite(per_sample):  # on any rank: every rank skips
                 gov.plan.route_all()
                 self._nonfinite = True
             else:
@@ -246,7 +269,7 @@ class GovernanceCallback(L.Callback):
                 pl_module.training_step = self._original
             self._wrapped, self._original = False, None
         if self.gov is not None:
-            self.gov.plan.route_all()  # the module, used afterwards, computes dense gradients
+            self.gov.release()  # the module, used afterwards, is the user's again
 
     def _check_setup(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         cfg, problems = self.cfg, []

@@ -64,9 +64,11 @@ class Tiny(L.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=1e-2)
 
 
-def data(samples: int = 64) -> DataLoader:
+def data(samples: int = 64, poisoned: tuple[int, ...] = ()) -> DataLoader:
+    """Samples in a fixed order; those at `poisoned` have an infinite input."""
     g = torch.Generator().manual_seed(1)
     x = torch.randn(samples, 8, generator=g)
+    x[list(poisoned)] = torch.inf
     y = (x[:, :4].argmax(1) + (x[:, 4] > 0).long()) % 4
     return DataLoader(TensorDataset(x, y), batch_size=BATCH, shuffle=False, drop_last=True)
 
@@ -121,7 +123,8 @@ def main(out: Path, strict: bool) -> None:
     audit = start_audit(out / "run", model, cfg) if os.environ["RANK"] == "0" else None
     callback = GovernanceCallback(cfg, probe=probe, probe_every=4, audit=audit)
     fit = trainer(24, devices=2, strategy=strategy, callbacks=[callback])
-    fit.fit(model, data(128))
+    # sample 33 reaches one rank only, once per epoch: every rank must skip that step alike
+    fit.fit(model, data(128, poisoned=(33,)))
     gov = callback.gov
     assert gov is not None
     view = {
@@ -129,7 +132,8 @@ def main(out: Path, strict: bool) -> None:
         "step": gov.step,
         "state": [g.phase.value for g in gov.state.groups],
         "weights": digest(model),
-        "frozen": [n for n, p in model.named_parameters() if not p.requires_grad],
+        "finite": all(bool(torch.isfinite(p).all()) for p in model.parameters()),
+        "frozen": [n for n, g in zip(gov.names, gov.state.groups, strict=True) if g.phase.frozen],
     }
     (out / f"rank{fit.global_rank}.json").write_text(json.dumps(view))
 

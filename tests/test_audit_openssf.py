@@ -75,3 +75,30 @@ def test_keys_model_signing_cannot_sign_and_existing_keys_are_kept(
         "audit", "sign-model", run, "--key", tmp_path / "k" / "model-signing.pem", "--path", "x"
     )
     assert unknown.returncode != 0 and "is not a checkpoint the log records" in unknown.stderr
+
+
+def test_a_replaced_run_is_not_signed_and_a_link_is_never_followed(tmp_path: Path) -> None:
+    import shutil
+
+    from tools.tiny import train_tiny
+
+    run, other = tmp_path / "run", tmp_path / "other"
+    train_tiny(run)
+    train_tiny(other, seed=4)
+    assert govtrain("keys", "model-signing", tmp_path / "k").returncode == 0
+    key = tmp_path / "k" / "model-signing.pem"
+
+    last = list(recorded_artifacts(read_records(run / "audit.jsonl")))[-1]
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    (run / (last + ".sig")).symlink_to(victim)
+    signed = govtrain("audit", "sign-model", run, "--key", key)
+    assert signed.returncode == 0, signed.stderr
+    assert victim.read_text() == "mine"  # the link was replaced, not written through
+    assert not (run / (last + ".sig")).is_symlink()
+
+    shutil.rmtree(run)  # someone who can write the run directory swaps in another run
+    shutil.copytree(other, run)
+    refused = govtrain("audit", "sign-model", run, "--key", key, "-o", tmp_path / "x.sig")
+    assert refused.returncode != 0 and "trust anchor" in refused.stderr
+    assert not (tmp_path / "x.sig").exists()

@@ -64,7 +64,7 @@ def test_superseded_steps_after_a_crash_are_rewound(tiny_full_run) -> None:
         ("decision", lambda b: b["decision"].update(budget_action="Ration"), "recorded decision"),
         (
             "observation",
-            lambda b: [o.update(signal=0.0) for o in b["observations"].values()],
+            lambda b: [o.update(signal=0.0, need=0.0) for o in b["observations"].values()],
             "recorded",
         ),
     ],

@@ -133,10 +133,7 @@ def audit() -> None:
     """Verify, inspect, prove and repair a run's audit log; export its provenance."""
 
 
-@audit.command()
-@_run_path
-@_pubkey
-@click.option(
+_anchors = click.option(
     "--checkpoint",
     "anchors",
     multiple=True,
@@ -144,19 +141,30 @@ def audit() -> None:
     help="Signed checkpoints kept outside the run (a note or a saved checkpoints.note): "
     "the log must reproduce each of them (repeatable).",
 )
-def verify(path: Path, pubkey: str | None, anchors: tuple[Path, ...]) -> None:
-    """Verify PATH (a run directory or its audit.jsonl) and print a one-line summary.
 
-    The log must also reproduce the trust anchors your anchor store holds for it
-    ($GOVTRAIN_ANCHORS, default ~/.local/state/govtrain/anchors; "off" skips them).
-    """
+
+def _trusted_notes(path: Path, anchors: tuple[Path, ...]) -> list[str]:
+    """The notes the log at PATH must reproduce: --checkpoint files and the anchor store's."""
     notes = [note for anchor in anchors for note in split_notes(anchor.read_bytes())[0]]
     if anchors and not notes:
         raise AuditError("--checkpoint holds no complete signed note")
     store = AnchorStore.default()
     if store is not None:
         notes += store.notes(run_files(path)[0].parent)
-    _finish(verify_run(path, pubkey=_key(pubkey), anchors=notes))
+    return notes
+
+
+@audit.command()
+@_run_path
+@_pubkey
+@_anchors
+def verify(path: Path, pubkey: str | None, anchors: tuple[Path, ...]) -> None:
+    """Verify PATH (a run directory or its audit.jsonl) and print a one-line summary.
+
+    The log must also reproduce the trust anchors your anchor store holds for it
+    ($GOVTRAIN_ANCHORS, default ~/.local/state/govtrain/anchors; "off" skips them).
+    """
+    _finish(verify_run(path, pubkey=_key(pubkey), anchors=_trusted_notes(path, anchors)))
 
 
 @audit.command()
@@ -375,12 +383,29 @@ def _check_provenance(path: Path, run: Path | None, key: VerifierKey | None) -> 
     help="ECDSA private key, PEM (govtrain keys model-signing DIR makes one).",
 )
 @click.option("--path", "recorded", help="The recorded checkpoint (default: the last).")
+@_pubkey
+@_anchors
 @_output
-def sign_model(run: Path, key_path: Path, recorded: str | None, output: Path | None) -> None:
+def sign_model(
+    run: Path,
+    key_path: Path,
+    recorded: str | None,
+    pubkey: str | None,
+    anchors: tuple[Path, ...],
+    output: Path | None,
+) -> None:
     """Sign one of RUN's checkpoints in the OpenSSF Model Signing format (a Sigstore
-    bundle `model_signing verify key` checks), once the log verifies and the file's
-    SHA-256 matches the log's record of it. Writes CHECKPOINT.sig unless -o."""
-    path, signature = openssf.sign_checkpoint(run, key_path, recorded, output)
+    bundle `model_signing verify key` checks), once the log verifies as `audit verify`
+    verifies it (--pubkey, --checkpoint, the anchor store) and the file's SHA-256
+    matches the log's record of it. Writes CHECKPOINT.sig unless -o."""
+    path, signature = openssf.sign_checkpoint(
+        run,
+        key_path,
+        recorded,
+        output,
+        pubkey=_key(pubkey),
+        anchors=_trusted_notes(run, anchors),
+    )
     click.echo(f"signed {path} (SHA-256 as the log records it): {signature}")
     click.echo(
         f"verify: model_signing verify key --signature {signature} "

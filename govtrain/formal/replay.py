@@ -68,11 +68,14 @@ def replay(records: Sequence[Record]) -> ReplayReport:
         return ReplayReport(0, 0, Divergence(0, None, "the log does not start with run_start"))
     config = records[0].body["config"]
     cfg = parse_governance(config["governance"])
-    enforced = config.get("train", {}).get("mode", "governed") == "governed"
+    train = config.get("train", {})
+    if not isinstance(train, dict):
+        return ReplayReport(0, 0, Divergence(0, None, "run_start's config.train is not a mapping"))
+    enforced = train.get("mode", "governed") == "governed"
     names = [g.name for g in cfg.groups]
     state = initial_state(cfg)
     decision = decide(state, [1.0] * len(names), cfg)
-    readings = Readings.for_run(names, config.get("train", {}), cfg.governor)
+    readings = Readings.for_run(names, train, cfg.governor)
     after: dict[int, tuple[GovernanceState, Decision, dict]] = {
         -1: (state, decision, readings.state_dict())
     }
@@ -129,9 +132,15 @@ def replay(records: Sequence[Record]) -> ReplayReport:
 def _check_readings(
     body: dict[str, Any], state: GovernanceState, readings: Readings, names: list[str]
 ) -> str | None:
-    """The step's observations must follow from its measurements (governance/readings.py)."""
+    """The step's observations must follow from its measurements (governance/readings.py),
+    taken on exactly the probe steps when the run measures; each group's need is its signal."""
     phases = {n: g.phase for n, g in zip(names, state.groups, strict=True)}
     probed = "measurements" in body
+    if readings.measures and probed != (body["step"] % readings.probe_every == 0):
+        return (
+            f"measurements {'on' if probed else 'missing from'} step {body['step']}: the run "
+            f"measures every {readings.probe_every} steps"
+        )
     if probed:
         measured = body["measurements"]
         if not (
@@ -149,6 +158,8 @@ def _check_readings(
         readings.read(measured, phases)
     for name in names:
         seen = body["observations"][name]
+        if seen["need"] != seen["signal"]:
+            return f"group {name}'s need {seen['need']} is not its signal {seen['signal']}"
         expected = readings.observe(name, phases[name], seen["signal"], seen["wake"], probed)
         if expected != (seen["signal"], seen["wake"]):
             return (
