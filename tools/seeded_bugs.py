@@ -494,8 +494,8 @@ CATALOGUE: tuple[SeededBug, ...] = (
         patches=(
             Patch(
                 "pipeline/governor.py",
-                "        if self.audit is not None:\n",
-                "        if self.audit is not None and result.transitions:\n",
+                "        if self.audit is not None:\n            record = ",
+                "        if self.audit is not None and result.transitions:\n            record = ",
             ),
         ),
         symptom="Quiet steps are missing from audit.jsonl; the hash chain and signed "
