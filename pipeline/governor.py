@@ -146,6 +146,7 @@ class Governor:
         self.state: GovernanceState = initial_state(cfg)
         self.decision: Decision = decide(self.state, [1.0] * len(self.names), cfg)
         self.step = 0
+        self.nonfinite_run = 0  # steps in a row that end_step was told were non-finite
         self.routed: dict[str, dict[str, Any]] = {}
         self._t0 = time.perf_counter()
         self._apply_freezing()
@@ -216,6 +217,7 @@ class Governor:
         commit it or, after a non-finite loss, record it and skip it. Returns the
         transitions taken and whether that loop must stop: with every group frozen
         it could not run another backward (a `stop` record says why)."""
+        self.nonfinite_run = self.nonfinite_run + 1 if nonfinite else 0
         if nonfinite:
             if self.audit is not None:
                 self.audit.append("nonfinite", {"step": self.step, "loss": loss})
@@ -268,6 +270,15 @@ class Governor:
                 for p in ps
                 if p.grad is not None
             ]
+
+    def too_many_nonfinite(self, limit: int) -> str | None:
+        """Why that loop must stop, once `limit` steps in a row ended non-finite; else None."""
+        if self.nonfinite_run < limit:
+            return None
+        return (
+            f"{self.nonfinite_run} non-finite losses in a row (max_nonfinite) by step "
+            f"{self.step}: training stops, its log unsealed"
+        )
 
     def nonfinite(self, per_sample_loss: Tensor) -> bool:
         """Whether this step's losses are not all finite, on any rank: every rank must

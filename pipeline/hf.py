@@ -236,7 +236,6 @@ class GovernanceCallback(TrainerCallback):
         self._loss: Tensor | None = None
         self._routed = False
         self._nonfinite = False
-        self._nonfinite_run = 0  # non-finite steps in a row
         self.max_nonfinite = max_nonfinite
         self._ended = False
 
@@ -303,13 +302,9 @@ class GovernanceCallback(TrainerCallback):
         loss = float(self._loss)
         self._routed = False
         taken, stop = gov.end_step(loss, float(optimizer.param_groups[0]["lr"]), self._nonfinite)
-        self._nonfinite_run = self._nonfinite_run + 1 if self._nonfinite else 0
         self._nonfinite = False
-        if self._nonfinite_run >= self.max_nonfinite:
-            raise HFGovernanceError(
-                f"{self._nonfinite_run} non-finite losses in a row (max_nonfinite) by step "
-                f"{gov.step}: training stops, its log unsealed"
-            )
+        if why := gov.too_many_nonfinite(self.max_nonfinite):
+            raise HFGovernanceError(why)
         for t in taken:
             self.transitions.append(t)
             if t.action in ("Converge", "Awaken", "ActivateLevel"):

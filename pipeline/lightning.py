@@ -113,7 +113,6 @@ class GovernanceCallback(L.Callback):
             seed,
             max_nonfinite,
         )
-        self._nonfinite_run = 0  # non-finite steps in a row
         self.gov: Governor | None = None
         self._restored: dict[str, Any] | None = None
         self._original: Callable[..., Any] | None = None
@@ -185,13 +184,9 @@ class GovernanceCallback(L.Callback):
                 f"governor at step {gov.step} but Lightning finished step {trainer.global_step}"
             )
         taken, stop = gov.end_step(loss, lr, self._nonfinite)
-        self._nonfinite_run = self._nonfinite_run + 1 if self._nonfinite else 0
         self._nonfinite = False
-        if self._nonfinite_run >= self.max_nonfinite:
-            raise LightningGovernanceError(
-                f"{self._nonfinite_run} non-finite losses in a row (max_nonfinite) by step "
-                f"{gov.step}: the run stops, its log unsealed"
-            )
+        if why := gov.too_many_nonfinite(self.max_nonfinite):
+            raise LightningGovernanceError(why)
         for t in taken:
             if t.action in ("Converge", "Awaken", "ActivateLevel", "Finish"):
                 log.info(t.action, step=gov.step - 1, group=t.group, to=t.after)
