@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from govtrain.audit.errors import LogStateError
-from govtrain.audit.files import write_synced
+from govtrain.audit.files import replace_synced
 from govtrain.audit.records import log_origin
 from govtrain.audit.verify import LOG_FILE
 
@@ -61,17 +61,14 @@ class AnchorStore:
     def save(self, run_dir: Path, origin: str, note: str) -> None:
         """Make `note` (signed for the log `origin` in `run_dir`) the anchor under both names.
 
-        Each file is replaced atomically (write NAME.tmp, fsync, rename), so a crash
-        leaves the previous anchor, which the log still reproduces. One temporary name
-        per anchor is enough: only the holder of the run's log lock writes its anchors.
+        Each file is replaced atomically (`replace_synced`), so a crash leaves the
+        previous anchor, which the log still reproduces. One staging name per anchor is
+        enough: only the holder of the run's log lock writes its anchors.
         """
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             for path in (self.by_origin(origin), self.by_path(run_dir)):
-                tmp = path.with_suffix(".tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-                write_synced(fd, note.encode())
-                os.replace(tmp, path)
+                replace_synced(path, note.encode(), mode=0o600)
         except OSError as exc:
             raise LogStateError(
                 f"{exc.filename or self.directory}: cannot keep the trust anchor "

@@ -11,8 +11,10 @@ Typical use from the pipeline::
     log.close()                                # run_end record + final checkpoint
     log = AuditLog.open(run_dir, signer=signer, anchors=...)  # resume: verifies first
 
-A run directory holds ``audit.jsonl`` (one record per line) and ``checkpoints.note``
-(one signed C2SP checkpoint note per checkpoint). Each record is written with a
+A run directory holds ``audit.jsonl`` (one record per line), ``checkpoints.note``
+(one signed C2SP checkpoint note per checkpoint, back to back: the history) and
+``checkpoint`` (the newest of them alone, replaced atomically after each is appended,
+so a standard note parser can read it as one file). Each record is written with a
 single ``os.write`` on an ``O_APPEND`` descriptor, so a crash leaves at worst one
 incomplete final line (a torn tail). The directory is created whole (see `create`),
 so a crash during creation leaves no run at all.
@@ -48,12 +50,12 @@ from typing import Any
 
 from govtrain.audit.anchors import AnchorStore
 from govtrain.audit.errors import LogStateError
-from govtrain.audit.files import fsync_path
+from govtrain.audit.files import fsync_path, replace_synced
 from govtrain.audit.keys import RUN_KEY_DIR, Signer, VerifierKey, write_key_pair
 from govtrain.audit.merkle import CompactRange, leaf_hash
 from govtrain.audit.notes import Checkpoint, sign_checkpoint
 from govtrain.audit.records import GENESIS_PREV, Record, log_origin
-from govtrain.audit.verify import LOG_FILE, NOTES_FILE, verify_run
+from govtrain.audit.verify import LATEST_FILE, LOG_FILE, NOTES_FILE, verify_run
 
 DEFAULT_CHECKPOINT_EVERY = 1000
 DEFAULT_FSYNC_EVERY = 100
@@ -121,6 +123,7 @@ class AuditLog:
         if checkpoint_every < 1 or fsync_every < 1:
             raise LogStateError("checkpoint_every and fsync_every must be at least 1")
         self.run_dir = run_dir
+        self._home = run_dir  # where the files are now: a staging directory in `create`
         self._signer = signer
         self._log_fd, self._notes_fd = fds
         self._origin = origin
@@ -199,10 +202,12 @@ class AuditLog:
                 fsync_every=fsync_every,
             )
             _exclusive(fds[0], run_dir / LOG_FILE)
+            log._home = stage
             log._write(fds[0], first.line + b"\n")
             log.checkpoint()
             fsync_path(stage)
             _rename_into_place(stage, run_dir)
+            log._home = run_dir
         except BaseException:
             for fd in fds:
                 os.close(fd)
@@ -349,8 +354,22 @@ class AuditLog:
         self._write(self._notes_fd, self._last_note.encode())
         self._sync(self._notes_fd)
         self._checkpoint_size = self.size
+        self._replace_latest()
         self._save_anchor()
         return checkpoint
+
+    def _replace_latest(self) -> None:
+        """Make the `checkpoint` file the note just appended (after it is on disk in the
+        history, so that file never signs more than checkpoints.note holds)."""
+        path = self._home / LATEST_FILE
+        try:
+            replace_synced(path, self._last_note.encode())
+        except OSError as exc:
+            self._state = "broken"
+            raise LogStateError(
+                f"{exc.filename or path}: cannot replace the latest checkpoint "
+                f"({exc.strerror}); {NOTES_FILE} holds it: fix the cause and resume"
+            ) from exc
 
     def _save_anchor(self) -> None:
         """Copy the newest note to the trust anchor store (after it is on disk here)."""

@@ -5,9 +5,11 @@ RFC 8785 canonical form; ``seq`` equals its position; ``prev`` is the SHA-256 of
 previous line (`GENESIS_PREV` first); record 0 is the only run_start and commits the
 run key (which must equal ``pubkey`` when given); every note in checkpoints.note is
 signed by that key, names this log, grows, and its root equals the Merkle root of the
-first ``size`` records. Then: bytes after the last newline are a torn tail (reported
-only once everything before them verified, as `TornTailError`), and a signed
-checkpoint covering more records than the log holds is truncation.
+first ``size`` records; the ``checkpoint`` file, when there, is one of those notes
+(normally the newest; an older one after a crash between the two writes). Then:
+bytes after the last newline are a torn tail (reported only once everything before
+them verified, as `TornTailError`), and a signed checkpoint covering more records
+than the log holds is truncation.
 
 What this guarantees against someone who can edit the files but lacks the key:
 
@@ -53,6 +55,7 @@ from govtrain.audit.records import GENESIS_PREV, log_origin, parse_line
 
 LOG_FILE = "audit.jsonl"
 NOTES_FILE = "checkpoints.note"
+LATEST_FILE = "checkpoint"  # the newest note alone, for parsers that read one note a file
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class VerifyReport:
     frontier: CompactRange = field(repr=False, compare=False)
     checkpoint_every: int | None = None  # the signing cadence run_start commits to
     anchored: int | None = None  # the largest size a trusted checkpoint signs, if any
+    latest: int | None = None  # the size the `checkpoint` file signs, when one was read
 
     @property
     def unsealed(self) -> int:
@@ -87,10 +91,15 @@ class VerifyReport:
         else:
             state = "intact but not closed: no run_end record"
         anchor = "" if self.anchored is None else f", trust anchor {self.anchored}"
+        behind = (
+            f", {LATEST_FILE} file behind at {self.latest}"
+            if self.latest is not None and self.latest != self.checkpoint_size
+            else ""
+        )
         return (
             f"{state}; records {self.records}, tree size {self.records}, "
-            f"last signed checkpoint {self.checkpoint_size} ({self.checkpoints} notes){anchor}, "
-            f"root {self.root.hex()}"
+            f"last signed checkpoint {self.checkpoint_size} ({self.checkpoints} notes){anchor}"
+            f"{behind}, root {self.root.hex()}"
         )
 
 
@@ -114,12 +123,25 @@ def read_run(path: Path) -> tuple[bytes, bytes]:
     return log, notes
 
 
+def read_latest(path: Path) -> bytes | None:
+    """The bytes of a run's `checkpoint` file, None where there is none (older runs)."""
+    latest = run_files(path)[0].with_name(LATEST_FILE)
+    try:
+        return latest.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise VerificationError(
+            Reason.MALFORMED, f"cannot read {exc.filename}: {exc.strerror}"
+        ) from exc
+
+
 def verify_run(
     path: Path, *, pubkey: VerifierKey | None = None, anchors: Sequence[str] = ()
 ) -> VerifyReport:
-    """Verify the run at `path` (directory or audit.jsonl)."""
+    """Verify the run at `path` (directory or audit.jsonl), its `checkpoint` file too."""
     log, notes = read_run(path)
-    return verify_bytes(log, notes, pubkey=pubkey, anchors=anchors)
+    return verify_bytes(log, notes, pubkey=pubkey, anchors=anchors, latest=read_latest(path))
 
 
 def _record_error(exc: RecordError, seq: int) -> VerificationError:
@@ -152,7 +174,7 @@ def _run_key(first: dict, pubkey: VerifierKey | None) -> VerifierKey:
     return key
 
 
-def _open(note: str, key: VerifierKey, origin: str, index: int) -> Checkpoint:
+def _open(note: str, key: VerifierKey, origin: str, index: int | None) -> Checkpoint:
     try:
         checkpoint = open_checkpoint(note, key)
     except SignatureError as exc:
@@ -201,12 +223,18 @@ def _signed_checkpoints(
 
 
 def verify_bytes(
-    log: bytes, notes: bytes, *, pubkey: VerifierKey | None = None, anchors: Sequence[str] = ()
+    log: bytes,
+    notes: bytes,
+    *,
+    pubkey: VerifierKey | None = None,
+    anchors: Sequence[str] = (),
+    latest: bytes | None = None,
 ) -> VerifyReport:
     """Verify a log and its notes held in memory; raises VerificationError or TornTailError.
 
     `anchors` are checkpoint notes kept outside the run (signed by the same key):
-    the log must contain their size and reproduce their root.
+    the log must contain their size and reproduce their root. `latest`, the bytes of a
+    `checkpoint` file, must be one of the notes.
     """
     lines = log.split(b"\n")
     tail = lines.pop()
@@ -331,6 +359,7 @@ def verify_bytes(
             seq=size,
         )
     return VerifyReport(
+        latest=None if latest is None else _latest(latest, texts, key, origin, size),
         records=count,
         root=frontier.root(),
         checkpoint_size=size,
@@ -343,6 +372,32 @@ def verify_bytes(
         frontier=frontier,
         checkpoint_every=every,
         anchored=anchored,
+    )
+
+
+def _latest(latest: bytes, texts: list[str], key: VerifierKey, origin: str, newest: int) -> int:
+    """The size the `checkpoint` file signs; it must be a note of the history.
+
+    The writer appends each note to checkpoints.note and only then replaces the
+    `checkpoint` file, so a crash leaves that file at the newest note or the one
+    before, never past the history.
+    """
+    try:
+        checkpoint = _open(latest.decode(), key, origin, None)
+    except UnicodeDecodeError as exc:
+        raise VerificationError(Reason.BAD_CHECKPOINT, f"{LATEST_FILE} file: {exc}") from exc
+    except VerificationError as exc:
+        raise VerificationError(exc.reason, f"{LATEST_FILE} file: {exc.detail}") from exc
+    if latest.decode() in texts:
+        return checkpoint.size
+    if checkpoint.size > newest:
+        raise VerificationError(
+            Reason.NOT_A_CRASH,
+            f"the {LATEST_FILE} file signs {checkpoint.size} records, the newest note in "
+            f"{NOTES_FILE} {newest}: notes were removed",
+        )
+    raise VerificationError(
+        Reason.BAD_CHECKPOINT, f"the {LATEST_FILE} file is not one of the notes in {NOTES_FILE}"
     )
 
 

@@ -5,11 +5,12 @@
 
 Checks: each line's `prev` is the SHA-256 of the line before (for the first, the
 SHA-256 of `govtrain.audit/v1 genesis`)
-and its `seq` its index; the last signed checkpoint note is signed by the key; its
-origin names this log's run_start line; its root is the RFC 6962 Merkle root of the
-first `size` lines (each leaf is a line without its newline). Exit 0 and "ok" when
-all hold, 1 and the first failure otherwise. It is a recipe, written apart from
-govtrain on purpose: it shares no code with it.
+and its `seq` its index; the newest signed checkpoint (the `checkpoint` file: one C2SP
+signed note) is signed by the key; its origin names this log's run_start line; its
+root is the RFC 6962 Merkle root of the first `size` lines (each leaf is a line
+without its newline). Exit 0 and "ok" when all hold, 1 and the first failure
+otherwise. It is a recipe, written apart from govtrain on purpose: it shares no code
+with it.
 """
 
 from __future__ import annotations
@@ -39,23 +40,14 @@ def merkle_root(leaves: list[bytes]) -> bytes:
     return hashlib.sha256(b"\x01" + merkle_root(leaves[:k]) + merkle_root(leaves[k:])).digest()
 
 
-def last_note(text: str) -> tuple[str, list[tuple[str, str]]]:
-    """The last of the signed notes written back to back: its body (the lines up to the
-    blank line, with their newlines) and its signature lines ("— name base64")."""
-    lines, notes, i = text.split("\n"), [], 0
-    while i < len(lines) and lines[i]:
-        blank = lines.index("", i)
-        body = "\n".join(lines[i:blank]) + "\n"
-        i = blank + 1
-        signatures = []
-        while i < len(lines) and lines[i].startswith("\u2014 "):
-            who, sig = lines[i][2:].split(" ")
-            signatures.append((who, sig))
-            i += 1
-        notes.append((body, signatures))
-    if not notes:
-        fail("no signed checkpoint")
-    return notes[-1]
+def one_note(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """A signed note: its body (the text before the blank line, each line ending in a
+    newline) and its signature lines ("— name base64")."""
+    body, blank, signatures = text.partition("\n\n")
+    lines = signatures.split("\n")
+    if not blank or lines[-1] or not all(line.startswith("\u2014 ") for line in lines[:-1]):
+        fail("the checkpoint file is not one signed note")
+    return body + "\n", [tuple(line[2:].split(" ", 1)) for line in lines[:-1]]
 
 
 def main(run: Path, key_source: str) -> None:
@@ -80,7 +72,7 @@ def main(run: Path, key_source: str) -> None:
             fail(f"record {seq}: bad seq or hash link")
         prev = hashlib.sha256(line).hexdigest()
 
-    body, signatures = last_note((run / "checkpoints.note").read_text())
+    body, signatures = one_note((run / "checkpoint").read_text())
     mine = [base64.b64decode(sig) for who, sig in signatures if who == name]
     if not mine or mine[0][:4] != key_id:
         fail("the last checkpoint is not signed by this key")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 
 import networkx as nx
@@ -39,6 +39,7 @@ class Violation:
 
     broken: tuple[tuple[str, str], ...]  # (invariant, reason), in INVARIANTS order
     path: tuple[PathStep, ...]
+    model: str = ""  # where an abstract explorer found it (governance/abstraction.py)
 
     @property
     def invariant(self) -> str:
@@ -50,6 +51,8 @@ class Violation:
 
     def describe(self) -> str:
         lines = [f"invariant {name} violated: {reason}" for name, reason in self.broken]
+        if self.model:
+            lines.append(f"found in the abstract model's part: {self.model}")
         if not self.path:
             lines.append("shortest path: the initial state itself")
         else:
@@ -83,21 +86,26 @@ def label(actions: Sequence[str]) -> str:
     return "|".join(actions) or "Stutter"
 
 
+def inputs(phase: Phase) -> tuple[tuple[bool, bool], ...]:
+    """The (signal high?, wake fired?) inputs a phase reads; the others change nothing
+    (ConvergenceGovernor's ReadsOnlyItsInputs)."""
+    if phase is Phase.CONVERGED:
+        return ((False, False), (False, True))
+    if phase is Phase.DORMANT:
+        return ((False, False),)
+    return ((False, False), (True, False))
+
+
 def observations(
     state: GovernanceState, cfg: GovernanceConfig
 ) -> list[tuple[GroupObservation, ...]]:
     """All abstract signal/wake observations that can move the state (need fixed at 1)."""
-    low, high = 0.0, cfg.governor.signal_threshold
-    asleep, awake = 0.0, cfg.governor.wake_threshold
-    per_group = []
-    for g in state.groups:
-        if g.phase is Phase.CONVERGED:
-            options = [GroupObservation(low, w) for w in (asleep, awake)]
-        elif g.phase is Phase.DORMANT:
-            options = [GroupObservation(low, asleep)]
-        else:
-            options = [GroupObservation(s, asleep) for s in (low, high)]
-        per_group.append(options)
+    level = {False: 0.0, True: cfg.governor.signal_threshold}
+    probe = {False: 0.0, True: cfg.governor.wake_threshold}
+    per_group = [
+        [GroupObservation(level[high], probe[wake]) for high, wake in inputs(g.phase)]
+        for g in state.groups
+    ]
     return list(itertools.product(*per_group))
 
 
@@ -137,7 +145,7 @@ def explore(
                 obs_used = tuple(replace(o, need=n) for o, n in zip(obs, needs_used, strict=True))
                 path_step = replace(path_step, observation=obs_used)
             if bad:
-                result.violation = Violation(bad, (*_path_to(parent, state), path_step))
+                result.violation = Violation(bad, (*path_to(parent, state), path_step))
                 return result
             if step.state not in parent:
                 if len(parent) >= max_states:
@@ -165,9 +173,10 @@ def _check_decisions(
     return (), need_vectors[0]
 
 
-def _path_to(parent: dict, state: GovernanceState) -> list[PathStep]:
+def path_to(parent: dict, state: Hashable) -> tuple[PathStep, ...]:
+    """The steps from the initial state to `state` in a BFS `parent` map."""
     path: list[PathStep] = []
     while (entry := parent[state]) is not None:
         state, step = entry
         path.append(step)
-    return path[::-1]
+    return tuple(path[::-1])

@@ -87,11 +87,24 @@ def govern(
         woke.append(wake)
         if action is not None:
             transitions.append(Transition(action, spec.name, g.phase.value, new.phase.value))
-    moved = GovernanceState(min(state.clock + 1, cfg.horizon), state.active_level, tuple(groups))
+    new_state, composed = advance(state, tuple(groups), woke, cfg)
+    decision = decide(new_state, [o.need for o in observations], cfg)
+    return StepResult(new_state, (*transitions, *composed), decision)
+
+
+def advance(
+    state: GovernanceState,
+    groups: tuple[GroupState, ...],
+    woke: Sequence[bool],
+    cfg: GovernanceConfig,
+) -> tuple[GovernanceState, tuple[Transition, ...]]:
+    """A step once every governor has moved to `groups` (`woke[g]`: g's wake probe
+    fired): the clock ticks, the hierarchy activates, the quiet count. The abstract
+    explorer (governance/abstraction.py) composes its steps through it too."""
+    moved = GovernanceState(min(state.clock + 1, cfg.horizon), state.active_level, groups)
     activated, activations = hierarchy.activate_levels(moved, cfg)
     new_state, finish = completion.count_quiet(state.quiet, activated, woke, cfg)
-    decision = decide(new_state, [o.need for o in observations], cfg)
-    return StepResult(new_state, (*transitions, *activations, *finish), decision)
+    return new_state, (*activations, *finish)
 
 
 def _validate(observations: Sequence[GroupObservation], cfg: GovernanceConfig) -> None:

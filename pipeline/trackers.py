@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from govtrain.audit.provenance import read_records
-from govtrain.audit.verify import verify_run
+from govtrain.audit.verify import LATEST_FILE, LOG_FILE, NOTES_FILE, verify_run
 from govtrain.governance.errors import ConfigError
 from govtrain.governance.record import StepRecord
 from govtrain.governance.state import Phase
@@ -101,7 +101,7 @@ class MLflowSink:
     def close(self, run_dir: Path, facts: dict[str, str]) -> None:
         for key, value in facts.items():
             self.client.set_tag(self.run_id, key, value)
-        for name in ("audit.jsonl", "checkpoints.note"):
+        for name in (LOG_FILE, NOTES_FILE, LATEST_FILE):
             self.client.log_artifact(self.run_id, str(run_dir / name), "audit")
         try:
             from govtrain.report import write_report

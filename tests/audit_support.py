@@ -9,8 +9,9 @@ from govtrain.audit.anchors import AnchorStore
 from govtrain.audit.keys import Signer, generate_signer
 from govtrain.audit.log import AuditLog, FsyncPolicy
 from govtrain.audit.merkle import CompactRange, leaf_hash
-from govtrain.audit.notes import Checkpoint, sign_checkpoint
+from govtrain.audit.notes import Checkpoint, sign_checkpoint, split_notes
 from govtrain.audit.records import GENESIS_PREV, Record, log_origin
+from govtrain.audit.verify import LATEST_FILE, NOTES_FILE
 
 
 def step_body(i: int) -> dict:
@@ -70,6 +71,12 @@ def sign_sizes(lines: list[bytes], sizes: list[int], signer: Signer) -> bytes:
                 sign_checkpoint(Checkpoint(origin, frontier.size, frontier.root()), signer)
             )
     return "".join(notes).encode()
+
+
+def write_notes(run: Path, notes: bytes) -> None:
+    """What a forger who knows the layout writes: the history and its newest note alone."""
+    (run / NOTES_FILE).write_bytes(notes)
+    (run / LATEST_FILE).write_text(split_notes(notes)[0][-1])
 
 
 def join(lines: list[bytes]) -> bytes:

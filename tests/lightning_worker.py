@@ -139,4 +139,7 @@ def main(out: Path, strict: bool) -> None:
 
 
 if __name__ == "__main__":
+    from govtrain.pipeline import distributed
+
     main(Path(sys.argv[1]), strict="--strict" in sys.argv[2:])
+    distributed.finish()  # not the interpreter's teardown: see its docstring

@@ -17,7 +17,7 @@ from govtrain.audit.keys import run_key
 from govtrain.audit.log import AuditLog
 from govtrain.audit.notes import split_notes
 from govtrain.audit.records import Record
-from govtrain.audit.verify import LOG_FILE, NOTES_FILE, read_run, verify_run
+from govtrain.audit.verify import LATEST_FILE, LOG_FILE, NOTES_FILE, read_run, verify_run
 from govtrain.cli import main
 from tests.audit_support import join, make_run, rechain
 
@@ -47,6 +47,19 @@ def forge_tail(run: Path) -> None:
     ]
     (run / LOG_FILE).write_bytes(join(rechain(lines[:sealed] + forged, sealed)))
     (run / NOTES_FILE).write_text(kept)
+    (run / LATEST_FILE).write_text(texts[-2])  # a forger who knows the layout
+
+
+def test_a_forged_tail_that_forgets_the_latest_checkpoint_is_refused(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    signer = make_run(run, 40, checkpoint_every=EVERY)
+    latest = (run / LATEST_FILE).read_bytes()
+    forge_tail(run)
+    (run / LATEST_FILE).write_bytes(latest)  # still the dropped note
+    with pytest.raises(VerificationError) as err:
+        verify_run(run, pubkey=signer.verifier)
+    assert err.value.reason is Reason.NOT_A_CRASH
+    assert "checkpoint file signs 40 records" in str(err.value)
 
 
 def unchanged(run: Path):

@@ -16,7 +16,7 @@ from govtrain.audit.keys import generate_signer, load_signing_key, load_verifier
 from govtrain.audit.records import Record, canonical_json
 from govtrain.audit.verify import LOG_FILE, NOTES_FILE
 from govtrain.cli import main
-from tests.audit_support import join, make_run, rechain, sign_sizes
+from tests.audit_support import join, make_run, rechain, sign_sizes, write_notes
 
 
 def govtrain(*args: object) -> Result:
@@ -315,7 +315,7 @@ def test_a_consistency_proof_fails_for_a_rewritten_history(run: Path, tmp_path: 
     lines[5] = Record.build(5, five.kind, five.prev, {**five.body, "loss": 0.42}).line
     lines = rechain(lines, 5)
     (run / LOG_FILE).write_bytes(join(lines))
-    (run / NOTES_FILE).write_bytes(sign_sizes(lines, [8, 16, 24, 30], signer))
+    write_notes(run, sign_sizes(lines, [8, 16, 24, 30], signer))
     assert govtrain("audit", "verify", run, "--pubkey", pub).exit_code == 0
     proof = tmp_path / "consistency.json"
     assert govtrain("audit", "prove", run, "--consistency", 8, "-o", proof).exit_code == 0
@@ -410,7 +410,7 @@ def test_a_saved_checkpoint_file_catches_a_rollback(run: Path, tmp_path: Path) -
     lines = (run / LOG_FILE).read_bytes().split(b"\n")[:-1]
     (run / LOG_FILE).write_bytes(b"".join(line + b"\n" for line in lines[:24]))
     notes = (run / NOTES_FILE).read_bytes()
-    (run / NOTES_FILE).write_bytes(notes[: notes.index(b"\n30\n")].rsplit(b"govtrain.audit/", 1)[0])
+    write_notes(run, notes[: notes.index(b"\n30\n")].rsplit(b"govtrain.audit/", 1)[0])
     rolled = govtrain("audit", "verify", run)  # cut back to a signed size: all the inside can see
     assert rolled.exit_code == 4 and "no run_end record" in rolled.output
     anchored = govtrain("audit", "verify", run, "--checkpoint", saved)

@@ -22,7 +22,7 @@ from govtrain.audit.log import AuditLog, FsyncPolicy, key_commitment
 from govtrain.audit.notes import Checkpoint, split_notes, unverified_text
 from govtrain.audit.provenance import read_records
 from govtrain.audit.repair import repair_torn_tail
-from govtrain.audit.verify import LOG_FILE, NOTES_FILE, verify_run
+from govtrain.audit.verify import LATEST_FILE, LOG_FILE, NOTES_FILE, verify_run
 from tests.audit_support import make_run, step_body
 
 
@@ -135,10 +135,15 @@ def test_fsync_policy_and_checkpoint_ordering(
     tmp_path: Path, monkeypatch, policy: FsyncPolicy
 ) -> None:
     events = traced_run(tmp_path, monkeypatch, policy)
-    made = [e for e in events[:6] if e[0] == "fsync" and e[1] not in (LOG_FILE, NOTES_FILE)]
+    staged = LATEST_FILE + ".tmp"
+    made = [e for e in events[:8] if e[0] == "fsync" and e[1] not in (LOG_FILE, NOTES_FILE, staged)]
     assert [e[1].endswith(".creating") for e in made] == [True, False], (
         "creating the log must fsync the staged run directory, then the one it was renamed into"
     )
+    notes_then_latest = [e for e in events if e in (("fsync", NOTES_FILE), ("fsync", staged))]
+    assert notes_then_latest == [("fsync", NOTES_FILE), ("fsync", staged)] * (
+        len(notes_then_latest) // 2
+    ), "the latest checkpoint is replaced only after its note is on disk in the history"
     log_events = [e for e in events if e[1] in (LOG_FILE, NOTES_FILE)]
     unsynced = 0
     for i, (op, file) in enumerate(log_events):

@@ -66,4 +66,8 @@ def test_two_writers_one_wins_and_the_log_verifies(tmp_path: Path, what: str) ->
         assert outcome in allowed, (i, outcome)
         report = verify_run(run, pubkey=signer.verifier)
         assert report.closed, i
-        assert sorted(p.name for p in run.iterdir()) == ["audit.jsonl", "checkpoints.note"]
+        assert sorted(p.name for p in run.iterdir()) == [
+            "audit.jsonl",
+            "checkpoint",
+            "checkpoints.note",
+        ]

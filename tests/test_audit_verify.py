@@ -3,6 +3,7 @@ repair cuts torn tails and nothing else."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,14 @@ from govtrain.audit.log import AuditLog, key_commitment
 from govtrain.audit.notes import Checkpoint, sign_checkpoint, split_notes, unverified_text
 from govtrain.audit.records import Record
 from govtrain.audit.repair import repair_torn_tail
-from govtrain.audit.verify import LOG_FILE, NOTES_FILE, read_run, verify_bytes, verify_run
+from govtrain.audit.verify import (
+    LATEST_FILE,
+    LOG_FILE,
+    NOTES_FILE,
+    read_run,
+    verify_bytes,
+    verify_run,
+)
 from tests.audit_support import join, make_run, rechain, sign_sizes
 
 
@@ -37,7 +45,8 @@ def failure(log: bytes, notes: bytes, key=None) -> VerificationError:
 def test_an_intact_log_summarises_itself(closed_run) -> None:
     run, signer, log, notes = closed_run
     report = verify_run(run / LOG_FILE, pubkey=signer.verifier)
-    assert report == verify_bytes(log, notes)
+    assert report == verify_bytes(log, notes, latest=(run / LATEST_FILE).read_bytes())
+    assert report.latest == 40 and verify_bytes(log, notes).latest is None
     assert report.summary().startswith(
         "ok: closed; records 40, tree size 40, last signed checkpoint 40"
     )
@@ -267,3 +276,52 @@ def test_an_empty_or_missing_log_is_an_error(tmp_path: Path) -> None:
     assert failure(b"", b"").reason is Reason.BAD_RUN_START
     with pytest.raises(VerificationError, match="cannot read"):
         verify_run(tmp_path / LOG_FILE)
+
+
+def test_the_checkpoint_file_is_the_newest_note_alone(closed_run) -> None:
+    """What a one-note parser reads (sigstore's, as Rekor's note.Open does): the newest
+    signed checkpoint, under the run key, where checkpoints.note is several notes."""
+    checkpoint = pytest.importorskip("sigstore._internal.rekor.checkpoint")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    run, signer, _, notes = closed_run
+    latest = (run / LATEST_FILE).read_text()
+    assert latest == split_notes(notes)[0][-1]
+    note = checkpoint.SignedNote.from_text(latest)
+    assert checkpoint.LogCheckpoint.from_text(note.note).log_size == 40
+    (signature,) = note.signatures
+    assert signature.sig_hash == signer.verifier.key_id
+    public = Ed25519PublicKey.from_public_bytes(signer.verifier.public)
+    public.verify(base64.b64decode(signature.signature), note.note.encode())
+    with pytest.raises(checkpoint.VerificationError, match="one blank line"):
+        checkpoint.SignedNote.from_text(notes.decode())  # the history is not one note
+
+
+def test_the_checkpoint_file_may_lag_after_a_crash_but_never_lie(closed_run) -> None:
+    _, signer, log, notes = closed_run
+    texts = split_notes(notes)[0]
+    older = verify_bytes(log, notes, latest=texts[-2].encode())  # crashed between the writes
+    assert older.latest == 32 and "checkpoint file behind at 32" in older.summary()
+    other = generate_signer()
+    cases = {
+        sign_checkpoint(Checkpoint(older.origin, 16, older.root), signer): Reason.BAD_CHECKPOINT,
+        sign_checkpoint(Checkpoint(older.origin, 48, older.root), signer): Reason.NOT_A_CRASH,
+        sign_checkpoint(Checkpoint(older.origin, 40, older.root), other): Reason.BAD_SIGNATURE,
+        sign_checkpoint(Checkpoint("elsewhere", 40, older.root), signer): Reason.BAD_CHECKPOINT,
+        "not a note\n": Reason.BAD_CHECKPOINT,
+        b"\xff": Reason.BAD_CHECKPOINT,
+    }
+    for latest, reason in cases.items():
+        raw = latest if isinstance(latest, bytes) else latest.encode()
+        with pytest.raises(VerificationError) as info:
+            verify_bytes(log, notes, latest=raw)
+        assert info.value.reason is reason and "checkpoint file" in str(info.value), latest
+
+
+def test_a_run_without_a_checkpoint_file_still_verifies(closed_run, tmp_path: Path) -> None:
+    """Runs from before the file existed: checkpoints.note alone is the record."""
+    _, signer, log, notes = closed_run
+    (tmp_path / LOG_FILE).write_bytes(log)
+    (tmp_path / NOTES_FILE).write_bytes(notes)
+    report = verify_run(tmp_path, pubkey=signer.verifier)
+    assert report.closed and report.latest is None

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from govtrain.cli import main
 from govtrain.governance import budget, completion, convergence, hierarchy, routing
+from govtrain.governance.abstraction import explore_abstract
 from govtrain.governance.budget import Allocation
 from govtrain.governance.config import GovernanceConfig
 from govtrain.governance.explore import explore, observations
@@ -186,14 +187,16 @@ def test_every_invariant_has_a_broken_rule() -> None:
     assert set(BROKEN) == set(INVARIANTS)
 
 
+@pytest.mark.parametrize("explorer", [explore, explore_abstract], ids=["concrete", "abstract"])
 @pytest.mark.parametrize("invariant", sorted(BROKEN))
 def test_broken_rule_is_caught(
-    invariant: str, small_cfg: GovernanceConfig, monkeypatch: pytest.MonkeyPatch
+    invariant: str, explorer, small_cfg: GovernanceConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """By the concrete explorer and by the abstract model (governance/abstraction.py)."""
     patch, shape = BROKEN[invariant]
     cfg = shape(small_cfg)
     patch(monkeypatch)
-    violation = explore(cfg).violation
+    violation = explorer(cfg).violation
     assert violation is not None, f"{invariant}: broken rule went unnoticed"
     assert invariant in violation.invariants
     text = violation.describe()
@@ -201,9 +204,13 @@ def test_broken_rule_is_caught(
 
 
 def test_cli_explore_reports_size_and_success() -> None:
-    result = CliRunner().invoke(main, ["explore", str(ROOT / "configs" / "small.yaml")])
+    small = str(ROOT / "configs" / "small.yaml")
+    result = CliRunner().invoke(main, ["explore", small, "--concrete"])
     assert result.exit_code == 0, result.output
-    assert "reachable states: " in result.output and "all invariants hold" in result.output
+    assert "reachable states: 1443 " in result.output and "all invariants hold" in result.output
+    result = CliRunner().invoke(main, ["explore", small])
+    assert result.exit_code == 0, result.output
+    assert "abstract states: " in result.output and "all invariants hold" in result.output
 
 
 def test_progress_counts_every_state_found(small_cfg: GovernanceConfig) -> None:
@@ -218,7 +225,8 @@ def test_cli_explore_shows_progress_while_it_runs(monkeypatch: pytest.MonkeyPatc
     from govtrain import cli
 
     monkeypatch.setattr(cli._Progress, "EVERY_S", 0.0)
-    result = CliRunner().invoke(main, ["explore", str(ROOT / "configs" / "small.yaml")])
+    small = str(ROOT / "configs" / "small.yaml")
+    result = CliRunner().invoke(main, ["explore", small, "--concrete"])
     assert result.exit_code == 0
     lines = [x for x in result.stderr.splitlines() if x.startswith("... ")]
     assert lines and lines[-1].startswith("... 1443 states found, 0 waiting")
@@ -226,7 +234,8 @@ def test_cli_explore_shows_progress_while_it_runs(monkeypatch: pytest.MonkeyPatc
 
 def test_cli_explore_fails_naming_invariant_and_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(convergence, "may_begin_cooling", lambda g: True)
-    result = CliRunner().invoke(main, ["explore", str(ROOT / "configs" / "small.yaml")])
+    small = str(ROOT / "configs" / "small.yaml")
+    result = CliRunner().invoke(main, ["explore", small, "--concrete"])
     assert result.exit_code == 1
     assert "invariant NoCoolingFromCold violated" in result.output
     assert "1. obs" in result.output and "BeginCooling(embed)" in result.output

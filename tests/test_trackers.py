@@ -68,7 +68,7 @@ def test_mlflow_gets_metrics_tags_and_the_log_as_artifacts(tmp_path: Path, monke
     assert found.data.tags["govtrain.merkle_root"] == report.root.hex()
     assert found.data.tags["govtrain.run_id"] == read_records(run / "audit.jsonl")[0].body["run_id"]
     artifacts = {a.path for a in client.list_artifacts(found.info.run_id, "audit")}
-    assert artifacts == {"audit/audit.jsonl", "audit/checkpoints.note"}
+    assert artifacts == {"audit/audit.jsonl", "audit/checkpoints.note", "audit/checkpoint"}
     local = Path(client.download_artifacts(found.info.run_id, "audit/audit.jsonl", str(tmp_path)))
     assert local.read_bytes() == (run / "audit.jsonl").read_bytes()
     assert "report/report.html" in {

@@ -160,7 +160,7 @@ def test_resume_never_executes_a_planted_checkpoint(tmp_path: Path) -> None:
     from govtrain.audit.keys import run_key
     from govtrain.audit.provenance import file_sha256
     from govtrain.governance.errors import GovtrainError
-    from tests.audit_support import join, rechain, sign_sizes
+    from tests.audit_support import join, rechain, sign_sizes, write_notes
 
     part, marker = tmp_path / "part", tmp_path / "pwned"
     train_tiny(part, stop_after=10)
@@ -173,7 +173,7 @@ def test_resume_never_executes_a_planted_checkpoint(tmp_path: Path) -> None:
     lines[at] = Record.build(at, "checkpoint", records[at].prev, body).line
     lines = rechain(lines, at)
     (part / "audit.jsonl").write_bytes(join(lines))
-    (part / "checkpoints.note").write_bytes(sign_sizes(lines, [len(lines)], run_key(part)))
+    write_notes(part, sign_sizes(lines, [len(lines)], run_key(part)))
     assert verify_run(part).closed  # the forgery verifies: only the loader stands in the way
     with pytest.raises(GovtrainError, match="refused, not plain tensors"):
         GovernedTrainer.resume(part)
@@ -471,7 +471,7 @@ def test_resume_refuses_a_checkpoint_path_out_of_the_run(tmp_path: Path, monkeyp
 
     from govtrain.audit.keys import run_key
     from govtrain.audit.notes import Checkpoint, split_notes, unverified_text
-    from tests.audit_support import join, rechain, sign_sizes
+    from tests.audit_support import join, rechain, sign_sizes, write_notes
 
     monkeypatch.setenv("GOVTRAIN_ANCHORS", "off")  # the forger's own rewrite, not a rollback
     run = tmp_path / "run"
@@ -489,7 +489,7 @@ def test_resume_refuses_a_checkpoint_path_out_of_the_run(tmp_path: Path, monkeyp
         for t in split_notes((run / "checkpoints.note").read_bytes())[0]
     ]
     (run / "audit.jsonl").write_bytes(join(lines))
-    (run / "checkpoints.note").write_bytes(sign_sizes(lines, sizes, run_key(run)))
+    write_notes(run, sign_sizes(lines, sizes, run_key(run)))
     assert verify_run(run).records == len(lines)  # the forged log verifies on its own
     with pytest.raises(GovtrainError, match=r"checkpoint \.\./outside\.pt: outside the run"):
         GovernedTrainer.resume(run)

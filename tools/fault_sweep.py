@@ -34,6 +34,7 @@ ERRORS = {"write": "ENOSPC", "fsync": "EIO", "openat": "EACCES", "rename": "ENOS
 SPREAD = (1, 2, 3, 5, 8, 13, 21, 34, 55)
 QUICK = (
     ("audit.jsonl", "write", 3),
+    ("latest checkpoint", "rename", 2),
     ("model checkpoint", "rename", 2),
     ("trust anchor", "openat", 3),
     ("run directory", "rename", 1),
@@ -53,8 +54,12 @@ def targets(run: Path, anchors: AnchorStore) -> dict[str, tuple[list[Path], tupl
     return {
         "audit.jsonl": ([run / "audit.jsonl"], ("write", "fsync")),
         "checkpoints.note": ([run / "checkpoints.note"], ("write", "fsync")),
+        "latest checkpoint": ([run / "checkpoint.tmp"], ("openat", "write", "fsync", "rename")),
         "model checkpoint": (ckpts, ("openat", "write", "fsync", "rename")),
-        "trust anchor": ([anchor.with_suffix(".tmp")], ("openat", "write", "fsync", "rename")),
+        "trust anchor": (
+            [anchor.with_name(anchor.name + ".tmp")],
+            ("openat", "write", "fsync", "rename"),
+        ),
         "run directory": ([], ("rename",)),
     }
 
