@@ -4,6 +4,7 @@ the new ones, never a mix."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -25,19 +26,26 @@ def write_synced(fd: int, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def replace_synced(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Make `path` hold `data`, atomically: a crash leaves the old file or the new one.
+def replace_synced(
+    path: Path, data: bytes, mode: int = 0o644, *, dir_fd: int | None = None
+) -> None:
+    """Make `path` (relative to the directory `dir_fd`, when given) hold `data`,
+    atomically: a crash leaves the old file or the new one.
 
-    The staging file PATH.tmp is made afresh (removed first, then created exclusively
-    and without following links), so a link someone planted there is never written
-    through; its fixed name lets fault injection (`tools/fault_sweep.py`) name it.
+    For one writer at a time (it holds the log's lock). The staging file PATH.tmp is
+    made afresh (removed first, then created exclusively and without following
+    links), so a link someone planted there is never written through; its fixed name
+    lets fault injection (`tools/fault_sweep.py`) name it. Through `dir_fd` the write
+    follows its directory when the directory is moved.
     """
     tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp, dir_fd=dir_fd)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        write_synced(os.open(tmp, flags, mode), data)
-        os.replace(tmp, path)
+        write_synced(os.open(tmp, flags, mode, dir_fd=dir_fd), data)
+        os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
         raise

@@ -85,6 +85,10 @@ def _open_append(path: Path, *, create: bool | None = None) -> int:
     return os.open(path, flags, 0o644)
 
 
+def _open_dir(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
 def _rename_into_place(stage: Path, run_dir: Path) -> None:
     """Rename the staged run to `run_dir` (replacing it only when it is an empty directory)."""
     try:
@@ -110,7 +114,7 @@ class AuditLog:
         self,
         run_dir: Path,
         signer: Signer,
-        fds: tuple[int, int],
+        fds: tuple[int, int, int],
         *,
         origin: str,
         prev: str,
@@ -123,9 +127,10 @@ class AuditLog:
         if checkpoint_every < 1 or fsync_every < 1:
             raise LogStateError("checkpoint_every and fsync_every must be at least 1")
         self.run_dir = run_dir
-        self._home = run_dir  # where the files are now: a staging directory in `create`
         self._signer = signer
-        self._log_fd, self._notes_fd = fds
+        # the run directory's own descriptor: the `checkpoint` file is replaced through
+        # it, so it follows the directory out of its staging place, or wherever it moves
+        self._log_fd, self._notes_fd, self._dir_fd = fds
         self._origin = origin
         self._prev = prev
         self._tree = frontier
@@ -187,12 +192,13 @@ class AuditLog:
                 write_key_pair(stage / RUN_KEY_DIR, signer)
             fds = [_open_append(stage / LOG_FILE, create=True)]
             fds.append(_open_append(stage / NOTES_FILE, create=True))
+            fds.append(_open_dir(stage))
             frontier = CompactRange()
             frontier.append(leaf_hash(first.line))
             log = cls(
                 run_dir,
                 signer,
-                (fds[0], fds[1]),
+                (fds[0], fds[1], fds[2]),
                 origin=log_origin(first.line),
                 prev=first.hash,
                 frontier=frontier,
@@ -202,12 +208,10 @@ class AuditLog:
                 fsync_every=fsync_every,
             )
             _exclusive(fds[0], run_dir / LOG_FILE)
-            log._home = stage
             log._write(fds[0], first.line + b"\n")
             log.checkpoint()
             fsync_path(stage)
             _rename_into_place(stage, run_dir)
-            log._home = run_dir
         except BaseException:
             for fd in fds:
                 os.close(fd)
@@ -241,8 +245,11 @@ class AuditLog:
         run_dir = Path(run_dir)
         # Lock, then verify, then append: no other writer can change what was verified.
         # A crash inside `create` can leave run_start without checkpoints.note.
-        fds = (_open_append(run_dir / LOG_FILE, create=False), _open_append(run_dir / NOTES_FILE))
+        fds: list[int] = []
         try:
+            fds.append(_open_append(run_dir / LOG_FILE, create=False))
+            fds.append(_open_append(run_dir / NOTES_FILE))
+            fds.append(_open_dir(run_dir))
             _exclusive(fds[0], run_dir / LOG_FILE)
             trusted = anchors.notes(run_dir) if anchors is not None else []
             report = verify_run(run_dir, pubkey=signer.verifier, anchors=trusted)
@@ -256,7 +263,7 @@ class AuditLog:
         log = cls(
             run_dir,
             signer,
-            fds,
+            (fds[0], fds[1], fds[2]),
             origin=report.origin,
             prev=report.last_hash,
             frontier=report.frontier,
@@ -266,17 +273,21 @@ class AuditLog:
             fsync_every=fsync_every,
         )
         log._anchors = anchors
-        log.append(
-            "run_resume",
-            {
-                "records": report.records,
-                "previous": "closed" if report.closed else "interrupted",
-                "unsealed": report.unsealed,  # signed now, by this resume, not before
-                "anchored": report.anchored,
-                **(resume or {}),
-            },
-        )
-        log.checkpoint()
+        try:
+            log.append(
+                "run_resume",
+                {
+                    "records": report.records,
+                    "previous": "closed" if report.closed else "interrupted",
+                    "unsealed": report.unsealed,  # signed now, by this resume, not before
+                    "anchored": report.anchored,
+                    **(resume or {}),
+                },
+            )
+            log.checkpoint()
+        except BaseException:
+            log._release()  # and with it the lock: a retry in this process can take it
+            raise
         return log
 
     @property
@@ -361,13 +372,13 @@ class AuditLog:
     def _replace_latest(self) -> None:
         """Make the `checkpoint` file the note just appended (after it is on disk in the
         history, so that file never signs more than checkpoints.note holds)."""
-        path = self._home / LATEST_FILE
         try:
-            replace_synced(path, self._last_note.encode())
+            replace_synced(Path(LATEST_FILE), self._last_note.encode(), dir_fd=self._dir_fd)
         except OSError as exc:
             self._state = "broken"
+            path = self.run_dir / (exc.filename or LATEST_FILE)  # names relative to the run
             raise LogStateError(
-                f"{exc.filename or path}: cannot replace the latest checkpoint "
+                f"{path}: cannot replace the latest checkpoint "
                 f"({exc.strerror}); {NOTES_FILE} holds it: fix the cause and resume"
             ) from exc
 
@@ -398,7 +409,7 @@ class AuditLog:
             self._state = "closed"
 
     def _release(self) -> None:
-        for fd in (self._log_fd, self._notes_fd):
+        for fd in (self._log_fd, self._notes_fd, self._dir_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
 

@@ -12,13 +12,14 @@ not for whatever file sits at that path.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from govtrain.audit.errors import AuditError
-from govtrain.audit.files import replace_synced
+from govtrain.audit.files import write_synced
 from govtrain.audit.keys import KeyFileError, VerifierKey, read_private, write_new_key_file
 from govtrain.audit.provenance import (
     check_artifacts,
@@ -99,5 +100,12 @@ def sign_checkpoint(
             signing.Config().use_elliptic_key_signer(private_key=private_key).sign(copy, bundle)
         except (ValueError, TypeError, OSError) as exc:  # a key that is not ECDSA P-256/384/521
             raise KeyFileError(f"cannot sign with {private_key}: {exc}") from exc
-        replace_synced(out, bundle.read_bytes())
+        # a unique staging name: two signers of one file must not share it
+        fd, staged = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        try:
+            write_synced(fd, bundle.read_bytes())
+            os.replace(staged, out)
+        except BaseException:
+            Path(staged).unlink(missing_ok=True)
+            raise
     return chosen, out

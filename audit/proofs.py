@@ -33,7 +33,7 @@ from govtrain.audit.keys import VerifierKey
 from govtrain.audit.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
 from govtrain.audit.notes import Checkpoint, open_checkpoint, split_notes, unverified_text
 from govtrain.audit.records import Record
-from govtrain.audit.verify import VerifyReport, read_run, verify_bytes
+from govtrain.audit.verify import VerifyReport, read_latest, read_run, verify_bytes
 
 PROOF_FORMAT = "govtrain.audit.inclusion/v1"
 TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
@@ -45,7 +45,7 @@ def _verified_tree(
 ) -> tuple[VerifyReport, dict[int, str], int, MerkleTree, list[bytes]]:
     """Verify the run; its report, its notes by size, the proof's size, tree and lines."""
     log, notes = read_run(path)
-    report = verify_bytes(log, notes, pubkey=pubkey)
+    report = verify_bytes(log, notes, pubkey=pubkey, latest=read_latest(path))
     texts, _ = split_notes(notes)
     signed = {Checkpoint.parse(unverified_text(text)).size: text for text in texts}
     size = report.checkpoint_size if size is None else size

@@ -32,7 +32,7 @@ from govtrain.audit.keys import Signer, VerifierKey, load_verifier_key
 from govtrain.audit.log import key_commitment
 from govtrain.audit.merkle import MerkleTree, leaf_hash
 from govtrain.audit.records import Record, canonical_json
-from govtrain.audit.verify import LOG_FILE, VerifyReport, read_run, verify_bytes
+from govtrain.audit.verify import LOG_FILE, VerifyReport, read_latest, read_run, verify_bytes
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SLSA_PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -323,7 +323,7 @@ def provenance_statement(
 def export_provenance(run_dir: Path, signer: Signer) -> tuple[dict[str, Any], VerifyReport]:
     """Verify the run against the signer's key; its signed provenance envelope and the report."""
     log, notes = read_run(run_dir)
-    report = verify_bytes(log, notes, pubkey=signer.verifier)
+    report = verify_bytes(log, notes, pubkey=signer.verifier, latest=read_latest(run_dir))
     statement = provenance_statement(records_of(log), report, hashlib.sha256(log).hexdigest())
     return sign_envelope(canonical_json(statement), INTOTO_PAYLOAD_TYPE, signer), report
 
@@ -370,7 +370,7 @@ def check_provenance(
     if run_dir is None:
         return statement
     log_bytes, notes = read_run(run_dir)
-    report = verify_bytes(log_bytes, notes, pubkey=key)
+    report = verify_bytes(log_bytes, notes, pubkey=key, latest=read_latest(run_dir))
     if type(size) is not int or not 0 < size <= report.records:
         raise AuditError(f"the statement is for tree size {size}; the log holds {report.records}")
     lines = log_bytes.split(b"\n")[:size]

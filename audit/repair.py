@@ -22,6 +22,7 @@ from govtrain.audit.verify import (
     LOG_FILE,
     NOTES_FILE,
     VerifyReport,
+    read_latest,
     read_run,
     run_files,
     verify_bytes,
@@ -38,11 +39,11 @@ class Cut:
     backup: Path
 
 
-def _plan(log: bytes, notes: bytes) -> tuple[VerifyReport, dict[str, int]]:
+def _plan(log: bytes, notes: bytes, latest: bytes | None) -> tuple[VerifyReport, dict[str, int]]:
     cuts: dict[str, int] = {}
     while True:
         try:
-            return verify_bytes(log, notes), cuts
+            return verify_bytes(log, notes, latest=latest), cuts
         except TornTailError as torn:
             if torn.covered:
                 raise VerificationError(
@@ -91,7 +92,7 @@ def repair_torn_tail(path: Path) -> tuple[VerifyReport, list[Cut]]:
     Raises VerificationError (never touching a file) when anything but a torn tail is wrong.
     """
     log, notes = read_run(path)
-    report, plan = _plan(log, notes)
+    report, plan = _plan(log, notes, read_latest(path))
     log_path, notes_path = run_files(path)
     files = {LOG_FILE: (log_path, log), NOTES_FILE: (notes_path, notes)}
     cuts = [_cut(*files[name], offset) for name, offset in plan.items()]

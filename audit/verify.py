@@ -132,7 +132,7 @@ def read_latest(path: Path) -> bytes | None:
         return None
     except OSError as exc:
         raise VerificationError(
-            Reason.MALFORMED, f"cannot read {exc.filename}: {exc.strerror}"
+            Reason.BAD_CHECKPOINT, f"cannot read {exc.filename}: {exc.strerror}"
         ) from exc
 
 

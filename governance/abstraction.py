@@ -23,8 +23,19 @@ have; `govtrain explore --concrete` settles it on a small copy of the config.
 3. **Decisions.** The budget and router invariants (`invariants.DECISION`) for
    every vector of phases (reachable or not), every need vector, in and after warmup.
 
-tests/test_abstraction.py checks the over-approximation at small bounds: every
-concrete state and step of the concrete explorer maps onto this one's.
+The over-approximation rests on what the rules read, which holds of the rules as
+written and is what a change to them must keep: across groups only phases (never
+another group's seen_high, lows or awakenings), the clock and the quiet count only
+compared with the thresholds above, a level's groups only as a set, and of a phase
+in a decision only whether it is frozen and its multiplier. A rule that reads more
+is outside what this explorer can see: an off-by-one against a deadline, a run end
+that reads a COOLING group's lows, a decision that tells AWAKENED from ACTIVE at an
+equal multiplier all pass here and fail `--concrete` (an independent review found
+exactly these). tests/test_abstraction.py checks the over-approximation at small
+bounds (every concrete state and step of the concrete explorer maps onto this
+one's), and tests/test_explore.py that the broken rule it keeps for each invariant
+is caught by both explorers. An abstract path shows the phases and the wake probes
+of each step, not the governor actions or signals that led there.
 """
 
 from __future__ import annotations

@@ -325,3 +325,43 @@ def test_a_run_without_a_checkpoint_file_still_verifies(closed_run, tmp_path: Pa
     (tmp_path / NOTES_FILE).write_bytes(notes)
     report = verify_run(tmp_path, pubkey=signer.verifier)
     assert report.closed and report.latest is None
+
+
+def test_the_checkpoint_file_follows_a_run_moved_while_its_log_is_open(tmp_path: Path) -> None:
+    """Written through the run directory's own descriptor, like the log and the notes: a
+    run moved mid-run keeps its checkpoint file up to date where it is now, and a new run
+    made at the old path is left alone."""
+    signer = generate_signer()
+    log = AuditLog.create(tmp_path / "a", signer=signer, run_start={}, checkpoint_every=4)
+    (tmp_path / "a").rename(tmp_path / "moved")
+    other = make_run(tmp_path / "a", 10, checkpoint_every=4)
+    for i in range(10):
+        log.append("step", {"step": i})
+    log.close()
+    moved = verify_run(tmp_path / "moved", pubkey=signer.verifier)
+    assert moved.closed and moved.latest == moved.records == 12
+    assert verify_run(tmp_path / "a", pubkey=other.verifier).latest == 10
+
+
+def test_a_refused_resume_releases_the_log(tmp_path: Path) -> None:
+    signer = make_run(tmp_path, 20, checkpoint_every=8)
+    (tmp_path / (LATEST_FILE + ".tmp")).mkdir()  # the checkpoint file cannot be staged
+    with pytest.raises(LogStateError, match="cannot replace the latest checkpoint") as info:
+        AuditLog.open(tmp_path, signer=signer, checkpoint_every=8)
+    assert str(info.value).startswith(f"{tmp_path / LATEST_FILE}.tmp: ")  # the path, whole
+    (tmp_path / (LATEST_FILE + ".tmp")).rmdir()
+    log = AuditLog.open(tmp_path, signer=signer, checkpoint_every=8)  # the lock was let go
+    log.close()
+    assert verify_run(tmp_path, pubkey=signer.verifier).closed
+
+
+def test_repair_refuses_a_checkpoint_file_that_is_not_a_note_of_the_history(
+    closed_run, tmp_path: Path
+) -> None:
+    _, _, log, notes = closed_run
+    (tmp_path / LOG_FILE).write_bytes(log + b'{"bo')
+    (tmp_path / NOTES_FILE).write_bytes(notes)
+    (tmp_path / LATEST_FILE).write_text("not a note\n")
+    with pytest.raises(VerificationError, match="checkpoint file"):
+        repair_torn_tail(tmp_path)
+    assert (tmp_path / LOG_FILE).read_bytes() == log + b'{"bo'  # nothing cut

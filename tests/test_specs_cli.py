@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from govtrain.cli import main
@@ -81,3 +82,51 @@ def test_a_result_that_differs_from_the_manifest_fails(tmp_path):
     assert result.exit_code == 1
     assert "MISMATCH" in result.output
     assert "expected holds, TLC says invariant-violated (NoCoolingFromCold)" in result.output
+
+
+def test_gen_model_abstract_renders_the_checked_in_module():
+    small = str(ROOT / "configs" / "small.yaml")
+    result = CliRunner().invoke(main, ["specs", "gen-model", small, "--abstract"])
+    assert result.exit_code == 0
+    assert result.output == (ROOT / "specs" / "MCGovernedTrainingAbstract.tla").read_text()
+
+
+def test_check_config_without_tlc_is_skipped_and_bad_needs_are_one_line():
+    small = str(ROOT / "configs" / "small.yaml")
+    result = CliRunner().invoke(main, ["specs", "check-config", small], env=NO_TLC)
+    assert result.exit_code == 2 and "TLC not found: SKIPPED" in result.output
+    result = CliRunner().invoke(main, ["specs", "check-config", small, "--needs", "1,x"])
+    assert result.exit_code == 1 and "--needs: '1,x' is not comma-separated naturals" in (
+        result.output
+    )
+
+
+def _check_config_states(name: str) -> list[int]:
+    result = CliRunner().invoke(main, ["specs", "check-config", str(ROOT / "configs" / name)])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if "│ holds" in line]
+    assert len(rows) == 2, result.output  # one governor, the abstract composition
+    return [int(line.split("│")[4].strip().replace(",", "")) for line in rows]
+
+
+@needs_tlc
+def test_check_config_agrees_with_the_python_abstract_model():
+    """TLC's abstract composition has exactly the states part 2 of `govtrain explore` finds,
+    and its governor model exactly part 1's (two implementations, one abstraction)."""
+    from govtrain.governance.abstraction import explore_abstract
+    from govtrain.pipeline.config import load_config
+
+    governor, composed = _check_config_states("small.yaml")
+    python = explore_abstract(load_config(ROOT / "configs" / "small.yaml").governance)
+    assert (governor, composed) == (python.governor_states, python.graph.number_of_nodes())
+
+
+@needs_tlc
+@pytest.mark.slow
+def test_check_config_on_the_quickstart_config():
+    from govtrain.governance.abstraction import explore_abstract
+    from govtrain.pipeline.config import load_config
+
+    _, composed = _check_config_states("quickstart.yaml")
+    python = explore_abstract(load_config(ROOT / "configs" / "quickstart.yaml").governance)
+    assert composed == python.graph.number_of_nodes() == 1124

@@ -30,11 +30,17 @@ from govtrain.audit.anchors import ENV, AnchorStore
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "smoke.yaml"
 CHECKPOINT_STEPS = (0, 10, 20, 30, 40)  # configs/smoke.yaml: every 10 of 40 steps, and 0
-ERRORS = {"write": "ENOSPC", "fsync": "EIO", "openat": "EACCES", "rename": "ENOSPC"}
+ERRORS = {
+    "write": "ENOSPC",
+    "fsync": "EIO",
+    "openat": "EACCES",
+    "rename": "ENOSPC",
+    "renameat": "ENOSPC",
+}
 SPREAD = (1, 2, 3, 5, 8, 13, 21, 34, 55)
 QUICK = (
     ("audit.jsonl", "write", 3),
-    ("latest checkpoint", "rename", 2),
+    ("latest checkpoint", "renameat", 2),
     ("model checkpoint", "rename", 2),
     ("trust anchor", "openat", 3),
     ("run directory", "rename", 1),
@@ -54,7 +60,10 @@ def targets(run: Path, anchors: AnchorStore) -> dict[str, tuple[list[Path], tupl
     return {
         "audit.jsonl": ([run / "audit.jsonl"], ("write", "fsync")),
         "checkpoints.note": ([run / "checkpoints.note"], ("write", "fsync")),
-        "latest checkpoint": ([run / "checkpoint.tmp"], ("openat", "write", "fsync", "rename")),
+        "latest checkpoint": (  # through the run directory's descriptor: a relative name
+            [run / "checkpoint.tmp", Path("checkpoint.tmp")],
+            ("openat", "write", "fsync", "renameat"),
+        ),
         "model checkpoint": (ckpts, ("openat", "write", "fsync", "rename")),
         "trust anchor": (
             [anchor.with_name(anchor.name + ".tmp")],

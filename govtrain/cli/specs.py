@@ -319,6 +319,52 @@ def conform_graph(config: Path, as_json: bool, bug: str) -> None:
         sys.exit(EXIT_MISMATCH)
 
 
+@specs.command("check-config")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--needs",
+    default="1",
+    show_default=True,
+    help="The learning needs a group may report in the model, comma-separated naturals: "
+    "every vector of them is decided in every abstract state (TLC's time grows as "
+    "len(needs)**groups; `govtrain explore` decides 1 and 3 for every phase vector).",
+)
+@click.option("--timeout", default=600, show_default=True, help="Seconds per TLC run.")
+def check_config_command(config: Path, needs: str, timeout: int) -> None:
+    """Check CONFIG's governance with TLC: one governor at its patience and awakenings,
+    and the abstract composition (specs/GovernedTrainingAbstract.tla) at all its
+    constants; exit 0 only if every invariant holds."""
+    from govtrain.formal.output import describe_outcome
+    from govtrain.formal.userconfig import check_config
+    from govtrain.pipeline.config import load_config
+
+    try:
+        vector = tuple(int(n) for n in needs.split(","))
+    except ValueError:
+        raise GovtrainError(f"--needs: {needs!r} is not comma-separated naturals") from None
+    if any(n < 0 for n in vector):
+        raise GovtrainError(f"--needs: {needs!r} is not comma-separated naturals")
+    cfg = load_config(config).governance
+    toolchain = _toolchain_or_skip(as_json=False)
+    runs = check_config(cfg, toolchain, needs=vector, source=_shown(config), timeout=timeout)
+    rows = [
+        _Row(
+            run.name,
+            describe_outcome(run.result.outcome, run.result.violated),
+            "holds",
+            "-" if run.result.distinct_states is None else f"{run.result.distinct_states:,}",
+            run.result.wall_s or 0.0,
+            run.result.outcome.value == "holds",
+            list(run.result.errors[:1]),
+            {},
+        )
+        for run in runs
+    ]
+    _table(rows, f"TLC on {_shown(config)} (abstract model, needs {needs})")
+    if not all(r.ok for r in rows):
+        sys.exit(EXIT_MISMATCH)
+
+
 @specs.command("gen-model")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -327,15 +373,21 @@ def conform_graph(config: Path, as_json: bool, bug: str) -> None:
     default=None,
     help="Write the module here (its name is the file's stem); print it when absent.",
 )
-def gen_model(config: Path, out: Path | None) -> None:
+@click.option(
+    "--abstract",
+    is_flag=True,
+    help="Extend GovernedTrainingAbstract instead (specs/MCGovernedTrainingAbstract.tla).",
+)
+def gen_model(config: Path, out: Path | None, abstract: bool) -> None:
     """Render GovernedTraining's constants for CONFIG as an MC module
     (specs/MCGovernedTraining.tla is this for configs/small.yaml)."""
     from govtrain.formal.compare import render_training_module
     from govtrain.pipeline.config import load_config
 
     cfg = load_config(config).governance
-    module = out.stem if out is not None else "MCGovernedTraining"
-    text = render_training_module(cfg, module, source=_shown(config))
+    extends = "GovernedTrainingAbstract" if abstract else "GovernedTraining"
+    module = out.stem if out is not None else f"MC{extends}"
+    text = render_training_module(cfg, module, extends=extends, source=_shown(config))
     if out is None:
         click.echo(text, nl=False)
         return
