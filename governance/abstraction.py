@@ -13,11 +13,11 @@ have; `govtrain explore --concrete` settles it on a small copy of the config.
    activation under every input its phase reads, each checked against the
    invariants that read a group's own counters (`invariants.LOCAL`). No rule reads
    another group's counters, so this is every group's governor in any composition.
-2. **Composition.** Each group seen only as its class (DORMANT, TRAINING = ACTIVE,
-   COOLING or AWAKENED, CONVERGED), moving as some state of part 1 in that class
-   can; the groups of one level counted, not named (the rules read a level's groups
-   as a set); the clock and the quiet count as the interval between the thresholds
-   the rules compare them with. Both only grow by one or reset, so a step taken from
+2. **Composition.** Each group seen by its phase only (its seen_high, lows and
+   awakenings dropped), moving as some state of part 1 with that phase can; the
+   groups of one level counted, not named (the rules read a level's groups as a
+   set); the clock and the quiet count as the interval between the thresholds the
+   rules compare them with. Both only grow by one or reset, so a step taken from
    each end of an interval shows every outcome of a step from inside it. The step
    is `step.advance`, the concrete code, and every invariant is checked on it.
 3. **Decisions.** The budget and router invariants (`invariants.DECISION`) for
@@ -129,7 +129,7 @@ def _uniform(group: GroupState, cfg: GovernanceConfig) -> Checked:
 def _governor(
     cfg: GovernanceConfig,
 ) -> tuple[dict[Phase, frozenset[tuple[Phase, bool]]], int, Violation | None]:
-    """Part 1: class -> {(class after, wake fired)}, how many GroupStates, a violation."""
+    """Part 1: phase -> {(phase after, wake fired)}, how many GroupStates, a violation."""
     level = {False: 0.0, True: cfg.governor.signal_threshold}
     probe = {False: 0.0, True: cfg.governor.wake_threshold}
     starts = {*initial_state(cfg).groups, GroupState(Phase.DORMANT)}
@@ -165,7 +165,7 @@ def _governor(
 def _alpha(
     state: GovernanceState, cfg: GovernanceConfig, clock: Intervals, quiet: Intervals
 ) -> GovernanceState:
-    """The abstract state of a state: classes, counted per level, and intervals."""
+    """The abstract state of a state: phases, counted per level, and intervals."""
     groups = [representative(g.phase) for g in state.groups]
     for members in _levels(cfg):
         for i, g in zip(members, sorted((groups[i] for i in members), key=_order), strict=True):
@@ -189,8 +189,8 @@ def _levels(cfg: GovernanceConfig) -> list[list[int]]:
 def _choices(
     state: GovernanceState, cfg: GovernanceConfig, moves: dict[Phase, frozenset]
 ) -> Iterator[list[tuple[Phase, bool]]]:
-    """Each group's (class after, wake) for one step, once per multiset within a level's
-    groups of one class (they are interchangeable; `_alpha` sorts them anyway)."""
+    """Each group's (phase after, wake) for one step, once per multiset within a level's
+    groups of one phase (they are interchangeable; `_alpha` sorts them anyway)."""
     runs = [
         [i for i in members if state.groups[i].phase is phase]
         for members in _levels(cfg)
