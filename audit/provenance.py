@@ -123,6 +123,7 @@ def build_run_start(
     repo_dir: Path | None = None,
     run_id: str | None = None,
     distributed: Mapping[str, Any] | None = None,
+    data_pipeline: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run_start body. `config` must be JSON data (e.g. a pydantic ``model_dump(mode="json")``).
 
@@ -158,6 +159,8 @@ def build_run_start(
         body["key"] = key_commitment(key)
     if distributed is not None:  # world size, backend, engine of a multi-process run
         body["distributed"] = dict(distributed)
+    if data_pipeline is not None:  # what the data pipeline did before training (dedup)
+        body["data_pipeline"] = dict(data_pipeline)
     return body
 
 

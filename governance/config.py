@@ -170,16 +170,76 @@ class BudgetConfig(StrictSection):
         return self
 
 
+class LearnedScorerConfig(StrictSection):
+    """The learned scorer's settings (`router.scorer: learned`, pipeline/scorer.py).
+
+    One small MLP per group (features -> `hidden` tanh units -> one score), trained
+    by Adam at `lr` every `learn_every` steps on the loss drop the update gave each
+    sample; `entropy` weighs the entropy bonus of softmax(scores / `temperature`)
+    that keeps the scores from collapsing onto a few samples.
+    """
+
+    hidden: int = Field(default=16, ge=1, le=4096)
+    lr: float = Field(default=1e-2, gt=0, le=1)
+    entropy: float = Field(default=1.0, ge=0)
+    temperature: float = Field(default=1.0, gt=0)
+    learn_every: int = Field(default=4, ge=1)
+
+
 class RouterConfig(StrictSection):
     """Per-step sample routing: batch size, observation-only warmup, and the scorer.
 
     `loss` routes the highest per-sample losses (selective backprop); `random`
-    routes a seeded uniform sample, the ablation baseline.
+    routes a seeded uniform sample, the ablation baseline; `learned` routes each
+    group by its own learned scores (`learned` holds their settings).
     """
 
     batch_size: int = Field(ge=1)
     warmup_steps: int = Field(ge=0)
-    scorer: Literal["loss", "random"] = "loss"
+    scorer: Literal["loss", "random", "learned"] = "loss"
+    learned: LearnedScorerConfig = Field(default_factory=LearnedScorerConfig)
+
+
+TIERS = ("Mastered", "Learning", "Struggling", "Failing")
+
+
+class TiersConfig(StrictSection):
+    """Governed data tiers (governance/tiers.py, specs/DataTiers.tla).
+
+    A sample's tier comes from its recent loss over the median recent loss of the
+    scored samples: a ratio, so the tiers stay populated as every loss falls.
+    """
+
+    mastered: float = Field(default=0.75, gt=0)  # ratio below: Mastered
+    struggling: float = Field(default=1.25, gt=0)  # above: Struggling
+    failing: float = Field(default=2.0, gt=0)  # above: Failing (likely noise or mislabelled)
+    history: int = Field(default=4, ge=1)  # a sample's recent loss: mean of its last `history`
+    rescore_every: int = Field(default=50, ge=1)  # steps per period (one plan)
+    # every sample is drawn at least once in any `max_wait` consecutive periods
+    max_wait: int = Field(default=4, ge=1)
+    weights: dict[Literal[TIERS], float] = Field(
+        default_factory=lambda: {
+            "Mastered": 1.0,
+            "Learning": 2.0,
+            "Struggling": 3.0,
+            "Failing": 1.0,
+        }
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TiersConfig:
+        if not self.mastered < self.struggling < self.failing:
+            raise ValueError(
+                f"thresholds must rise: mastered ({self.mastered}) < struggling "
+                f"({self.struggling}) < failing ({self.failing})"
+            )
+        missing = [t for t in TIERS if t not in self.weights]
+        if missing:
+            raise ValueError(f"weights: every tier needs a weight, missing {missing}")
+        bad = {t: w for t, w in self.weights.items() if not (w > 0 and math.isfinite(w))}
+        if bad:
+            raise ValueError(f"weights must be positive (a tier of weight 0 starves): {bad}")
+        return self
 
 
 class GovernanceConfig(StrictSection):

@@ -68,11 +68,22 @@ class StepRecord:
     dense_backward_flops: int | None = None
     # on a probe step that measured (governance/readings.py): per group, per measure
     measurements: Mapping[str, Mapping[str, float]] | None = None
+    # with data tiers (governance/tiers.py): the batch's sample rows and their losses
+    samples: Mapping[str, list] | None = None
+    # with `router.scorer: learned`: SHA-256 (hex) of the scorer's parameters after the step
+    scorer: str | None = None
 
     def to_dict(self, names: Sequence[str]) -> dict[str, Any]:
         extra = {
             f: getattr(self, f)
-            for f in ("grad_bytes", "backward_flops", "dense_backward_flops", "measurements")
+            for f in (
+                "grad_bytes",
+                "backward_flops",
+                "dense_backward_flops",
+                "measurements",
+                "samples",
+                "scorer",
+            )
             if getattr(self, f) is not None
         }
         return {
@@ -125,6 +136,17 @@ class StepRecord:
                 backward_flops=body.get("backward_flops"),
                 dense_backward_flops=body.get("dense_backward_flops"),
                 measurements=body.get("measurements"),
+                samples=body.get("samples"),
+                scorer=_hex_digest(body.get("scorer")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordSchemaError(f"malformed step record: {type(exc).__name__}: {exc}") from None
+
+
+def _hex_digest(value: Any) -> str | None:
+    """A recorded SHA-256 digest: 64 lowercase hex digits (or absent)."""
+    if value is not None and not (
+        isinstance(value, str) and len(value) == 64 and set(value) <= set("0123456789abcdef")
+    ):
+        raise ValueError(f"scorer digest {value!r} is not a SHA-256 hex digest")
+    return value

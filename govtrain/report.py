@@ -24,6 +24,7 @@ from govtrain.audit.provenance import read_records
 from govtrain.audit.records import Record
 from govtrain.audit.verify import run_files, verify_run
 from govtrain.formal.replay import replay
+from govtrain.governance.config import TIERS
 from govtrain.governance.errors import GovtrainError
 from govtrain.governance.record import StepRecord
 from govtrain.governance.state import Phase
@@ -35,7 +36,7 @@ PHASE_COLOURS = {
     Phase.CONVERGED: "#2ca02c",
     Phase.AWAKENED: "#d62728",
 }
-FIGURES = ("timeline", "loss", "budget", "quotas", "flops", "signals", "measurements")
+FIGURES = ("timeline", "loss", "budget", "quotas", "flops", "signals", "measurements", "tiers")
 # transitions named on the timeline (the others, e.g. BeginCooling and Reheat, are ticks)
 NAMED = ("Activate", "Converge", "Awaken")
 
@@ -73,6 +74,7 @@ class Series:
     flops: list[tuple[int, int]] = field(default_factory=list)  # (backward, dense) per step
     # per measure, per group: (step, value) on the probe steps that measured
     measurements: dict[str, dict[str, list[tuple[int, float]]]] = field(default_factory=dict)
+    tiers: list[tuple[int, dict[str, int]]] = field(default_factory=list)  # each re-scoring
 
 
 def check(run: Path, records: list[Record]) -> Status:
@@ -116,6 +118,8 @@ def read_series(records: list[Record]) -> Series:
     for record in records:
         if record.kind == "eval":
             series.evals.append((record.body["step"], record.body["loss"]))
+        if record.kind == "rescore":
+            series.tiers.append((record.body["step"], record.body["counts"]))
         if record.kind != "step":
             continue
         step = StepRecord.from_dict(record.body, names)
@@ -251,6 +255,21 @@ def draw(series: Series, status: Status, out: Path) -> dict[str, Path]:
         ax.set_xlabel("step")
         fig.suptitle(f"{mark}probe measurements per group (hidden states on the probe batch)")
         save("measurements", fig)
+
+    if series.tiers:
+        fig, ax = plt.subplots(figsize=(11, 3.4))
+        at = [step for step, _ in series.tiers]
+        below = [0] * len(at)
+        for tier in TIERS:
+            counts = [c.get(tier, 0) for _, c in series.tiers]
+            top = [b + n for b, n in zip(below, counts, strict=True)]
+            ax.fill_between(at, below, top, step="post", label=tier)
+            below = top
+        ax.set_xlabel("step")
+        ax.set_ylabel("samples")
+        ax.set_title(f"{mark}data tiers at each re-scoring (stacked)")
+        ax.legend(fontsize=8, loc="lower right", ncol=4)
+        save("tiers", fig)
     return paths
 
 

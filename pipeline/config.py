@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from govtrain.governance.config import (
     GovernanceConfig,
     StrictSection,
+    TiersConfig,
     format_validation_error,
     load_yaml,
 )
@@ -42,6 +43,15 @@ class ModelConfig(StrictSection):
         return self
 
 
+class DedupConfig(StrictSection):
+    """Near-duplicate removal before training (pipeline/data.py: datasketch MinHash LSH
+    over token shingles); training sequences too like an eval one are removed as well."""
+
+    threshold: float = Field(default=0.8, gt=0, le=1)  # estimated Jaccard similarity
+    shingle: int = Field(default=5, ge=1)  # tokens per shingle
+    num_perm: int = Field(default=128, ge=16, le=1024)
+
+
 MAX_TOKENS = 2**31  # a synthetic corpus is one int64 tensor: 16 GiB at this size
 
 
@@ -54,6 +64,11 @@ class DataConfig(StrictSection):
     vocab_size: int = Field(ge=8, le=2**20)
     sequences: int = Field(default=4096, ge=16)
     eval_fraction: float = Field(default=0.1, gt=0, lt=1)
+    # near-duplicate removal before training; off when null
+    dedup: DedupConfig | None = None
+    # governed data tiers (governance/tiers.py): tier-weighted batches; off when null
+    # (uniform: seeded permutations, one per epoch)
+    tiers: TiersConfig | None = None
 
     @model_validator(mode="after")
     def _path_for_text(self) -> DataConfig:

@@ -6,14 +6,15 @@ but the step number to continue on exactly the same samples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from govtrain.governance.errors import ConfigError
-from govtrain.pipeline.config import DataConfig
+from govtrain.pipeline.config import DataConfig, DedupConfig
 
 COPY_OFFSET = 4
 
@@ -41,6 +42,68 @@ class Corpus:
 
     def eval_batches(self, batch_size: int, count: int) -> list[Tensor]:
         return [b for b in self.eval.split(batch_size)[:count] if b.shape[0] > 0]
+
+    def rows(self, rows: list[int]) -> Tensor:
+        """The training sequences `rows` (a tiered plan's batch)."""
+        return self.train[rows]
+
+
+DUP_OF_TRAIN = "near-duplicate of an earlier training sequence"
+DUP_OF_EVAL = "near-duplicate of an eval sequence (would leak it into training)"
+EXAMPLES = 10
+
+
+def dedup(corpus: Corpus, cfg: DedupConfig) -> tuple[Corpus, dict[str, Any]]:
+    """Remove training sequences that are near-duplicates (estimated Jaccard similarity of
+    their token shingles at least `threshold`) of an eval sequence or of an earlier kept
+    training sequence, with datasketch's MinHash LSH. Returns the kept corpus and the
+    report run_start records: how many were removed, why, and which rows."""
+    from datasketch import MinHash, MinHashLSH
+
+    def shingles(seq: Tensor) -> list[bytes]:
+        ids = seq.tolist()
+        k = min(cfg.shingle, len(ids))
+        return [",".join(map(str, ids[i : i + k])).encode() for i in range(len(ids) - k + 1)]
+
+    evals = MinHash.bulk([shingles(s) for s in corpus.eval], num_perm=cfg.num_perm)
+    trains = MinHash.bulk([shingles(s) for s in corpus.train], num_perm=cfg.num_perm)
+    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
+    for j, m in enumerate(evals):
+        lsh.insert(f"eval:{j}", m)
+    kept: list[int] = []
+    removed: list[int] = []
+    why = {DUP_OF_TRAIN: 0, DUP_OF_EVAL: 0}
+    examples = []
+    for i, m in enumerate(trains):
+        # LSH finds candidates; the MinHash estimate confirms them
+        found = []
+        for key in lsh.query(m):
+            kind, j = key.split(":")
+            other = evals[int(j)] if kind == "eval" else trains[int(j)]
+            if (similar := m.jaccard(other)) >= cfg.threshold:
+                found.append((kind != "eval", int(j), similar, key))
+        if not found:
+            kept.append(i)
+            lsh.insert(f"train:{i}", m)
+            continue
+        _, _, similar, key = min(found)  # an eval match first: the stronger reason
+        removed.append(i)
+        why[DUP_OF_EVAL if key.startswith("eval") else DUP_OF_TRAIN] += 1
+        if len(examples) < EXAMPLES:
+            examples.append({"row": i, "like": key, "jaccard": round(similar, 4)})
+    report = {
+        "method": "datasketch MinHash LSH over token shingles",
+        "threshold": cfg.threshold,
+        "shingle": cfg.shingle,
+        "num_perm": cfg.num_perm,
+        "examined": len(trains),
+        "kept": len(kept),
+        "removed": len(removed),
+        "why": why,
+        "removed_rows": removed,
+        "examples": examples,
+    }
+    return replace(corpus, train=corpus.train[kept]), report
 
 
 def load_corpus(cfg: DataConfig, seed: int) -> Corpus:

@@ -20,7 +20,12 @@ observations measured here; this module only measures and applies:
   stale Adam moments from before convergence would be applied to a changed
   landscape) or kept, per `awaken_optimizer_state`.
 * the decision's quota: the number of samples, of the batch, whose gradient
-  reaches the group's weights on the next step, chosen by the router.
+  reaches the group's weights on the next step, chosen by the router. With
+  `router.scorer: learned` each group is routed by its own learned scores
+  (pipeline/scorer.py), and the loop calls `gov.learn_router(lambda:
+  per_sample_loss(model, batch))` right after `optimizer.step()`: on a learn
+  step that forward's loss drops train the scorers (commit refuses a learn step
+  whose backward ran without it).
 
 With `enforce=False` (shadow mode) everything is measured, decided and audited
 but nothing is applied: every group trains on every sample.
@@ -60,6 +65,7 @@ from govtrain.governance.step import Decision, StepResult, decide, govern, initi
 from govtrain.pipeline import geometry
 from govtrain.pipeline.distributed import Shard, World, broadcast_floats, group_norms
 from govtrain.pipeline.routed import RoutingPlan, make_routable
+from govtrain.pipeline.scorer import LearnedScorer, nominal_k
 from govtrain.pipeline.signals import SignalMeter, drift_reading
 
 
@@ -98,6 +104,11 @@ class Governor:
                 "routing slots and requires_grad eagerly, and a compiled graph would keep "
                 "stale ones; pass the eager model"
             )
+        if cfg.router.scorer == "learned" and world is not None:
+            raise GovtrainError(
+                "router.scorer 'learned' is not supported under torchrun (each rank sees its "
+                "own share of the features and benefits): use 'loss' or 'random'"
+            )
         self.model, self.optimizer, self.cfg = model, optimizer, cfg
         self.probe, self.probe_every = probe, probe_every
         self.awaken_policy, self.audit, self.seed = awaken_optimizer_state, audit, seed
@@ -133,6 +144,14 @@ class Governor:
                 "unsharded model"
             )
         self.tops = geometry.top_modules(model, group_of)
+        # router.scorer: learned (pipeline/scorer.py): each group's own scores, and what a
+        # learn step keeps from route() to learn_router(): features, losses before, k
+        self.scorer = (
+            LearnedScorer(model, self.tops, self.names, cfg.router.learned, seed)
+            if cfg.router.scorer == "learned"
+            else None
+        )
+        self._pending: tuple[dict[str, Tensor], Tensor, dict[str, int]] | None = None
         self.power_iterations = power_iterations
         # spectral: each trainable group's weights at the last probe, and the power
         # iteration's vectors per (group, parameter index, "update" | "weight")
@@ -168,12 +187,15 @@ class Governor:
             routing.applied_quota(self.state, i, q, batch, self.enforce)
             for i, q in enumerate(self.decision.quotas)
         ]
-        # scores are read off the device only when some group is really routed
-        scores = self._scores(everyone) if any(0 < k < batch for k in quotas) else []
+        # scores are read off the device only when some group is really routed (the learned
+        # scorer's features every step: a learn step may come while nothing is routed)
+        features = self._features(everyone, quotas)
+        routes = any(0 < k < batch for k in quotas)
+        scores = self._scores(everyone, features) if routes else {}
         chosen: dict[str, tuple[int, ...] | None] = {}
         self.routed = {}
         for i, (name, k) in enumerate(zip(self.names, quotas, strict=True)):
-            index = None if k >= batch else () if k == 0 else routing.route(scores, k)
+            index = None if k >= batch else () if k == 0 else routing.route(scores[name], k)
             chosen[name] = index
             # a frozen group's weights take no gradient: nothing to route
             frozen = self.enforce and self.state.frozen(i)
@@ -193,22 +215,47 @@ class Governor:
         lr: float,
         grad_bytes: int | None = None,
         flops: tuple[int, int] | None = None,
+        samples: dict[str, list] | None = None,
     ) -> StepResult:
         """After the optimiser step: observe, run the pure core, apply, audit.
 
         `grad_bytes`: the gradient bytes all-reduced this step, in a distributed run;
-        `flops`: the step's (backward, dense backward) FLOPs, where they are counted.
+        `flops`: the step's (backward, dense backward) FLOPs, where they are counted;
+        `samples`: the batch's rows and per-sample losses, with data tiers.
         """
+        if self._pending is not None and self.trainable():  # a backward ran, nothing learnt
+            raise GovtrainError(
+                f"router.scorer 'learned': step {self.step} is a learn step, but "
+                "Governor.learn_router was not called after optimizer.step()"
+            )
+        self._pending = None
         observations = self._observe()
         result = govern(self.state, observations, self.cfg)
         before = self.state
         self.state, self.decision = result.state, result.decision
         self._apply_transitions(before, result)
         if self.audit is not None:
-            record = self._record(loss, lr, observations, result, grad_bytes, flops)
+            record = self._record(loss, lr, observations, result, grad_bytes, flops, samples)
             self.audit.append("step", record)
         self.step += 1
         return result
+
+    def learn_router(self, losses_after: Callable[[], Tensor]) -> None:
+        """With `router.scorer: learned`, right after `optimizer.step()` on a learn step:
+        `losses_after()` is the same batch's per-sample losses after the update (a
+        forward; run here without gradients and with the RNG forked, so dropout draws
+        nothing from the model's stream); each sample's loss drop trains the scorers
+        (pipeline/scorer.py). A no-op on other steps and for the other scorers."""
+        if self._pending is None:
+            return
+        assert self.scorer is not None
+        features, before, ks = self._pending
+        device = self._device()
+        forked = [device] if device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=forked):
+            after = losses_after().detach().float().cpu()
+        self.scorer.learn(features, before - after, ks)
+        self._pending = None
 
     def end_step(
         self, loss: float, lr: float, nonfinite: bool
@@ -232,6 +279,7 @@ class Governor:
     def skip(self) -> None:
         """A step whose update was skipped (non-finite loss): nothing observed, clock still."""
         self.step += 1
+        self._pending = None
         for name in self.names:
             self._sq[name] = []
 
@@ -301,6 +349,8 @@ class Governor:
         for handle in self._hooks:
             handle.remove()
         self._hooks.clear()
+        if self.scorer is not None:
+            self.scorer.close()
         self.plan.route_all()
         for name in self.names:
             self.plan.set_native(name, True)
@@ -312,11 +362,33 @@ class Governor:
         """The parameters the next backward gives gradients to, in model order."""
         return [p for p in self.all_params if p.requires_grad]
 
-    def _scores(self, per_sample_loss: Tensor) -> list[float]:
+    def _features(self, losses: Tensor, quotas: list[int]) -> dict[str, Tensor] | None:
+        """The learned scorer's features of this batch (None for the other scorers); on a
+        learn step they are kept, with the losses and each group's k, for learn_router."""
+        if self.scorer is None:
+            return None
+        features = self.scorer.features(losses)
+        if self.step % self.cfg.router.learned.learn_every == 0:
+            batch, d = losses.shape[0], self.decision
+            ks = {
+                n: nominal_k((q, d.quotas[i], d.allocations[i]), batch)
+                for i, (n, q) in enumerate(zip(self.names, quotas, strict=True))
+            }
+            self._pending = (features, losses.detach().float().cpu(), ks)
+        return features
+
+    def _scores(
+        self, per_sample_loss: Tensor, features: dict[str, Tensor] | None
+    ) -> dict[str, list[float]]:
+        """Each group's routing scores: its own learned ones, or one vector for all."""
+        if self.scorer is not None and features is not None:
+            return self.scorer.scores(features)
         if self.cfg.router.scorer == "random":
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step)
-            return torch.rand(per_sample_loss.shape[0], generator=g).tolist()
-        return per_sample_loss.detach().float().tolist()
+            shared = torch.rand(per_sample_loss.shape[0], generator=g).tolist()
+        else:
+            shared = per_sample_loss.detach().float().tolist()
+        return dict.fromkeys(self.names, shared)
 
     def _observe(self) -> list[GroupObservation]:
         probe_due = self.probe is not None and self.step % self.probe_every == 0
@@ -529,6 +601,7 @@ class Governor:
         result: StepResult,
         grad_bytes: int | None,
         flops: tuple[int, int] | None,
+        samples: dict[str, list] | None = None,
     ) -> dict[str, Any]:
         return StepRecord(
             step=self.step,
@@ -544,6 +617,8 @@ class Governor:
             backward_flops=None if flops is None else flops[0],
             dense_backward_flops=None if flops is None else flops[1],
             measurements=self.measured,
+            samples=samples,
+            scorer=None if self.scorer is None else self.scorer.digest(),
         ).to_dict(self.names)
 
     def state_dict(self) -> dict[str, Any]:
@@ -557,6 +632,7 @@ class Governor:
             "readings": self.readings.state_dict(),
             "at_probe": {g: list(ts) for g, ts in self._at_probe.items()},
             "vectors": dict(self._vectors),
+            **({} if self.scorer is None else {"scorer": self.scorer.state_dict()}),
         }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
@@ -576,6 +652,8 @@ class Governor:
         at_probe = sd.get("at_probe", {})
         self._at_probe = {g: [t.to(device[g]) for t in ts] for g, ts in at_probe.items()}
         self._vectors = {k: v.to(self._device()) for k, v in sd.get("vectors", {}).items()}
+        if self.scorer is not None:
+            self.scorer.load_state_dict(sd["scorer"])
         self._apply_freezing()
 
 

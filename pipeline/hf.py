@@ -105,6 +105,7 @@ from govtrain.governance.state import Transition
 from govtrain.pipeline.distributed import current_world
 from govtrain.pipeline.governor import Governor, untrainable
 from govtrain.pipeline.runlog import create_run_log
+from govtrain.pipeline.scorer import refused
 
 log = structlog.get_logger("govtrain")
 
@@ -488,6 +489,7 @@ class GovernanceCallback(TrainerCallback):
         if args.torch_compile:
             problems.append("torch_compile is not supported (routing slots are read eagerly)")
         problems += untrainable(model, optimizer)
+        problems += refused(cfg, "the HF callback")
         if problems:
             raise HFGovernanceError("cannot govern this Trainer run: " + "; ".join(problems))
 

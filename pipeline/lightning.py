@@ -72,6 +72,7 @@ from govtrain.governance.errors import GovtrainError
 from govtrain.pipeline.distributed import current_world
 from govtrain.pipeline.governor import Governor, ProbeLoss, untrainable
 from govtrain.pipeline.runlog import create_run_log
+from govtrain.pipeline.scorer import refused
 
 log = structlog.get_logger("govtrain.lightning")
 
@@ -303,6 +304,7 @@ class GovernanceCallback(L.Callback):
                 "position; resume without audit= or start a new audited run"
             )
         problems += untrainable(pl_module, trainer.optimizers[0]) if trainer.optimizers else []
+        problems += refused(cfg, "the Lightning callback")
         if problems:
             raise LightningGovernanceError(
                 "cannot govern this Lightning fit: " + "; ".join(problems)

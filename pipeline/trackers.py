@@ -136,6 +136,9 @@ class Tracked:
         elif kind == "eval":
             for sink in self.sinks:
                 sink.metrics(body["step"], {"loss/eval": body["loss"]})
+        elif kind == "rescore":  # data tiers: samples per tier after each re-scoring
+            for sink in self.sinks:
+                sink.metrics(body["step"], {f"tiers/{t}": n for t, n in body["counts"].items()})
 
     def close(self, body: dict[str, Any] | None = None) -> None:
         self.log.close(body)

@@ -50,13 +50,13 @@ from govtrain.audit.provenance import build_run_start, file_sha256, read_records
 from govtrain.audit.records import canonical_json
 from govtrain.audit.repair import repair_torn_tail
 from govtrain.audit.verify import LOG_FILE
-from govtrain.governance import completion
+from govtrain.governance import completion, tiers
 from govtrain.governance.errors import GovtrainError
 from govtrain.governance.readings import Guard
 from govtrain.governance.record import decision_to_dict
 from govtrain.governance.state import state_to_dict
 from govtrain.pipeline.config import RunConfig, TrainConfig, parse_config
-from govtrain.pipeline.data import Corpus, load_corpus
+from govtrain.pipeline.data import Corpus, dedup, load_corpus
 from govtrain.pipeline.distributed import (
     DistributedError,
     World,
@@ -108,6 +108,9 @@ class RunSummary:
     evals: int = 0  # evaluations run, and skipped because the weights had not changed
     evals_skipped: int = 0
     eval_seconds_each: float = 0.0  # mean time of the evaluations this process ran
+    tiers: dict[str, int] | None = None  # samples per data tier now (data.tiers)
+    rescorings: int = 0
+    deduplicated: int | None = None  # near-duplicates removed before training (data.dedup)
 
     @property
     def skipped_share(self) -> float:
@@ -149,6 +152,16 @@ class GovernedTrainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
         self.corpus: Corpus = load_corpus(cfg.data, cfg.seed)
+        self.dedup_report: dict[str, Any] | None = None
+        if cfg.data.dedup is not None:
+            self.corpus, self.dedup_report = dedup(self.corpus, cfg.data.dedup)
+        # governed data tiers: the plan batches are drawn from (governance/tiers.py)
+        self.tiers: tiers.TierState | None = None
+        if cfg.data.tiers is not None:
+            self.tiers = tiers.initial(
+                self.corpus.train.shape[0], cfg.data.tiers, gcfg.router.batch_size, cfg.seed
+            )
+        self.rows: list[int] = []  # the tiered batch's sample indices
         self.device = resolve_device(tcfg.device, world)
         self.model = build_model(cfg.model, self.corpus.vocab_size, cfg.data.seq_len)
         self.model.to(self.device).train()
@@ -213,6 +226,7 @@ class GovernedTrainer:
             model_structure_digest=f"sha256:{structure_digest(self.model)}",
             initial_params_digest=params_digest,
             distributed=None if self.world is None else self.world.describe(self.cfg.train.engine),
+            data_pipeline=self._data_pipeline(),
         )
         log = AuditLog.create(
             self.run_dir,
@@ -224,6 +238,17 @@ class GovernedTrainer:
             fsync=FsyncPolicy(self.cfg.audit.fsync),
         )
         return track(log, sinks, self.cfg, self.run_dir)
+
+    def _data_pipeline(self) -> dict[str, Any] | None:
+        """What run_start records of the data before training: the training sequences
+        tiers index (after near-duplicate removal) and the removal's report."""
+        data = self.cfg.data
+        if data.dedup is None and data.tiers is None:
+            return None
+        out: dict[str, Any] = {"train_sequences": self.corpus.train.shape[0]}
+        if self.dedup_report is not None:
+            out["dedup"] = self.dedup_report
+        return out
 
     @classmethod
     def resume(
@@ -260,6 +285,7 @@ class GovernedTrainer:
         ckpts = [r.body for r in records if r.kind == "checkpoint"]
         if not ckpts:  # a crash before the initial checkpoint: start again, as committed
             trainer = cls(config, run_dir, key_path=key_path, world=world)
+            trainer._check_data_pipeline(records[0].body)
             trainer._check_initial_weights(records[0].body)
             facts: dict[str, Any] = {"from_step": 0, "checkpoint": None}
         else:
@@ -271,6 +297,7 @@ class GovernedTrainer:
             if digest != ckpt["sha256"]:
                 raise RunError(f"checkpoint {path}: SHA-256 {digest} does not match the log")
             trainer = cls(config, run_dir, key_path=key_path, world=world)
+            trainer._check_data_pipeline(records[0].body)
             # weights_only: a checkpoint is data; nothing in it is ever executed.
             try:
                 state = torch.load(path, weights_only=True, map_location="cpu")
@@ -358,7 +385,7 @@ class GovernedTrainer:
     def train_step(self) -> bool:
         """One governed step; False when a loss or gradient was not finite and was skipped."""
         assert self.audit is not None
-        ids = self.corpus.batch(self.step, self.cfg.governance.router.batch_size, self.cfg.seed)
+        ids = self._batch()
         if self.world is not None:
             ids = split(ids, self.world)
         ids = ids.to(self.device, non_blocking=True)
@@ -396,11 +423,15 @@ class GovernedTrainer:
             )
             self.optimizer.step()
             self.changed_since_eval = True
+            # router.scorer learned: the batch's loss drop trains the scorer (a forward, on
+            # learn steps only; not in the backward FLOPs, in the step's wall-clock)
+            self.gov.learn_router(lambda: per_sample_loss(self.model, ids))
         result = self.gov.commit(
             loss=loss.item(),
             lr=self.optimizer.param_groups[0]["lr"],
             grad_bytes=grad_bytes,
             flops=(step_flops, self.flops.dense),
+            samples=self._observe_samples(losses if shard is None else shard.losses),
         )
         self.optimizer.zero_grad(set_to_none=True)
         for t in result.transitions:
@@ -410,6 +441,30 @@ class GovernedTrainer:
         self.step += 1
         self.last_loss = loss.item()
         return True
+
+    def _batch(self) -> Tensor:
+        """This step's global batch: a seeded permutation's slice, or with data tiers the
+        plan's, after the re-scoring that starts a period (audited: replay redoes it)."""
+        assert self.audit is not None
+        batch, seed = self.cfg.governance.router.batch_size, self.cfg.seed
+        if self.tiers is None:
+            return self.corpus.batch(self.step, batch, seed)
+        tcfg = self.cfg.data.tiers
+        if tiers.due(self.step, tcfg) and self.tiers.period < self.step // tcfg.rescore_every:
+            event = tiers.Rescore(self.tiers, tcfg, batch, seed)
+            self.audit.append("rescore", {"step": self.step, **event})
+            log.info("rescore", step=self.step, tiers=event["counts"])
+        self.rows = tiers.rows(self.tiers, self.step, tcfg, batch)
+        return self.corpus.rows(self.rows)
+
+    def _observe_samples(self, losses: Tensor) -> dict[str, list] | None:
+        """The step's per-sample losses join the tiers' history; the step record carries
+        them with the rows, so replay can redo every re-scoring."""
+        if self.tiers is None:
+            return None
+        values = losses.detach().float().tolist()
+        tiers.Observe(self.tiers, self.rows, values, self.cfg.data.tiers)
+        return {"rows": list(self.rows), "losses": values}
 
     def _skip(self, what: dict[str, float]) -> bool:
         """Record a non-finite loss or gradient and leave the weights and the core untouched."""
@@ -506,6 +561,7 @@ class GovernedTrainer:
             "evals": dict(self.evals),
             "evaluated_at": self.evaluated_at,
             "changed_since_eval": self.changed_since_eval,
+            "tiers": None if self.tiers is None else self.tiers.to_dict(),
         }
 
     def _load(self, sd: dict[str, Any]) -> None:
@@ -525,6 +581,8 @@ class GovernedTrainer:
         self.evals = Counter(sd.get("evals", {}))  # checkpoints from before on_change lack them
         self.evaluated_at = sd.get("evaluated_at")
         self.changed_since_eval = sd.get("changed_since_eval", True)
+        if sd.get("tiers") is not None:
+            self.tiers = tiers.TierState.from_dict(sd["tiers"])
 
     def _optimizer_state(self) -> dict[str, Any]:
         with _all_trainable(self.gov.all_params):  # frozen groups keep their state too
@@ -542,6 +600,18 @@ class GovernedTrainer:
         for p in list(self.optimizer.state):
             if names.get(id(p)) not in saved["state"]:
                 del self.optimizer.state[p]
+
+    def _check_data_pipeline(self, run_start: dict[str, Any]) -> None:
+        """The data pipeline, redone from the committed config, keeps the sequences
+        run_start recorded (tiers index them): else the data changed under the run."""
+        now, then = self._data_pipeline(), run_start.get("data_pipeline")
+        if now != then:
+            have = "nothing" if now is None else f"{now['train_sequences']} training sequences"
+            had = "nothing" if then is None else f"{then.get('train_sequences')} sequences"
+            raise RunError(
+                f"{self.run_dir}: the data pipeline now gives {have}, not the {had} that "
+                "run_start committed to (did the data change?); cannot resume"
+            )
 
     def _check_initial_weights(self, run_start: dict[str, Any]) -> None:
         """The seeded initialisation reproduces the weights run_start committed to."""
@@ -616,6 +686,9 @@ class GovernedTrainer:
             evals=self.evals["run"],
             evals_skipped=self.evals["skipped"],
             eval_seconds_each=self.eval_seconds / max(1, self.timed_evals),
+            tiers=None if self.tiers is None else dict(Counter(self.tiers.tiers)),
+            rescorings=0 if self.tiers is None else self.tiers.period,
+            deduplicated=None if self.dedup_report is None else self.dedup_report["removed"],
         )
 
 

@@ -148,6 +148,32 @@ def test_two_process_run_takes_the_one_process_decisions(
     assert conform.returncode == 0, conform.stdout + conform.stderr
 
 
+def test_data_tiers_on_two_ranks(tmp_path: Path) -> None:
+    """Every rank re-scores from the gathered losses of the global batch, so they draw the
+    same plans and agree; the one log replays its tiers, and the first period (before any
+    loss) is the one-process plan."""
+    from govtrain.governance import tiers
+    from govtrain.pipeline.config import load_config
+
+    run = tmp_path / "run"
+    tiered = "data.tiers={rescore_every: 4, max_wait: 8, mastered: 0.97, struggling: 1.03}"
+    done = govtrain("run", str(SMOKE), tiered, "--run-dir", str(run), "--no-progress", nproc=2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert verify_run(run).closed
+    records = read_records(run / "audit.jsonl")
+    report = replay(records)
+    assert report.ok and report.rescorings == 9, report.divergence
+    agreed = [r.body["digests"] for r in records if r.kind == "agree"]
+    assert agreed and all(len(set(d)) == 1 for d in agreed)
+    cfg = load_config(SMOKE, [tiered])
+    batch = cfg.governance.router.batch_size
+    first = tiers.initial(
+        records[0].body["data_pipeline"]["train_sequences"], cfg.data.tiers, batch, cfg.seed
+    )
+    logged = [r.body["samples"]["rows"] for r in records if r.kind == "step"][:4]
+    assert logged == [tiers.rows(first, s, cfg.data.tiers, batch) for s in range(4)]
+
+
 def test_ranks_that_disagree_stop_the_job(tmp_path: Path) -> None:
     run = tmp_path / "run"
     done = torchrun(str(WORKER), "diverge", str(run))

@@ -354,6 +354,17 @@ def test_setups_the_governor_cannot_honour_are_refused(tmp_path, corpus, overrid
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
 
 
+def test_the_learned_scorer_is_refused_by_name(tmp_path, corpus):
+    trainer = Trainer(
+        model=tiny_gpt2(),
+        args=training_args(tmp_path / "hf"),
+        train_dataset=LMData(corpus.train),
+        callbacks=[GovernanceCallback(governance(scorer="learned"))],
+    )
+    with pytest.raises(HFGovernanceError, match=r"router\.scorer 'learned' is not supported by"):
+        trainer.train()
+
+
 class RelativeBias(nn.Module):
     """A toy LM whose relative-position table is looked up with [T, T] ids: not per sample."""
 

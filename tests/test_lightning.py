@@ -111,6 +111,14 @@ def test_what_cannot_be_governed_is_one_line(change, message) -> None:
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_the_learned_scorer_is_refused_by_name() -> None:
+    cfg = governance()
+    cfg = cfg.model_copy(update={"router": cfg.router.model_copy(update={"scorer": "learned"})})
+    fit = trainer(24, callbacks=[GovernanceCallback(cfg, probe=probe)])
+    with pytest.raises(LightningGovernanceError, match=r"router\.scorer 'learned' is not"):
+        fit.fit(Tiny(), data())
+
+
 def test_a_nonfinite_loss_updates_nothing_and_too_many_stop_the_fit(tmp_path: Path) -> None:
     model = Tiny()
     audit = start_audit(tmp_path / "run", model, governance())

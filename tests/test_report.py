@@ -24,6 +24,8 @@ FREEZES = {
     "governance__hierarchy__emergency_fraction": 0.1,
     "governance__governor__signal_threshold": 0.2,
     "train__measure": ["effective_rank", "spectral"],  # the measurements figure
+    # the tiers figure
+    "data__tiers": {"rescore_every": 5, "max_wait": 10, "mastered": 0.97, "struggling": 1.03},
 }
 
 
@@ -43,7 +45,7 @@ def test_the_report_draws_every_figure_of_a_verified_run(run: Path, tmp_path: Pa
 
     result = _report(run, tmp_path / "out")
     assert result.exit_code == 0, result.output
-    assert "replay: 60 steps" in result.output and "7 figures" in result.output
+    assert "replay: 60 steps" in result.output and "8 figures" in result.output
     for name in FIGURES:
         png = tmp_path / "out" / f"{name}.png"
         image = matplotlib.image.imread(png)

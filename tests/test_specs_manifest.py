@@ -32,6 +32,7 @@ COMPONENTS = {
     "GradientRouter": ["Route"],
     "AuditChain": ["Append", "Verify"],
     "GovernedTraining": ["GovernanceStep"],
+    "DataTiers": ["Observe", "Rescore", "Reserve"],
 }
 LIVENESS = {
     "ConvergenceGovernor": "LowSignalConverges",
@@ -40,6 +41,7 @@ LIVENESS = {
     "GradientRouter": "WarmupEnds",
     "AuditChain": "EventuallyJudged",
     "GovernedTraining": "TopLevelEventuallyActive",
+    "DataTiers": "EverySampleDrawn",
 }
 
 
@@ -155,6 +157,7 @@ def test_every_liveness_property_is_shown_to_need_its_fairness():
         "RefinesComponents",
         "AbstractInit",
         "AbstractSteps",
+        "TiersMoveOnEvidence",
     }
     unfair = {}
     for m in MANIFEST.models:

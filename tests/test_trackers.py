@@ -49,6 +49,22 @@ def test_tensorboard_gets_every_step_eval_and_transition(tmp_path: Path) -> None
     assert verify_run(run).root.hex() in audit
 
 
+def test_tensorboard_gets_the_data_tiers_at_each_rescoring(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    tiers = {"rescore_every": 5, "max_wait": 10, "mastered": 0.97, "struggling": 1.03}
+    train_tiny(run, train__trackers=["tensorboard"], data__tiers=tiers)
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    rescores = [r.body for r in read_records(run / "audit.jsonl") if r.kind == "rescore"]
+    assert len(rescores) == 7
+    for tier in ("Mastered", "Learning", "Struggling", "Failing"):
+        assert [(e.step, int(e.value)) for e in events.Scalars(f"tiers/{tier}")] == [
+            (r["step"], r["counts"][tier]) for r in rescores
+        ]
+
+
 def test_mlflow_gets_metrics_tags_and_the_log_as_artifacts(tmp_path: Path, monkeypatch) -> None:
     from mlflow.tracking import MlflowClient
 

@@ -234,22 +234,34 @@ def with_steps(cfg: RunConfig, steps: int) -> RunConfig:
     return cfg.model_copy(update={"governance": gov})
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bench_arguments(doc: str) -> argparse.ArgumentParser:
+    """The options every training benchmark takes: --config, --steps, --quick."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "bench_shakespeare.yaml")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
-    parser.add_argument("--plot", type=Path, help="write eval loss vs wall-clock here (PNG)")
-    parser.add_argument(
-        "--overhead-only", action="store_true", help="only the baseline and observe arms"
-    )
-    args = parser.parse_args()
+    return parser
+
+
+def bench_config(args: argparse.Namespace) -> RunConfig:
+    """The config those options ask for (`--quick`: the smoke run, 30 steps by default)."""
     cfg = load_config(args.config)
     if args.quick:
         cfg = quick_config(cfg)
         args.steps = args.steps or 30
     if args.steps:
         cfg = with_steps(cfg, args.steps)
+    return cfg
+
+
+def main() -> None:
+    parser = bench_arguments(__doc__)
+    parser.add_argument("--plot", type=Path, help="write eval loss vs wall-clock here (PNG)")
+    parser.add_argument(
+        "--overhead-only", action="store_true", help="only the baseline and observe arms"
+    )
+    args = parser.parse_args()
+    cfg = bench_config(args)
     from govtrain.pipeline.data import load_corpus
 
     corpus = load_corpus(cfg.data, cfg.seed)

@@ -691,7 +691,15 @@ COMMIT_ARGS = (
     '            lr=self.optimizer.param_groups[0]["lr"],\n'
     "            grad_bytes=grad_bytes,\n"
     "            flops=(step_flops, self.flops.dense),\n"
+    "            samples=self._observe_samples(losses if shard is None else shard.losses),\n"
     "        )\n"
+)
+
+# the trainer's lines right after optimizer.step() (router.scorer: learned)
+LEARN_ROUTER = (
+    "            # router.scorer learned: the batch's loss drop trains the scorer (a forward, on\n"
+    "            # learn steps only; not in the backward FLOPs, in the step's wall-clock)\n"
+    "            self.gov.learn_router(lambda: per_sample_loss(self.model, ids))\n"
 )
 
 GAPS: tuple[SeededBug, ...] = (
@@ -734,12 +742,14 @@ GAPS: tuple[SeededBug, ...] = (
                 "pipeline/trainer.py",
                 "            self.optimizer.step()\n"
                 "            self.changed_since_eval = True\n"
-                "        result = self.gov.commit(\n" + COMMIT_ARGS,
+                + LEARN_ROUTER
+                + "        result = self.gov.commit(\n"
+                + COMMIT_ARGS,
                 "        result = self.gov.commit(\n"
                 + COMMIT_ARGS
                 + "        if local.requires_grad:\n"
                 "            self.optimizer.step()\n"
-                "            self.changed_since_eval = True\n",
+                "            self.changed_since_eval = True\n" + LEARN_ROUTER,
             ),
         ),
         symptom="Step t's freezing is applied before step t's update: a group that "

@@ -16,6 +16,7 @@ import click
 from govtrain.audit.errors import AuditError
 from govtrain.cli.audit import audit, keys
 from govtrain.cli.specs import specs
+from govtrain.governance.config import TIERS
 from govtrain.governance.errors import GovtrainError
 from govtrain.resources import config_path
 
@@ -248,6 +249,14 @@ def _print_summary(s, stopped: bool) -> None:
             f"{s.evals} run, {s.evals_skipped} skipped (weights unchanged): about "
             f"{s.evals_skipped * s.eval_seconds_each:.1f} s avoided at "
             f"{s.eval_seconds_each:.2f} s each",
+        )
+    if s.deduplicated is not None:
+        table.add_row("near-duplicates removed", f"{s.deduplicated} (run_start: data_pipeline)")
+    if s.tiers is not None:
+        table.add_row(
+            "data tiers",
+            ", ".join(f"{t} {s.tiers.get(t, 0)}" for t in TIERS)
+            + f" after {s.rescorings} re-scorings",
         )
     table.add_row(
         "backward FLOPs skipped",

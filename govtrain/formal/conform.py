@@ -46,7 +46,9 @@ class ConformReport:
         if self.replay is None:
             return f"cannot replay: {self.replay_error}"
         if self.replay.ok:
-            return f"{self.replay.steps} steps, {self.replay.transitions} transitions reproduced"
+            r = self.replay
+            tiers = f", {r.rescorings} data-tier re-scorings" if r.rescorings else ""
+            return f"{r.steps} steps, {r.transitions} transitions{tiers} reproduced"
         return str(self.replay.divergence)
 
     def tlc_summary(self) -> str:

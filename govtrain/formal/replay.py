@@ -22,6 +22,12 @@ even when the states around it would replay. A `run_resume` record rewinds
 the replay to the state after step `from_step - 1`: step records written after
 the checkpoint a crashed run resumed from are superseded by the ones the
 resumed run writes.
+
+With data tiers (`data.tiers`, governance/tiers.py) the replay also redoes the
+data pipeline from the step records' sample rows and losses: every step's rows
+must be its place in the plan, and every `rescore` record must be exactly the
+re-scoring the tier rules give (counts, moves, reserve, the tiers' and the next
+plan's digests), with DataTiers.tla's invariants holding.
 """
 
 from __future__ import annotations
@@ -31,8 +37,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from govtrain.audit.records import Record
-from govtrain.governance import completion, routing
-from govtrain.governance.config import GovernanceConfig, parse_governance
+from govtrain.governance import completion, routing, tiers
+from govtrain.governance.config import GovernanceConfig, TiersConfig, parse_governance
 from govtrain.governance.invariants import Checked, violations
 from govtrain.governance.readings import Readings
 from govtrain.governance.record import OBSERVATION_FIELDS, decision_to_dict
@@ -56,6 +62,7 @@ class ReplayReport:
     steps: int
     transitions: int
     divergence: Divergence | None
+    rescorings: int = 0  # data-tier re-scorings reproduced
 
     @property
     def ok(self) -> bool:
@@ -126,7 +133,82 @@ def replay(records: Sequence[Record]) -> ReplayReport:
         due += 1
         steps += 1
         transitions += taken
-    return ReplayReport(steps, transitions, None)
+    rescorings, divergence = replay_tiers(records)
+    return ReplayReport(steps, transitions, divergence, rescorings)
+
+
+def replay_tiers(records: Sequence[Record]) -> tuple[int, Divergence | None]:
+    """Redo a run's data tiers from its step records; (re-scorings reproduced, the first
+    divergence). A run without `data.tiers` has nothing to redo."""
+    start = records[0].body
+    config = start["config"]
+    data = config.get("data") or {}
+    if not isinstance(data, dict) or data.get("tiers") is None:
+        return 0, None
+    try:
+        tcfg = TiersConfig.model_validate(data["tiers"])
+        samples = start["data_pipeline"]["train_sequences"]
+        batch = config["governance"]["router"]["batch_size"]
+        seed = config["seed"]
+    except (KeyError, TypeError, ValueError) as exc:
+        return 0, Divergence(0, None, f"run_start lacks what the data tiers need: {exc}")
+    # the records a resumed run did not supersede: a resume from step F drops the
+    # step, nonfinite and rescore records of steps F and later written before it
+    kept: list[Record] = []
+    for rec in records[1:]:
+        if rec.kind == "run_resume" and "from_step" in rec.body:
+            kept = [r for r in kept if r.body["step"] < rec.body["from_step"]]
+        elif rec.kind in ("step", "nonfinite", "rescore"):
+            kept.append(rec)
+    state = tiers.initial(samples, tcfg, batch, seed)
+    done = 0
+    for rec in kept:
+        step = rec.body["step"]
+        behind = tiers.due(step, tcfg) and state.period < step // tcfg.rescore_every
+        if rec.kind == "rescore":
+            if not behind:
+                return done, Divergence(rec.seq, step, "a re-scoring where none is due")
+            before, observed = list(state.tiers), set(state.observed)
+            expected = {"step": step, **tiers.Rescore(state, tcfg, batch, seed)}
+            if rec.body != expected:
+                return done, Divergence(
+                    rec.seq, step, f"recorded re-scoring {rec.body} but the tiers give {expected}"
+                )
+            if not tiers.TiersMoveOnEvidence(before, state.tiers, observed):
+                return done, Divergence(rec.seq, step, "invariant TiersMoveOnEvidence violated")
+            for name, holds in (
+                ("WaitBounded", tiers.WaitBounded(state, tcfg)),
+                ("PlanSize", tiers.PlanSize(state, tcfg, batch)),
+                ("ReserveInPlan", tiers.ReserveInPlan(state, tcfg)),
+            ):
+                if not holds:
+                    return done, Divergence(rec.seq, step, f"invariant {name} violated")
+            done += 1
+            continue
+        if behind:
+            return done, Divergence(
+                rec.seq, step, f"step {step} starts a period but no rescore record precedes it"
+            )
+        if rec.kind == "nonfinite":
+            continue
+        drawn = rec.body.get("samples")
+        if not (
+            isinstance(drawn, dict)
+            and isinstance(drawn.get("rows"), list)
+            and isinstance(drawn.get("losses"), list)
+            and all(type(v) in (int, float) for v in drawn["losses"])
+            and len(drawn["losses"]) == len(drawn["rows"])
+        ):
+            return done, Divergence(
+                rec.seq, step, "a tiered step record lacks its samples (rows and one loss each)"
+            )
+        planned = tiers.rows(state, step, tcfg, batch)
+        if drawn["rows"] != planned:
+            return done, Divergence(
+                rec.seq, step, f"trained on rows {drawn['rows']}; the plan gives {planned}"
+            )
+        tiers.Observe(state, planned, drawn["losses"], tcfg)
+    return done, None
 
 
 def _check_readings(

@@ -1,0 +1,368 @@
+"""Governed data tiers (governance/tiers.py, specs/DataTiers.tla): no tier starves under
+adversarial losses, tiers move only on evidence, sampling follows the tiers, and a run
+with tiers replays and resumes exactly."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from govtrain.audit.provenance import read_records
+from govtrain.formal.replay import replay
+from govtrain.governance import tiers
+from govtrain.governance.config import TIERS, TiersConfig
+from govtrain.governance.errors import ConfigError
+from tests.conftest import altered, train_tiny
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# the most a tier weight can bias the draw: an adversary uses both extremes
+EXTREME = {"Mastered": 1e-6, "Learning": 1e6, "Struggling": 1e-6, "Failing": 1e-6}
+
+
+def run_periods(n, batch, cfg, periods, loss_of, seed=0):
+    """Drive the pure pipeline for `periods` periods; `loss_of(sample, period)` is the
+    adversary. Returns every plan, checking the invariants at each re-scoring."""
+    state = tiers.initial(n, cfg, batch, seed)
+    plans = [list(state.plan)]
+    for _ in range(periods):
+        for step in range(cfg.rescore_every):
+            drawn = tiers.rows(state, state.period * cfg.rescore_every + step, cfg, batch)
+            tiers.Observe(state, drawn, [loss_of(s, state.period) for s in drawn], cfg)
+        before, observed = list(state.tiers), set(state.observed)
+        tiers.Rescore(state, cfg, batch, seed)
+        assert tiers.WaitBounded(state, cfg), state.wait
+        assert tiers.PlanSize(state, cfg, batch)
+        assert tiers.ReserveInPlan(state, cfg)
+        assert tiers.TiersMoveOnEvidence(before, state.tiers, observed)
+        plans.append(list(state.plan))
+    return plans
+
+
+def longest_gap(n, plans):
+    """The most consecutive plans any sample is missing from."""
+    worst = 0
+    for s in range(n):
+        gap = 0
+        for plan in plans:
+            gap = 0 if s in plan else gap + 1
+            worst = max(worst, gap)
+    return worst
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(8, 60),
+    batch=st.integers(1, 6),
+    every=st.integers(1, 4),
+    max_wait=st.integers(1, 6),
+    adversary=st.sampled_from(["starve_waiters", "flip", "constant", "one_outlier"]),
+    seed=st.integers(0, 3),
+)
+def test_no_sample_starves_under_adversarial_losses(n, batch, every, max_wait, adversary, seed):
+    """Whatever the losses, every sample is planned in every `max_wait` consecutive
+    periods, with the weights as biased as they can be (EverySampleDrawn, WaitBounded)."""
+    cfg = TiersConfig(rescore_every=every, max_wait=max_wait, weights=EXTREME)
+    if every * batch > n or math.ceil(n / max_wait) > every * batch:
+        with pytest.raises(ConfigError, match=r"data\.tiers\.(rescore_every|max_wait)"):
+            tiers.initial(n, cfg, batch, seed)
+        return
+    # the adversary drives every sample it sees into a tier of negligible weight, or
+    # makes the tiers churn, or leaves them all in one tier
+    losses = {
+        "starve_waiters": lambda s, p: 0.01 if s % 2 else 100.0,
+        "flip": lambda s, p: 0.01 if (s + p) % 2 else 50.0,
+        "constant": lambda s, p: 1.0,
+        "one_outlier": lambda s, p: 1e3 if s == 0 else 1.0,
+    }[adversary]
+    plans = run_periods(n, batch, cfg, 3 * max_wait + 2, losses, seed)
+    assert longest_gap(n, plans) < max_wait
+
+
+def test_without_the_reserve_the_same_adversary_starves_samples(monkeypatch):
+    """The starvation test can fail: with no reserve, extreme weights leave samples
+    unplanned for many periods."""
+    monkeypatch.setattr(tiers, "reserve_size", lambda samples, cfg: 0)
+    cfg = TiersConfig(rescore_every=2, max_wait=3, weights=EXTREME)
+    n, batch = 40, 7
+    state = tiers.initial(n, cfg, batch, 0)
+    plans = [list(state.plan)]
+    for _ in range(12):
+        for step in range(cfg.rescore_every):
+            drawn = tiers.rows(state, state.period * cfg.rescore_every + step, cfg, batch)
+            tiers.Observe(state, drawn, [0.01 if s % 2 else 100.0 for s in drawn], cfg)
+        tiers.Rescore(state, cfg, batch, 0)
+        plans.append(list(state.plan))
+    assert longest_gap(n, plans) >= cfg.max_wait
+    assert not tiers.WaitBounded(state, cfg)
+
+
+def test_reserve_is_the_longest_waiting_ties_to_the_lower_index():
+    """Reserve as DataTiers.tla writes it: s is reserved when fewer than R samples come
+    before it (waited longer, or as long with a lower index)."""
+    wait = [2, 0, 3, 2, 1, 3, 0, 2]
+    for r in range(len(wait) + 1):
+        by_spec = {
+            s
+            for s in range(len(wait))
+            if sum(wait[t] > wait[s] or (wait[t] == wait[s] and t < s) for t in range(len(wait)))
+            < r
+        }
+        assert set(tiers.Reserve(wait, r)) == by_spec
+
+
+def test_tiers_come_from_the_recent_loss_over_the_median():
+    cfg = TiersConfig(history=2, rescore_every=1, max_wait=4)
+    state = tiers.initial(8, cfg, 8, 0)
+    losses = {0: 0.1, 1: 0.5, 2: 1.0, 3: 1.0, 4: 1.0, 5: 1.4, 6: 3.0, 7: 1.0}
+    tiers.Observe(state, list(range(8)), [losses[s] for s in range(8)], cfg)
+    event = tiers.Rescore(state, cfg, 8, 0)
+    # median 1.0: ratios .1, .5 Mastered; 1.4 Struggling; 3.0 Failing
+    assert state.tiers == [
+        "Mastered",
+        "Mastered",
+        "Learning",
+        "Learning",
+        "Learning",
+        "Struggling",
+        "Failing",
+        "Learning",
+    ]
+    assert event["counts"] == {"Mastered": 2, "Learning": 4, "Struggling": 1, "Failing": 1}
+    assert event["moves"] == {
+        "Learning->Failing": 1,
+        "Learning->Mastered": 2,
+        "Learning->Struggling": 1,
+    }
+    # the history is the last `history` losses: two low ones move sample 6 back
+    tiers.Observe(state, [6, 6], [1.0, 1.0], cfg)
+    tiers.Rescore(state, cfg, 8, 0)
+    assert state.tiers[6] == "Learning" and state.recent[6] == [1.0, 1.0]
+
+
+def test_an_unobserved_sample_keeps_its_tier():
+    cfg = TiersConfig(rescore_every=1, max_wait=2)
+    state = tiers.initial(4, cfg, 2, 0)
+    tiers.Observe(state, [0, 1, 2], [0.1, 1.0, 10.0], cfg)
+    tiers.Rescore(state, cfg, 2, 0)
+    assert state.tiers[:3] == ["Mastered", "Learning", "Failing"]
+    # the median rises to 3.0: sample 1 would now be Mastered, but it was not observed
+    tiers.Observe(state, [3], [5.0], cfg)
+    tiers.Rescore(state, cfg, 2, 0)
+    assert state.tiers == ["Mastered", "Learning", "Failing", "Struggling"]
+
+
+def test_the_draw_follows_the_tier_weights():
+    """Struggling samples at 8x the weight of Mastered ones are drawn far more often."""
+    cfg = TiersConfig(
+        rescore_every=1,
+        max_wait=20,
+        weights={"Mastered": 1.0, "Learning": 2.0, "Struggling": 8.0, "Failing": 1.0},
+    )
+    n, batch = 200, 20
+    state = tiers.initial(n, cfg, batch, 0)
+    state.tiers = ["Struggling" if s < 20 else "Mastered" for s in range(n)]
+    drawn = Counter()
+    for _ in range(200):
+        state.period += 1
+        state.plan = tiers.make_plan(state, cfg, batch, 0)
+        drawn.update(state.plan)
+    struggling = sum(drawn[s] for s in range(20)) / 20
+    mastered = sum(drawn[s] for s in range(20, n)) / (n - 20)
+    assert struggling > 4 * mastered
+
+
+def test_plans_are_seeded_and_state_round_trips():
+    cfg = TiersConfig(rescore_every=2, max_wait=3)
+    a, b = tiers.initial(30, cfg, 5, 7), tiers.initial(30, cfg, 5, 7)
+    assert a.plan == b.plan and tiers.initial(30, cfg, 5, 8).plan != a.plan
+    tiers.Observe(a, a.plan[:5], [1.0, 2.0, 3.0, 4.0, 5.0], cfg)
+    assert tiers.TierState.from_dict(a.to_dict()) == a
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"mastered": 1.5}, "thresholds must rise"),
+        ({"weights": {"Mastered": 0.0, "Learning": 1, "Struggling": 1, "Failing": 1}}, "starves"),
+        ({"weights": {"Learning": 1.0}}, "missing"),
+        ({"history": 0}, "history"),
+    ],
+)
+def test_bad_tier_configs_name_the_field(fields, needle):
+    from govtrain.pipeline.config import parse_config
+    from tools.tiny import tiny_run
+
+    raw = tiny_run()
+    raw["data"]["tiers"] = fields
+    with pytest.raises(ConfigError, match=needle) as err:
+        parse_config(raw)
+    assert "data.tiers" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_spec_defines_the_python_names():
+    text = (ROOT / "specs" / "DataTiers.tla").read_text()
+    for name in (*tiers.SPEC_NAMES, "TiersMoveOnEvidence", "EverySampleDrawn"):
+        assert f"\n{name}" in text and f"{name}" in text, name
+    assert all(f'"{t}"' in (ROOT / "specs" / "MCDataTiers_AllTiers.cfg").read_text() for t in TIERS)
+
+
+# -- a tiered run ----------------------------------------------------------------------
+
+TIERED = {
+    "data__tiers": {
+        "rescore_every": 3,
+        "max_wait": 10,
+        "history": 2,
+        "mastered": 0.97,
+        "struggling": 1.03,
+        "failing": 1.1,
+    },
+    "data__dedup": {"threshold": 0.8},
+}
+
+
+def step_rows(run_dir: Path) -> list:
+    return [r.body["samples"] for r in read_records(run_dir / "audit.jsonl") if r.kind == "step"]
+
+
+@pytest.fixture(scope="module")
+def tiered_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("tiers") / "full"
+    return run_dir, train_tiny(run_dir, **TIERED)
+
+
+@pytest.mark.torch
+def test_a_tiered_run_records_and_replays_its_tiers(tiered_run):
+    run_dir, trainer = tiered_run
+    records = read_records(run_dir / "audit.jsonl")
+    start = records[0].body
+    assert start["data_pipeline"]["train_sequences"] == trainer.corpus.train.shape[0]
+    assert start["data_pipeline"]["dedup"]["examined"] >= trainer.corpus.train.shape[0]
+    rescores = [r.body for r in records if r.kind == "rescore"]
+    assert [r["step"] for r in rescores] == list(range(3, 40, 3))
+    assert all(sum(r["counts"].values()) == trainer.corpus.train.shape[0] for r in rescores)
+    assert any(r["moves"] for r in rescores)  # the tiers really moved
+    report = replay(records)
+    assert report.ok, report.divergence
+    assert report.rescorings == len(rescores)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    ("what", "change", "needle"),
+    [
+        (
+            "counts",
+            lambda b: b["counts"].update(Mastered=b["counts"]["Mastered"] + 1),
+            "recorded re-scoring",
+        ),
+        ("plan", lambda b: b.update(plan_sha256="0" * 64), "recorded re-scoring"),
+        ("reserve", lambda b: b.update(reserve=0), "recorded re-scoring"),
+    ],
+)
+def test_a_forged_rescoring_is_named(tiered_run, what, change, needle):
+    run_dir, _ = tiered_run
+    records = read_records(run_dir / "audit.jsonl")
+    target = [r for r in records if r.kind == "rescore"][2]
+    report = replay(altered(records, target.seq, change))
+    assert report.divergence is not None and report.divergence.seq == target.seq, what
+    assert needle in str(report.divergence)
+
+
+@pytest.mark.torch
+def test_a_step_off_its_plan_or_a_forged_loss_is_named(tiered_run):
+    run_dir, _ = tiered_run
+    records = read_records(run_dir / "audit.jsonl")
+    step = next(r for r in records if r.kind == "step" and r.body["step"] == 7)
+    swapped = altered(records, step.seq, lambda b: b["samples"]["rows"].reverse())
+    report = replay(swapped)
+    assert report.divergence.seq == step.seq and "the plan gives" in str(report.divergence)
+    # a loss changed: the next re-scoring no longer follows
+    early = next(r for r in records if r.kind == "step" and r.body["step"] == 1)
+    forged = altered(records, early.seq, lambda b: b["samples"]["losses"].__setitem__(0, 1e6))
+    report = replay(forged)
+    first = next(r for r in records if r.kind == "rescore")
+    assert report.divergence.seq == first.seq
+    # a re-scoring dropped
+    dropped = [r for r in records if r.seq != first.seq]
+    report = replay(dropped)
+    assert "no rescore record precedes it" in str(report.divergence)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("every", [3, 4])  # step 20: mid-period, and a period's first step
+def test_resume_restores_tiers_and_the_sampler_exactly(tiered_run, tmp_path, every):
+    from govtrain.pipeline.trainer import GovernedTrainer
+
+    extra = {**TIERED, "data__tiers": {**TIERED["data__tiers"], "rescore_every": every}}
+    if every == 3:
+        full_dir, full = tiered_run
+    else:
+        full_dir = tmp_path / "full"
+        full = train_tiny(full_dir, **extra)
+    part = tmp_path / "part"
+    train_tiny(part, stop_after=20, **extra)
+    resumed = GovernedTrainer.resume(part)
+    assert resumed.tiers == tiers.TierState.from_dict(resumed.tiers.to_dict())
+    resumed.train(progress=False)
+    assert resumed.tiers == full.tiers
+    assert step_rows(part) == step_rows(full_dir)
+    import torch
+
+    for (name, a), (_, b) in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    report = replay(read_records(part / "audit.jsonl"))
+    assert report.ok, report.divergence
+
+
+@pytest.mark.torch
+def test_resume_refuses_data_that_no_longer_gives_the_committed_sequences(tmp_path, monkeypatch):
+    from govtrain.pipeline import trainer as trainer_module
+    from govtrain.pipeline.trainer import GovernedTrainer, RunError
+
+    part = tmp_path / "part"
+    train_tiny(part, stop_after=10, **TIERED)
+    real = trainer_module.dedup
+
+    def one_more_removed(corpus, cfg):
+        kept, report = real(corpus, cfg)
+        shorter = type(kept)(kept.train[:-1], kept.eval, kept.vocab_size, kept.files)
+        return shorter, {**report, "kept": report["kept"] - 1, "removed": report["removed"] + 1}
+
+    monkeypatch.setattr(trainer_module, "dedup", one_more_removed)
+    before = (part / "audit.jsonl").read_bytes()
+    with pytest.raises(RunError, match=r"data pipeline now gives 230 .* \(did the data change\?\)"):
+        GovernedTrainer.resume(part)
+    assert (part / "audit.jsonl").read_bytes() == before
+
+
+@pytest.mark.torch
+def test_dedup_removes_near_duplicates_and_eval_leaks():
+    import torch
+
+    from govtrain.pipeline.config import DedupConfig
+    from govtrain.pipeline.data import DUP_OF_EVAL, DUP_OF_TRAIN, Corpus, dedup
+
+    g = torch.Generator().manual_seed(0)
+    train = torch.randint(0, 500, (200, 48), generator=g)
+    evals = torch.randint(0, 500, (10, 48), generator=g)
+    train[10] = train[3]
+    train[11] = train[3]
+    train[11, 47] = 499  # the last token differs: still a near-duplicate
+    train[50] = evals[2]
+    kept, report = dedup(Corpus(train, evals, 500, ()), DedupConfig(threshold=0.8))
+    assert report["removed_rows"] == [10, 11, 50]
+    assert report["why"] == {DUP_OF_TRAIN: 2, DUP_OF_EVAL: 1}
+    assert kept.train.shape[0] == 197 and torch.equal(kept.train[3], train[3])
+    assert {e["like"] for e in report["examples"]} == {"train:3", "eval:2"}
+    # unrelated sequences all stay
+    _, clean = dedup(Corpus(train[:10], evals, 500, ()), DedupConfig())
+    assert clean["removed"] == 0 and clean["kept"] == 10
