@@ -213,10 +213,11 @@ class TiersConfig(StrictSection):
     mastered: float = Field(default=0.75, gt=0)  # ratio below: Mastered
     struggling: float = Field(default=1.25, gt=0)  # above: Struggling
     failing: float = Field(default=2.0, gt=0)  # above: Failing (likely noise or mislabelled)
-    history: int = Field(default=4, ge=1)  # a sample's recent loss: mean of its last `history`
+    # a sample's recent loss: the mean of its last `history` losses
+    history: int = Field(default=4, ge=1, le=1024)
     rescore_every: int = Field(default=50, ge=1)  # steps per period (one plan)
-    # every sample is drawn at least once in any `max_wait` consecutive periods
-    max_wait: int = Field(default=4, ge=1)
+    # every sample is planned at least once in any `max_wait` consecutive periods
+    max_wait: int = Field(default=16, ge=1)
     weights: dict[Literal[TIERS], float] = Field(
         default_factory=lambda: {
             "Mastered": 1.0,
@@ -225,6 +226,15 @@ class TiersConfig(StrictSection):
             "Failing": 1.0,
         }
     )
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights_are_numbers(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            bad = {t: w for t, w in v.items() if type(w) not in (int, float)}
+            if bad:
+                raise ValueError(f"weights must be numbers, got {bad}")
+        return v
 
     @model_validator(mode="after")
     def _ordered(self) -> TiersConfig:

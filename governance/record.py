@@ -70,7 +70,8 @@ class StepRecord:
     measurements: Mapping[str, Mapping[str, float]] | None = None
     # with data tiers (governance/tiers.py): the batch's sample rows and their losses
     samples: Mapping[str, list] | None = None
-    # with `router.scorer: learned`: SHA-256 (hex) of the scorer's parameters after the step
+    # with `router.scorer: learned`: SHA-256 (hex) of the scorer parameters that scored this
+    # step (before the step's own learning; step 0's: the seeded initial ones)
     scorer: str | None = None
 
     def to_dict(self, names: Sequence[str]) -> dict[str, Any]:

@@ -88,6 +88,11 @@ def check_capacity(samples: int, cfg: TiersConfig, batch: int) -> None:
     """A plan holds distinct samples and the reserve fits in it; else a ConfigError
     naming the field to change."""
     s, r = slots(cfg, batch), reserve_size(samples, cfg)
+    if batch > samples:
+        raise ConfigError(
+            f"router.batch_size: a batch of {batch} exceeds the {samples} training sequences "
+            "(a tiered batch draws each at most once)"
+        )
     if s > samples:
         raise ConfigError(
             f"data.tiers.rescore_every: a period of {cfg.rescore_every} steps x batch {batch} "

@@ -91,6 +91,11 @@ def dedup(corpus: Corpus, cfg: DedupConfig) -> tuple[Corpus, dict[str, Any]]:
         why[DUP_OF_EVAL if key.startswith("eval") else DUP_OF_TRAIN] += 1
         if len(examples) < EXAMPLES:
             examples.append({"row": i, "like": key, "jaccard": round(similar, 4)})
+    if not kept:
+        raise ConfigError(
+            f"data.dedup.threshold: at {cfg.threshold} every one of the {len(trains)} training "
+            "sequences is a near-duplicate of another or of an eval sequence; raise it"
+        )
     report = {
         "method": "datasketch MinHash LSH over token shingles",
         "threshold": cfg.threshold,

@@ -58,6 +58,14 @@ class FlopMeter:
         return self._count(frozenset(), None)
 
     def _count(self, frozen: frozenset[str], quotas: dict[str, int] | None) -> int:
+        """Count one backward. The RNG is forked: dropout in the counting forward must draw
+        nothing from the training's stream, or a resumed run (which counts anew) would
+        diverge from the uninterrupted one."""
+        device = self.gov._device()
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            return self._count_unforked(frozen, quotas)
+
+    def _count_unforked(self, frozen: frozenset[str], quotas: dict[str, int] | None) -> int:
         start = time.perf_counter()
         saved = {id(p): (p.requires_grad, p.grad) for p in self.gov.all_params}
         slots = {g: (s.index, s.batch, s.native, s.scale) for g, s in self.plan.slots.items()}

@@ -152,6 +152,7 @@ class Governor:
             else None
         )
         self._pending: tuple[dict[str, Tensor], Tensor, dict[str, int]] | None = None
+        self._scored_by: str | None = None
         self.power_iterations = power_iterations
         # spectral: each trainable group's weights at the last probe, and the power
         # iteration's vectors per (group, parameter index, "update" | "weight")
@@ -190,6 +191,8 @@ class Governor:
         # scores are read off the device only when some group is really routed (the learned
         # scorer's features every step: a learn step may come while nothing is routed)
         features = self._features(everyone, quotas)
+        # the learned scorer's parameters that score this step (before its learning)
+        self._scored_by = None if self.scorer is None else self.scorer.digest()
         routes = any(0 < k < batch for k in quotas)
         scores = self._scores(everyone, features) if routes else {}
         chosen: dict[str, tuple[int, ...] | None] = {}
@@ -618,7 +621,7 @@ class Governor:
             dense_backward_flops=None if flops is None else flops[1],
             measurements=self.measured,
             samples=samples,
-            scorer=None if self.scorer is None else self.scorer.digest(),
+            scorer=self._scored_by,
         ).to_dict(self.names)
 
     def state_dict(self) -> dict[str, Any]:

@@ -61,7 +61,12 @@ The MLPs and their Adam state live on the CPU (a batch's features are a few
 numbers per sample), are initialised from the run seed with the global RNG
 forked (the model's random stream is the same whatever the scorer), and are
 checkpointed with the governor, so a resume continues bit for bit; every step
-record carries the SHA-256 of their parameters (`scorer`).
+record carries the SHA-256 of the parameters that scored it (`scorer`, taken
+before the step's own learning).
+
+The objective is linear in `m`, so its straight-through gradient is the
+relaxation's, -sum_i p_i b_i, for any `k`: the quota shapes the objective's
+value (and which samples the hard mask names), not what the scorer learns.
 """
 
 from __future__ import annotations
@@ -158,7 +163,8 @@ class LearnedScorer:
     ) -> None:
         self.names, self.cfg = names, cfg
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed * 1_000_003 + SEED_OFFSET)
+            # the CPU generator only (torch.manual_seed would reseed every CUDA device too)
+            torch.default_generator.manual_seed(seed * 1_000_003 + SEED_OFFSET)
             self.nets = nn.ModuleDict(
                 {
                     n: nn.Sequential(

@@ -605,13 +605,14 @@ class GovernedTrainer:
         """The data pipeline, redone from the committed config, keeps the sequences
         run_start recorded (tiers index them): else the data changed under the run."""
         now, then = self._data_pipeline(), run_start.get("data_pipeline")
-        if now != then:
-            have = "nothing" if now is None else f"{now['train_sequences']} training sequences"
-            had = "nothing" if then is None else f"{then.get('train_sequences')} sequences"
-            raise RunError(
-                f"{self.run_dir}: the data pipeline now gives {have}, not the {had} that "
-                "run_start committed to (did the data change?); cannot resume"
-            )
+        if now == then:
+            return
+        have = "nothing" if now is None else f"{now['train_sequences']} training sequences"
+        had = "nothing" if then is None else f"{then.get('train_sequences')} sequences"
+        what = f"data pipeline now gives {have}, not the {had} that run_start committed to"
+        if now is not None and then is not None and had == f"{now['train_sequences']} sequences":
+            what = "near-duplicate removal now removes other rows than run_start recorded"
+        raise RunError(f"{self.run_dir}: the {what} (did the data change?); cannot resume")
 
     def _check_initial_weights(self, run_start: dict[str, Any]) -> None:
         """The seeded initialisation reproduces the weights run_start committed to."""

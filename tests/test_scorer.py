@@ -164,11 +164,14 @@ def test_each_step_record_carries_the_scorer_digest(learned_run, tiny_full_run) 
     digests = [s["scorer"] for s in steps]
     assert all(len(d) == 64 and set(d) <= HEX for d in digests)
     assert digests[-1] == trainer.gov.scorer.digest()
-    # it changes exactly on the learn steps (every 2nd; a backward ran on each of them)
+    # each step names the parameters that scored it: they change right after each learn
+    # step (every 2nd; a backward ran on each of them), and step 0's are the seeded ones
     changed = [
         s["step"] for s, prev in zip(steps[1:], digests, strict=False) if s["scorer"] != prev
     ]
-    assert changed == [s for s in range(1, 40) if s % 2 == 0]
+    assert changed == [s for s in range(1, 40) if s % 2 == 1]
+    fresh = GovernedTrainer(parse_config(tiny_run(**LEARNED)), run_dir.parent / "fresh")
+    assert digests[0] == fresh.gov.scorer.digest()
     # each group routed by its own scores: two groups, the same quota, different samples
     assert any(
         a["quota"] == b["quota"] and a["digest"] != b["digest"]

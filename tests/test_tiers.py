@@ -177,6 +177,16 @@ def test_the_draw_follows_the_tier_weights():
     assert struggling > 4 * mastered
 
 
+def test_capacity_errors_name_the_field_to_change():
+    cfg = TiersConfig(rescore_every=2, max_wait=4)
+    with pytest.raises(ConfigError, match=r"^router\.batch_size: a batch of 8 exceeds the 5"):
+        tiers.initial(5, cfg, 8, 0)
+    with pytest.raises(ConfigError, match=r"^data\.tiers\.rescore_every: .* at most every 3 steps"):
+        tiers.initial(50, TiersConfig(rescore_every=4, max_wait=4), 16, 0)
+    with pytest.raises(ConfigError, match=r"^data\.tiers\.max_wait: .* at least 4"):
+        tiers.initial(50, TiersConfig(rescore_every=1, max_wait=2), 16, 0)
+
+
 def test_plans_are_seeded_and_state_round_trips():
     cfg = TiersConfig(rescore_every=2, max_wait=3)
     a, b = tiers.initial(30, cfg, 5, 7), tiers.initial(30, cfg, 5, 7)
@@ -192,6 +202,8 @@ def test_plans_are_seeded_and_state_round_trips():
         ({"weights": {"Mastered": 0.0, "Learning": 1, "Struggling": 1, "Failing": 1}}, "starves"),
         ({"weights": {"Learning": 1.0}}, "missing"),
         ({"history": 0}, "history"),
+        ({"weights": {"Mastered": True, "Learning": 1, "Struggling": 1, "Failing": 1}}, "numbers"),
+        ({"weights": {"Mastered": "2", "Learning": 1, "Struggling": 1, "Failing": 1}}, "numbers"),
     ],
 )
 def test_bad_tier_configs_name_the_field(fields, needle):
@@ -283,16 +295,62 @@ def test_a_step_off_its_plan_or_a_forged_loss_is_named(tiered_run):
     swapped = altered(records, step.seq, lambda b: b["samples"]["rows"].reverse())
     report = replay(swapped)
     assert report.divergence.seq == step.seq and "the plan gives" in str(report.divergence)
-    # a loss changed: the next re-scoring no longer follows
+    # a loss changed: it no longer averages to the step's loss
     early = next(r for r in records if r.kind == "step" and r.body["step"] == 1)
     forged = altered(records, early.seq, lambda b: b["samples"]["losses"].__setitem__(0, 1e6))
     report = replay(forged)
+    assert report.divergence.seq == early.seq and "average" in str(report.divergence)
+
+    # two losses changed, their mean kept: the next re-scoring no longer follows
+    def shift(body):
+        body["samples"]["losses"][0] += 5.0
+        body["samples"]["losses"][1] -= 5.0
+
+    report = replay(altered(records, early.seq, shift))
     first = next(r for r in records if r.kind == "rescore")
-    assert report.divergence.seq == first.seq
-    # a re-scoring dropped
+    assert report.divergence.seq == first.seq and "recorded re-scoring" in str(report.divergence)
+    # a re-scoring dropped, or moved to a later period's start
     dropped = [r for r in records if r.seq != first.seq]
-    report = replay(dropped)
-    assert "no rescore record precedes it" in str(report.divergence)
+    assert "reach period 0" in str(replay(dropped).divergence)
+    moved = altered(records, first.seq, lambda b: b.update(step=b["step"] + 9))
+    report = replay(moved)
+    assert report.divergence.seq == first.seq and "the next is due at step 3" in str(
+        report.divergence
+    )
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda b: b["samples"]["rows"].__setitem__(0, float(b["samples"]["rows"][0])),
+        lambda b: b["samples"]["losses"].__setitem__(0, 10**400),
+        lambda b: b["samples"]["losses"].__setitem__(0, True),
+        lambda b: b["samples"].update(losses=b["samples"]["losses"][:-1]),
+        lambda b: b.pop("samples"),
+    ],
+)
+def test_malformed_samples_are_a_divergence_not_a_crash(tiered_run, change):
+    run_dir, _ = tiered_run
+    records = read_records(run_dir / "audit.jsonl")
+    step = next(r for r in records if r.kind == "step" and r.body["step"] == 4)
+    report = replay(altered(records, step.seq, change))
+    assert report.divergence.seq == step.seq and "lacks its samples" in str(report.divergence)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    ("field", "value"), [("train_sequences", -5), ("train_sequences", "231"), ("seed", "x")]
+)
+def test_a_run_start_that_cannot_drive_the_tiers_is_a_divergence(tiered_run, field, value):
+    run_dir, _ = tiered_run
+    records = read_records(run_dir / "audit.jsonl")
+
+    def change(body):
+        (body["data_pipeline"] if field == "train_sequences" else body["config"])[field] = value
+
+    report = replay(altered(records, 0, change))
+    assert report.divergence is not None and "cannot drive the data tiers" in str(report.divergence)
 
 
 @pytest.mark.torch
@@ -366,3 +424,6 @@ def test_dedup_removes_near_duplicates_and_eval_leaks():
     # unrelated sequences all stay
     _, clean = dedup(Corpus(train[:10], evals, 500, ()), DedupConfig())
     assert clean["removed"] == 0 and clean["kept"] == 10
+    # a threshold that removes everything is refused, naming it
+    with pytest.raises(ConfigError, match=r"^data\.dedup\.threshold: at 0\.8 every one"):
+        dedup(Corpus(evals[:3].repeat(2, 1), evals, 500, ()), DedupConfig())

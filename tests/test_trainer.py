@@ -81,6 +81,9 @@ def test_hierarchy_advances_and_decisions_apply_next_step(tiny_full_run) -> None
 
 RESUME_VARIANTS = {
     "default": {},
+    # dropout draws from the RNG: the FLOP meter's counting forwards, which a resumed
+    # process runs anew, must not
+    "dropout": {"model__dropout": 0.1},
     "drift_cosine": {
         "train__signal": "drift",
         "train__lr_schedule": "cosine",
@@ -107,6 +110,8 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_full_run, tmp_path: Path, 
         full = train_tiny(full_dir, **extra)
         if variant == "drift_cosine":
             assert any(full.gov.meter.drift.values())  # the drift signal was really read
+        elif variant == "dropout":
+            assert full.model.config.resid_pdrop == 0.1  # dropout really on
         else:  # readings were taken, and some group converged on them
             assert full.gov.readings.converged_on
     else:

@@ -172,7 +172,7 @@ def main() -> None:
         )
     table["learned"]["learn_seconds"] = learning["seconds"]
     print(
-        f"learned: its extra forwards took {learning['seconds']:.1f}s "
+        f"learned: its learn steps (extra forward and Adam step) took {learning['seconds']:.1f}s "
         f"({learning['seconds'] / max(1e-9, results['learned']['seconds']):.1%} of its wall-clock)"
     )
     print(

@@ -32,6 +32,8 @@ plan's digests), with DataTiers.tla's invariants holding.
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,11 +41,16 @@ from typing import Any
 from govtrain.audit.records import Record
 from govtrain.governance import completion, routing, tiers
 from govtrain.governance.config import GovernanceConfig, TiersConfig, parse_governance
+from govtrain.governance.errors import GovtrainError
 from govtrain.governance.invariants import Checked, violations
 from govtrain.governance.readings import Readings
 from govtrain.governance.record import OBSERVATION_FIELDS, decision_to_dict
 from govtrain.governance.state import GovernanceState, GroupObservation, state_to_dict
 from govtrain.governance.step import Decision, decide, govern, initial_state
+
+# a step's loss is the float32 mean of its per-sample losses; replay averages them in
+# float64, so the two agree to float32's precision, not exactly
+LOSS_TOLERANCE = 1e-5
 
 
 @dataclass(frozen=True)
@@ -139,7 +146,8 @@ def replay(records: Sequence[Record]) -> ReplayReport:
 
 def replay_tiers(records: Sequence[Record]) -> tuple[int, Divergence | None]:
     """Redo a run's data tiers from its step records; (re-scorings reproduced, the first
-    divergence). A run without `data.tiers` has nothing to redo."""
+    divergence). A run without `data.tiers` has nothing to redo. Runs after the core's
+    replay, which has checked the step records' numbering."""
     start = records[0].body
     config = start["config"]
     data = config.get("data") or {}
@@ -148,67 +156,98 @@ def replay_tiers(records: Sequence[Record]) -> tuple[int, Divergence | None]:
     try:
         tcfg = TiersConfig.model_validate(data["tiers"])
         samples = start["data_pipeline"]["train_sequences"]
-        batch = config["governance"]["router"]["batch_size"]
-        seed = config["seed"]
-    except (KeyError, TypeError, ValueError) as exc:
-        return 0, Divergence(0, None, f"run_start lacks what the data tiers need: {exc}")
+        batch, seed = config["governance"]["router"]["batch_size"], config["seed"]
+        if not all(type(v) is int for v in (samples, batch, seed)):
+            raise TypeError("train_sequences, batch_size and seed must be integers")
+        state = tiers.initial(samples, tcfg, batch, seed)
+    except (KeyError, TypeError, ValueError, GovtrainError) as exc:
+        return 0, Divergence(0, None, f"run_start cannot drive the data tiers: {exc}")
     # the records a resumed run did not supersede: a resume from step F drops the
     # step, nonfinite and rescore records of steps F and later written before it
     kept: list[Record] = []
     for rec in records[1:]:
+        if rec.kind == "rescore" and type(rec.body.get("step")) is not int:
+            return 0, Divergence(rec.seq, None, "a rescore record without an integer step")
         if rec.kind == "run_resume" and "from_step" in rec.body:
             kept = [r for r in kept if r.body["step"] < rec.body["from_step"]]
         elif rec.kind in ("step", "nonfinite", "rescore"):
             kept.append(rec)
-    state = tiers.initial(samples, tcfg, batch, seed)
     done = 0
     for rec in kept:
         step = rec.body["step"]
-        behind = tiers.due(step, tcfg) and state.period < step // tcfg.rescore_every
+        period = step // tcfg.rescore_every  # the period the step belongs to
         if rec.kind == "rescore":
-            if not behind:
-                return done, Divergence(rec.seq, step, "a re-scoring where none is due")
-            before, observed = list(state.tiers), set(state.observed)
-            expected = {"step": step, **tiers.Rescore(state, tcfg, batch, seed)}
-            if rec.body != expected:
-                return done, Divergence(
-                    rec.seq, step, f"recorded re-scoring {rec.body} but the tiers give {expected}"
-                )
-            if not tiers.TiersMoveOnEvidence(before, state.tiers, observed):
-                return done, Divergence(rec.seq, step, "invariant TiersMoveOnEvidence violated")
-            for name, holds in (
-                ("WaitBounded", tiers.WaitBounded(state, tcfg)),
-                ("PlanSize", tiers.PlanSize(state, tcfg, batch)),
-                ("ReserveInPlan", tiers.ReserveInPlan(state, tcfg)),
-            ):
-                if not holds:
-                    return done, Divergence(rec.seq, step, f"invariant {name} violated")
+            problem = _rescore_problem(rec.body, state, tcfg, batch, seed, period)
+            if problem:
+                return done, Divergence(rec.seq, step, problem)
             done += 1
-            continue
-        if behind:
-            return done, Divergence(
-                rec.seq, step, f"step {step} starts a period but no rescore record precedes it"
-            )
-        if rec.kind == "nonfinite":
-            continue
-        drawn = rec.body.get("samples")
-        if not (
-            isinstance(drawn, dict)
-            and isinstance(drawn.get("rows"), list)
-            and isinstance(drawn.get("losses"), list)
-            and all(type(v) in (int, float) for v in drawn["losses"])
-            and len(drawn["losses"]) == len(drawn["rows"])
-        ):
-            return done, Divergence(
-                rec.seq, step, "a tiered step record lacks its samples (rows and one loss each)"
-            )
-        planned = tiers.rows(state, step, tcfg, batch)
-        if drawn["rows"] != planned:
-            return done, Divergence(
-                rec.seq, step, f"trained on rows {drawn['rows']}; the plan gives {planned}"
-            )
-        tiers.Observe(state, planned, drawn["losses"], tcfg)
+        elif period != state.period:
+            what = f"step {step} is in period {period}, but the re-scorings recorded before it "
+            return done, Divergence(rec.seq, step, what + f"reach period {state.period}")
+        elif rec.kind == "step":
+            problem = _tiered_step_problem(rec.body, state, tcfg, batch)
+            if problem:
+                return done, Divergence(rec.seq, step, problem)
     return done, None
+
+
+def _rescore_problem(
+    body: dict[str, Any],
+    state: tiers.TierState,
+    tcfg: TiersConfig,
+    batch: int,
+    seed: int,
+    period: int,
+) -> str | None:
+    """A rescore record must start the next period, and be what the tier rules give."""
+    if not (tiers.due(body["step"], tcfg) and period == state.period + 1):
+        return f"a re-scoring at step {body['step']}; the next is due at step " + str(
+            (state.period + 1) * tcfg.rescore_every
+        )
+    before, observed = list(state.tiers), set(state.observed)
+    expected = {"step": body["step"], **tiers.Rescore(state, tcfg, batch, seed)}
+    if body != expected:
+        return f"recorded re-scoring {body} but the tiers give {expected}"
+    for name, holds in (
+        ("TiersMoveOnEvidence", tiers.TiersMoveOnEvidence(before, state.tiers, observed)),
+        ("WaitBounded", tiers.WaitBounded(state, tcfg)),
+        ("PlanSize", tiers.PlanSize(state, tcfg, batch)),
+        ("ReserveInPlan", tiers.ReserveInPlan(state, tcfg)),
+    ):
+        if not holds:
+            return f"invariant {name} violated"
+    return None
+
+
+def _tiered_step_problem(
+    body: dict[str, Any], state: tiers.TierState, tcfg: TiersConfig, batch: int
+) -> str | None:
+    """A tiered step trained on its slice of the plan, with one finite loss per sample whose
+    mean is the step's recorded loss (to float32 precision); its losses join the tiers."""
+    drawn = body.get("samples")
+    if not (
+        isinstance(drawn, dict)
+        and isinstance(drawn.get("rows"), list)
+        and isinstance(drawn.get("losses"), list)
+        and all(type(r) is int for r in drawn["rows"])
+        and all(_number(v) for v in drawn["losses"])
+        and len(drawn["losses"]) == len(drawn["rows"])
+    ):
+        return "a tiered step record lacks its samples (integer rows, one finite loss each)"
+    planned = tiers.rows(state, body["step"], tcfg, batch)
+    if drawn["rows"] != planned:
+        return f"trained on rows {drawn['rows']}; the plan gives {planned}"
+    mean, loss = statistics.fmean(drawn["losses"]), body["loss"]
+    if not (_number(loss) and abs(mean - loss) <= LOSS_TOLERANCE * max(1.0, abs(loss))):
+        return f"the samples' losses average {mean}, not the step's recorded loss {loss}"
+    tiers.Observe(state, planned, drawn["losses"], tcfg)
+    return None
+
+
+def _number(v: Any) -> bool:
+    """A finite JSON number (RFC 8785 writes 2.0 as 2, so an integral loss reads back as
+    an int) that converts to a float."""
+    return (type(v) is int and abs(v) <= 2**53) or (type(v) is float and math.isfinite(v))
 
 
 def _check_readings(
