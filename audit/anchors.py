@@ -22,8 +22,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from govtrain.audit.errors import LogStateError
-from govtrain.audit.files import replace_synced
+from govtrain.audit.errors import LogStateError, UnsafePathError
+from govtrain.audit.files import open_regular, replace_synced
 from govtrain.audit.records import log_origin
 from govtrain.audit.verify import LOG_FILE
 
@@ -77,10 +77,11 @@ class AnchorStore:
 
     def notes(self, run_dir: Path) -> list[str]:
         """The anchors that concern the log in `run_dir`: by its origin and by its path."""
-        try:
-            with open(Path(run_dir) / LOG_FILE, "rb") as handle:
+        log = Path(run_dir) / LOG_FILE
+        try:  # never through a link, nor from a FIFO or device
+            with open(open_regular(log, log), "rb") as handle:
                 first = handle.readline().rstrip(b"\n")
-        except OSError:
+        except (OSError, UnsafePathError):
             return []
         found = []
         for path in (self.by_origin(log_origin(first)), self.by_path(run_dir)):

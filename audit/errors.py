@@ -44,6 +44,11 @@ class LogStateError(AuditError):
     """The log cannot be used this way: it exists already, is closed, or a write failed."""
 
 
+class UnsafePathError(AuditError):
+    """A path inside a run is a link, or not the kind of file it must be: govtrain never
+    follows, reads or writes through it (whoever can write a run could plant it)."""
+
+
 class Reason(StrEnum):
     """Why verification failed; the values are what the CLI prints."""
 

@@ -10,6 +10,8 @@ Typical use from the pipeline::
     log.append("checkpoint", {"path": "ckpt/step_100.pt", "sha256": "..."})
     log.close()                                # run_end record + final checkpoint
     log = AuditLog.open(run_dir, signer=signer, anchors=...)  # resume: verifies first
+    held = AuditLog.hold(run_dir, signer=signer, anchors=...)  # verify, write nothing yet
+    held.resume({...}) or held.close()                  # continue it, or let it go untouched
 
 A run directory holds ``audit.jsonl`` (one record per line), ``checkpoints.note``
 (one signed C2SP checkpoint note per checkpoint, back to back: the history) and
@@ -50,12 +52,20 @@ from typing import Any
 
 from govtrain.audit.anchors import AnchorStore
 from govtrain.audit.errors import LogStateError
-from govtrain.audit.files import fsync_path, replace_synced
+from govtrain.audit.files import NO_LINK, fsync_path, open_regular, read_fd, replace_synced
 from govtrain.audit.keys import RUN_KEY_DIR, Signer, VerifierKey, write_key_pair
 from govtrain.audit.merkle import CompactRange, leaf_hash
 from govtrain.audit.notes import Checkpoint, sign_checkpoint
 from govtrain.audit.records import GENESIS_PREV, Record, log_origin
-from govtrain.audit.verify import LATEST_FILE, LOG_FILE, NOTES_FILE, verify_run
+from govtrain.audit.verify import (
+    LATEST_FILE,
+    LOG_FILE,
+    NOTES_FILE,
+    VerifyReport,
+    read_latest,
+    read_notes,
+    verify_bytes,
+)
 
 DEFAULT_CHECKPOINT_EVERY = 1000
 DEFAULT_FSYNC_EVERY = 100
@@ -77,11 +87,13 @@ def key_commitment(key: VerifierKey) -> dict[str, str]:
     return {"name": key.name, "vkey": key.vkey, "fingerprint": key.fingerprint}
 
 
-def _open_append(path: Path, *, create: bool | None = None) -> int:
-    """An O_APPEND descriptor: create=True must create, False must exist, None either."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
-    if create is not False:
-        flags |= os.O_CREAT | (os.O_EXCL if create else 0)
+def _open_append(path: Path, *, create: bool) -> int:
+    """An O_APPEND descriptor that also reads: create=True must create, False must exist
+    (and is never reached through a link, nor a FIFO or device)."""
+    if not create:
+        fd = open_regular(path, path)
+        os.close(fd)
+    flags = os.O_RDWR | os.O_APPEND | NO_LINK | (os.O_CREAT | os.O_EXCL if create else 0)
     return os.open(path, flags, 0o644)
 
 
@@ -95,7 +107,10 @@ def _rename_into_place(stage: Path, run_dir: Path) -> None:
         os.rename(stage, run_dir)
     except OSError as exc:
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-            raise LogStateError(f"{run_dir} is not empty; use AuditLog.open to resume") from exc
+            raise LogStateError(
+                f"{run_dir} is not empty (another run started there?); "
+                "pass --resume to continue it"
+            ) from exc
         raise LogStateError(f"{run_dir}: cannot create the run ({exc.strerror})") from exc
 
 
@@ -142,6 +157,8 @@ class AuditLog:
         self._state = "open"
         self._anchors: AnchorStore | None = None
         self._last_note = ""
+        self.verified: VerifyReport | None = None  # what `hold` verified
+        self.log_bytes = b""
 
     @classmethod
     def create(
@@ -176,7 +193,10 @@ class AuditLog:
             raise LogStateError("run_start commits a different key than the signer's")
         first = Record.build(0, "run_start", GENESIS_PREV, body)
         if run_dir.is_dir() and any(run_dir.iterdir()):
-            raise LogStateError(f"{run_dir} is not empty; use AuditLog.open to resume")
+            raise LogStateError(
+                f"{run_dir} is not empty (another run started there?); "
+                "pass --resume to continue it"
+            )
         try:
             run_dir.parent.mkdir(parents=True, exist_ok=True)
         except FileExistsError as exc:  # a path through a regular file
@@ -227,6 +247,98 @@ class AuditLog:
         return log
 
     @classmethod
+    def hold(
+        cls,
+        run_dir: Path,
+        *,
+        signer: Signer,
+        anchors: AnchorStore | None = None,
+    ) -> AuditLog:
+        """Lock the log in `run_dir` and verify it against the signer's key and the
+        `anchors` the store holds for it, writing nothing: `verified` and `log_bytes`
+        are then what a resuming caller may trust. `resume` continues the log;
+        `close` lets it go untouched (a refused resume leaves the run as it was).
+
+        The bytes verified are read through the locked descriptor that later appends,
+        so what is verified is the file that is continued, and no other writer can
+        change it meanwhile; nothing in the run is reached through a link."""
+        run_dir = Path(run_dir)
+        fds: list[int] = []
+        try:
+            fds.append(_open_append(run_dir / LOG_FILE, create=False))
+            _exclusive(fds[0], run_dir / LOG_FILE)
+            log_bytes = read_fd(os.dup(fds[0]))
+            trusted = anchors.notes(run_dir) if anchors is not None else []
+            report = verify_bytes(
+                log_bytes,
+                read_notes(run_dir),
+                pubkey=signer.verifier,
+                anchors=trusted,
+                latest=read_latest(run_dir),
+            )
+            fds.append(_open_append(run_dir / NOTES_FILE, create=False))
+            fds.append(_open_dir(run_dir))
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        log = cls(
+            run_dir,
+            signer,
+            (fds[0], fds[1], fds[2]),
+            origin=report.origin,
+            prev=report.last_hash,
+            frontier=report.frontier,
+            checkpoint_size=report.checkpoint_size,
+            checkpoint_every=report.checkpoint_every or DEFAULT_CHECKPOINT_EVERY,
+            fsync=DEFAULT_FSYNC,
+            fsync_every=DEFAULT_FSYNC_EVERY,
+        )
+        log._anchors = anchors
+        log._state = "held"
+        log.verified, log.log_bytes = report, log_bytes
+        return log
+
+    def resume(
+        self,
+        facts: Mapping[str, Any] | None = None,
+        *,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        fsync: FsyncPolicy = DEFAULT_FSYNC,
+        fsync_every: int = DEFAULT_FSYNC_EVERY,
+    ) -> AuditLog:
+        """Continue a held log: append one `run_resume` record (what the log held, the
+        anchor it reproduced, plus the caller's `facts`: the trainer's step and
+        checkpoint) and sign a checkpoint over it. The signing cadence stays the one
+        the log committed to, whatever `checkpoint_every` says today."""
+        if self._state != "held":
+            raise LogStateError(f"the audit log in {self.run_dir} is {self._state}, not held")
+        report = self.verified
+        if checkpoint_every < 1 or fsync_every < 1:
+            raise LogStateError("checkpoint_every and fsync_every must be at least 1")
+        self._checkpoint_every = report.checkpoint_every or checkpoint_every
+        self._fsync, self._fsync_every = FsyncPolicy(fsync), fsync_every
+        self._state = "open"
+        try:
+            fsync_path(self.run_dir)
+            self.append(
+                "run_resume",
+                {
+                    "records": report.records,
+                    "previous": "closed" if report.closed else "interrupted",
+                    "unsealed": report.unsealed,  # signed now, by this resume, not before
+                    "anchored": report.anchored,
+                    **(facts or {}),
+                },
+            )
+            self.checkpoint()
+        except BaseException:
+            self._release()  # and with it the lock: a retry in this process can take it
+            self._state = "closed"
+            raise
+        return self
+
+    @classmethod
     def open(
         cls,
         run_dir: Path,
@@ -238,57 +350,11 @@ class AuditLog:
         resume: Mapping[str, Any] | None = None,
         anchors: AnchorStore | None = None,
     ) -> AuditLog:
-        """Resume the log in `run_dir`: verify it against the signer's key and the
-        `anchors` the store holds for it, then append one `run_resume` record (what the
-        log held, the anchor it reproduced, plus the caller's `resume` facts: the
-        trainer's step and checkpoint) and sign a checkpoint over it."""
-        run_dir = Path(run_dir)
-        # Lock, then verify, then append: no other writer can change what was verified.
-        # A crash inside `create` can leave run_start without checkpoints.note.
-        fds: list[int] = []
-        try:
-            fds.append(_open_append(run_dir / LOG_FILE, create=False))
-            fds.append(_open_append(run_dir / NOTES_FILE))
-            fds.append(_open_dir(run_dir))
-            _exclusive(fds[0], run_dir / LOG_FILE)
-            trusted = anchors.notes(run_dir) if anchors is not None else []
-            report = verify_run(run_dir, pubkey=signer.verifier, anchors=trusted)
-        except BaseException:
-            for fd in fds:
-                os.close(fd)
-            raise
-        # sign at the cadence the log committed to, whatever the caller passes today
-        checkpoint_every = report.checkpoint_every or checkpoint_every
-        fsync_path(run_dir)
-        log = cls(
-            run_dir,
-            signer,
-            (fds[0], fds[1], fds[2]),
-            origin=report.origin,
-            prev=report.last_hash,
-            frontier=report.frontier,
-            checkpoint_size=report.checkpoint_size,
-            checkpoint_every=checkpoint_every,
-            fsync=fsync,
-            fsync_every=fsync_every,
+        """`hold` then `resume`: verify the log in `run_dir` and continue it at once."""
+        held = cls.hold(run_dir, signer=signer, anchors=anchors)
+        return held.resume(
+            resume, checkpoint_every=checkpoint_every, fsync=fsync, fsync_every=fsync_every
         )
-        log._anchors = anchors
-        try:
-            log.append(
-                "run_resume",
-                {
-                    "records": report.records,
-                    "previous": "closed" if report.closed else "interrupted",
-                    "unsealed": report.unsealed,  # signed now, by this resume, not before
-                    "anchored": report.anchored,
-                    **(resume or {}),
-                },
-            )
-            log.checkpoint()
-        except BaseException:
-            log._release()  # and with it the lock: a retry in this process can take it
-            raise
-        return log
 
     @property
     def size(self) -> int:
@@ -394,8 +460,8 @@ class AuditLog:
     def close(self, body: Mapping[str, Any] | None = None) -> Checkpoint | None:
         """Append run_end (with `body`) and the final checkpoint; a no-op once closed.
 
-        A log left broken by a failed write is closed without either; returns the
-        final checkpoint, or None when nothing was signed.
+        A held log (never resumed) or one left broken by a failed write is let go
+        without either; returns the final checkpoint, or None when nothing was signed.
         """
         if self._state == "closed":
             return None

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from govtrain.audit.errors import AuditError
-from govtrain.audit.files import write_synced
+from govtrain.audit.files import open_in_run, write_synced
 from govtrain.audit.keys import KeyFileError, VerifierKey, read_private, write_new_key_file
 from govtrain.audit.provenance import (
     check_artifacts,
@@ -92,7 +92,8 @@ def sign_checkpoint(
     out = Path(signature) if signature is not None else model.with_name(model.name + ".sig")
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / model.name  # the bundle names the file: keep its name
-        shutil.copyfile(model, copy)
+        with open(open_in_run(run_dir, chosen, "checkpoint"), "rb") as src, open(copy, "wb") as dst:
+            shutil.copyfileobj(src, dst)
         if file_sha256(copy) != artifacts[chosen]:
             raise AuditError(f"checkpoint {chosen} changed while it was being signed")
         bundle = Path(tmp) / "bundle.sig"

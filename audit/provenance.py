@@ -28,6 +28,7 @@ from typing import Any
 
 from govtrain.audit.dsse import INTOTO_PAYLOAD_TYPE, open_envelope, sign_envelope
 from govtrain.audit.errors import AuditError, RecordError
+from govtrain.audit.files import open_in_run
 from govtrain.audit.keys import Signer, VerifierKey, load_verifier_key
 from govtrain.audit.log import key_commitment
 from govtrain.audit.merkle import MerkleTree, leaf_hash
@@ -51,8 +52,8 @@ UNKNOWN = "unknown"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+def file_sha256(path: Path | int) -> str:
+    """Hex SHA-256 of a file (a path, or a descriptor it closes), read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -187,18 +188,12 @@ def check_artifacts(
 ) -> None:
     """Re-hash each recorded checkpoint file (relative to `run_dir`); AuditError on a mismatch.
 
-    A path that leads out of the run directory (absolute, `..`, a link) is refused unread:
-    the paths come from a log or a statement, and a checker reads nothing they point at
-    elsewhere."""
-    root = Path(run_dir).resolve()
+    A path that leads out of the run directory (absolute, `..`) or through a link, or a
+    file that is not a regular one, is refused unread: the paths come from a log or a
+    statement, and a checker reads nothing they point at elsewhere."""
     for path, digest in artifacts.items():
-        file = (root / path).resolve()
-        if Path(path).is_absolute() or not file.is_relative_to(root):
-            raise AuditError(f"recorded checkpoint {path} is outside the run directory")
-        if file.exists() and not file.is_file():  # a FIFO or device would block or never end
-            raise AuditError(f"recorded checkpoint {path} is not a regular file")
         try:
-            actual = file_sha256(file)
+            actual = file_sha256(open_in_run(Path(run_dir), path, "recorded checkpoint"))
         except OSError as exc:
             raise AuditError(f"recorded checkpoint {path} cannot be read: {exc.strerror}") from exc
         if actual != digest:

@@ -48,6 +48,7 @@ from govtrain.audit.errors import (
     TornTailError,
     VerificationError,
 )
+from govtrain.audit.files import read_regular
 from govtrain.audit.keys import KeyFileError, VerifierKey
 from govtrain.audit.merkle import CompactRange, leaf_hash
 from govtrain.audit.notes import Checkpoint, open_checkpoint, split_notes
@@ -110,24 +111,44 @@ def run_files(path: Path) -> tuple[Path, Path]:
     return log, log.with_name(NOTES_FILE)
 
 
+def _read(path: Path, *, follow: bool = False, missing: bytes | None = None) -> bytes:
+    """A run file's bytes, never through a link inside the run (unless `follow`: the user
+    named it) nor from a FIFO or device; `missing` stands for an absent file."""
+    try:
+        return read_regular(path, follow=follow)
+    except FileNotFoundError:
+        if missing is None:
+            raise
+        return missing
+
+
 def read_run(path: Path) -> tuple[bytes, bytes]:
     """The bytes of a run's log and notes; a missing notes file reads as empty."""
-    log_path, notes_path = run_files(path)
+    log_path = run_files(path)[0]
     try:
-        log = log_path.read_bytes()
-        notes = notes_path.read_bytes() if notes_path.exists() else b""
+        log = _read(log_path, follow=not Path(path).is_dir())
     except OSError as exc:
         raise VerificationError(
             Reason.MALFORMED, f"cannot read {exc.filename}: {exc.strerror}"
         ) from exc
-    return log, notes
+    return log, read_notes(path)
+
+
+def read_notes(path: Path) -> bytes:
+    """The bytes of a run's checkpoints.note; a missing file reads as empty."""
+    try:
+        return _read(run_files(path)[1], missing=b"")
+    except OSError as exc:
+        raise VerificationError(
+            Reason.BAD_CHECKPOINT, f"cannot read {exc.filename}: {exc.strerror}"
+        ) from exc
 
 
 def read_latest(path: Path) -> bytes | None:
     """The bytes of a run's `checkpoint` file, None where there is none (older runs)."""
     latest = run_files(path)[0].with_name(LATEST_FILE)
     try:
-        return latest.read_bytes()
+        return _read(latest)
     except FileNotFoundError:
         return None
     except OSError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import matplotlib  # the report extra: a missing one fails the import, named by 
 
 from govtrain.audit.anchors import AnchorStore
 from govtrain.audit.errors import AuditError
+from govtrain.audit.files import replace_synced, run_subdir
 from govtrain.audit.provenance import read_records
 from govtrain.audit.records import Record
 from govtrain.audit.verify import run_files, verify_run
@@ -36,6 +38,7 @@ PHASE_COLOURS = {
     Phase.CONVERGED: "#2ca02c",
     Phase.AWAKENED: "#d62728",
 }
+REPORT_DIR = "report"  # the default output, inside the run
 FIGURES = ("timeline", "loss", "budget", "quotas", "flops", "signals", "measurements", "tiers")
 # transitions named on the timeline (the others, e.g. BeginCooling and Reheat, are ticks)
 NAMED = ("Activate", "Converge", "Awaken")
@@ -143,19 +146,20 @@ def read_series(records: list[Record]) -> Series:
     return series
 
 
-def draw(series: Series, status: Status, out: Path) -> dict[str, Path]:
-    """Each figure as a PNG in `out`; figures a log cannot fill (no FLOPs) are left out."""
+def draw(series: Series, status: Status) -> dict[str, bytes]:
+    """Each figure as PNG bytes; figures a log cannot fill (no FLOPs) are left out."""
     matplotlib.use("Agg")  # files only, whatever display there is
     import matplotlib.pyplot as plt
 
     mark = "" if status.ok else "UNVERIFIED LOG: "
     steps = series.steps
-    paths: dict[str, Path] = {}
+    paths: dict[str, bytes] = {}
 
     def save(name: str, fig) -> None:
         fig.tight_layout()
-        paths[name] = out / f"{name}.png"
-        fig.savefig(paths[name], dpi=110)
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=110)
+        paths[name] = png.getvalue()
         plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(11, 0.6 * len(series.groups) + 1.6))
@@ -273,7 +277,7 @@ def draw(series: Series, status: Status, out: Path) -> dict[str, Path]:
     return paths
 
 
-def page(series: Series | None, status: Status, figures: dict[str, Path], run: Path) -> str:
+def page(series: Series | None, status: Status, figures: dict[str, bytes], run: Path) -> str:
     esc = html.escape
     colour = "#1a7f37" if status.ok else "#c62828"
     lines = [status.verified, status.replayed, *status.problems]
@@ -295,31 +299,40 @@ def page(series: Series | None, status: Status, figures: dict[str, Path], run: P
         parts.append(f"<p>{len(series.steps)} steps; final phases: {final}</p>")
     for name in FIGURES:
         if name in figures:
-            data = base64.b64encode(figures[name].read_bytes()).decode()
+            data = base64.b64encode(figures[name]).decode()
             parts.append(f'<img id="{name}" alt="{name}" src="data:image/png;base64,{data}">')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
-def write_report(run: Path, out: Path) -> tuple[Path, Status, dict[str, Path]]:
-    """report.html and the figures' PNGs in `out`; what the page says of the log."""
+def write_report(run: Path, out: Path | None = None) -> tuple[Path, Status, dict[str, Path]]:
+    """report.html and the figures' PNGs in `out` (default: RUN/report, never reached
+    through a link planted in the run); what the page says of the log. Each file is
+    replaced atomically, so a link planted at its name is replaced, not written through."""
     try:
         records = read_records(run)
     except (AuditError, OSError) as exc:
         raise GovtrainError(f"{run}: no audit log to report on: {exc}") from exc
     if not records:
         raise GovtrainError(f"{run}: the audit log holds no records")
-    out.mkdir(parents=True, exist_ok=True)
     status = check(run, records)
     series = None
-    figures: dict[str, Path] = {}
+    figures: dict[str, bytes] = {}
     try:  # a log that fails verification may hold anything: draw what can be drawn
         series = read_series(records)
         if series.steps:
-            figures = draw(series, status, out)
+            figures = draw(series, status)
     except Exception as exc:
         status.problems.append(f"the records cannot be drawn: {type(exc).__name__}: {exc}")
         figures = {}
-    target = out / "report.html"
-    target.write_text(page(series, status, figures, run), encoding="utf-8")
-    return target, status, figures
+    html = page(series, status, figures, run).encode()
+    if out is None:
+        where, folder = run / REPORT_DIR, run_subdir(run, REPORT_DIR, create=True)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        where, folder = out, run_subdir(out)
+    with folder as fd:
+        for name, png in figures.items():
+            replace_synced(Path(f"{name}.png"), png, dir_fd=fd)
+        replace_synced(Path("report.html"), html, dir_fd=fd)
+    return where / "report.html", status, {name: where / f"{name}.png" for name in figures}

@@ -108,7 +108,7 @@ class MLflowSink:
         except ModuleNotFoundError:  # no report extra: the log is the record anyway
             pass
         else:
-            write_report(run_dir, run_dir / "report")
+            write_report(run_dir)
             self.client.log_artifacts(self.run_id, str(run_dir / "report"), "report")
         self.client.set_terminated(self.run_id)
 

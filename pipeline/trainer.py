@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import math
 import os
-import pickle
 import random
 import time
 from collections import Counter
@@ -37,7 +36,6 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from govtrain.audit.anchors import AnchorStore
-from govtrain.audit.files import fsync_path
 from govtrain.audit.keys import (
     PRIVATE_KEY_FILE,
     RUN_KEY_DIR,
@@ -46,7 +44,7 @@ from govtrain.audit.keys import (
     run_key,
 )
 from govtrain.audit.log import AuditLog, FsyncPolicy
-from govtrain.audit.provenance import build_run_start, file_sha256, read_records
+from govtrain.audit.provenance import build_run_start, read_records, records_of
 from govtrain.audit.records import canonical_json
 from govtrain.audit.repair import repair_torn_tail
 from govtrain.audit.verify import LOG_FILE
@@ -55,6 +53,7 @@ from govtrain.governance.errors import GovtrainError
 from govtrain.governance.readings import Guard
 from govtrain.governance.record import decision_to_dict
 from govtrain.governance.state import state_to_dict
+from govtrain.pipeline import checkpoints
 from govtrain.pipeline.config import RunConfig, TrainConfig, parse_config
 from govtrain.pipeline.data import Corpus, dedup, load_corpus
 from govtrain.pipeline.distributed import (
@@ -259,17 +258,18 @@ class GovernedTrainer:
         world: World | None = None,
         after_crash: bool = False,
     ) -> GovernedTrainer:
-        """Verify the log and the last checkpoint's hash, then restore everything.
+        """Verify the log, then the last checkpoint against it, then restore everything.
 
-        The config comes from the log's run_start record, so a resumed run is
-        the run that was committed to, whatever the YAML file says today; the
-        world size may differ from the one it ran at. `after_crash` (torchrun
-        restarting a failed group) first cuts a torn tail a killed writer left,
-        and only that (audit/repair.py).
+        The log is locked and verified (chain, signatures, the key, trust anchors)
+        before anything in it is trusted or any checkpoint read; the checkpoint's
+        bytes must then hash to what the verified log recorded. A refused resume
+        writes nothing. The config comes from the log's run_start record, so a
+        resumed run is the run that was committed to, whatever the YAML file says
+        today; the world size may differ from the one it ran at. `after_crash`
+        (torchrun restarting a failed group) first cuts a torn tail a killed writer
+        left, and only that (audit/repair.py).
         """
         run_dir = Path(run_dir)
-        if after_crash:
-            on_leader(lambda: _cut_torn_tail(run_dir), world)
         if not (run_dir / LOG_FILE).is_file():
             raise RunError(f"{run_dir}: no {LOG_FILE} to resume")
         if key_path is None and not (run_dir / RUN_KEY_DIR / PRIVATE_KEY_FILE).is_file():
@@ -278,62 +278,68 @@ class GovernedTrainer:
                 f"{run_dir}: no run key in {RUN_KEY_DIR}/; the run was signed with an "
                 "external key: pass --key KEY"
             )
-        records = read_records(run_dir / LOG_FILE)
+
+        def held() -> AuditLog:
+            signer = run_key(run_dir) if key_path is None else load_signing_key(key_path)
+            anchors = AnchorStore.default()
+            if after_crash:
+                trusted = [] if anchors is None else anchors.notes(run_dir)
+                _cut_torn_tail(run_dir, signer, trusted)
+            return AuditLog.hold(run_dir, signer=signer, anchors=anchors)
+
+        audit = on_leader(held, world)
+        try:
+            trainer, facts = cls._restore(run_dir, audit, key_path, world)
+
+            def resumed():  # trackers first: one that cannot start leaves the log untouched
+                sinks = sinks_for(trainer.cfg, run_dir)
+                log = audit.resume(
+                    facts,
+                    checkpoint_every=trainer.cfg.audit.checkpoint_every,
+                    fsync=FsyncPolicy(trainer.cfg.audit.fsync),
+                )
+                return track(log, sinks, trainer.cfg, run_dir)
+
+            trainer.audit = trainer.gov.audit = on_leader(resumed, world)
+        except BaseException:
+            audit.close()  # a held log is let go unwritten
+            raise
+        log.info("resume", run_dir=str(run_dir), from_step=trainer.step)
+        return trainer
+
+    @classmethod
+    def _restore(
+        cls, run_dir: Path, audit: AuditLog | _Unlogged, key_path: Path | None, world
+    ) -> tuple[GovernedTrainer, dict[str, Any]]:
+        """The trainer the verified log's last checkpoint holds, and the resume's facts."""
+        # rank 0 reads the very bytes it verified under the lock; the others read after it
+        records = (
+            records_of(audit.log_bytes)
+            if isinstance(audit, AuditLog)
+            else read_records(run_dir / LOG_FILE)
+        )
         config = committed_config(run_dir, records)
-        # Everything is checked and loaded before the log is opened for append, so a
-        # refused resume writes nothing.
+        trainer = cls(config, run_dir, key_path=key_path, world=world)
+        trainer._check_data_pipeline(records[0].body)
         ckpts = [r.body for r in records if r.kind == "checkpoint"]
         if not ckpts:  # a crash before the initial checkpoint: start again, as committed
-            trainer = cls(config, run_dir, key_path=key_path, world=world)
-            trainer._check_data_pipeline(records[0].body)
             trainer._check_initial_weights(records[0].body)
             facts: dict[str, Any] = {"from_step": 0, "checkpoint": None}
         else:
-            ckpt = ckpts[-1]
-            path = run_dir / ckpt["path"]
-            if not path.resolve().is_relative_to(run_dir.resolve()):
-                raise RunError(f"checkpoint {ckpt['path']}: outside the run directory, not read")
-            digest = file_sha256(path) if path.is_file() else "missing"
-            if digest != ckpt["sha256"]:
-                raise RunError(f"checkpoint {path}: SHA-256 {digest} does not match the log")
-            trainer = cls(config, run_dir, key_path=key_path, world=world)
-            trainer._check_data_pipeline(records[0].body)
-            # weights_only: a checkpoint is data; nothing in it is ever executed.
-            try:
-                state = torch.load(path, weights_only=True, map_location="cpu")
-            except pickle.UnpicklingError as exc:
-                text = str(exc).strip()
-                first = text.splitlines()[0] if text else type(exc).__name__
-                raise RunError(
-                    f"checkpoint {path}: refused, not plain tensors and data ({first})"
-                ) from None
-            trainer._load(state)
+            trainer._load(checkpoints.read(run_dir, ckpts[-1]), ckpts[-1]["path"])
             if trainer.finished:
                 raise RunError(
                     f"{run_dir}: the run finished at step {trainer.step} (nothing left to "
                     "train); there is nothing to resume"
                 )
-            facts = {"from_step": trainer.step, "checkpoint": ckpt["path"], "sha256": digest}
+            facts = {
+                "from_step": trainer.step,
+                "checkpoint": ckpts[-1]["path"],
+                "sha256": ckpts[-1]["sha256"],
+            }
         if world is not None:
             facts["distributed"] = world.describe(config.train.engine)
-
-        def opened():  # trackers first: one that cannot start leaves the log untouched
-            sinks = sinks_for(config, run_dir)
-            log = AuditLog.open(
-                run_dir,
-                signer=run_key(run_dir) if key_path is None else load_signing_key(key_path),
-                anchors=AnchorStore.default(),
-                checkpoint_every=config.audit.checkpoint_every,
-                fsync=FsyncPolicy(config.audit.fsync),
-                resume=facts,
-            )
-            return track(log, sinks, config, run_dir)
-
-        audit = on_leader(opened, world)
-        trainer.audit = audit
-        trainer.gov.audit = audit
-        log.info("resume", run_dir=str(run_dir), from_step=trainer.step)
-        return trainer
+        return trainer, facts
 
     def train(self, stop_after: int | None = None, progress: bool = True) -> RunSummary:
         """Train to the end (or to `stop_after` steps, or to a Finish), checkpoint, seal the log."""
@@ -519,26 +525,8 @@ class GovernedTrainer:
         state = self._state()  # under FSDP2 a collective: every rank gathers its shards
         if not self.leader:
             return
-        rel = Path("checkpoints") / f"step_{self.step:06d}.pt"
-        path = self.run_dir / rel
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        try:
-            torch.save(state, tmp)  # an I/O error surfaces from torch as a RuntimeError
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            fsync_path(path.parent)  # the rename is durable before the log names the file
-        except (OSError, RuntimeError) as exc:
-            tmp.unlink(missing_ok=True)
-            why = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
-            raise RunError(
-                f"{tmp}: checkpoint not written ({why}; is the disk full?); the log is "
-                "intact up to the previous checkpoint: fix the cause, then resume"
-            ) from None
-        self.audit.append(
-            "checkpoint", {"step": self.step, "path": rel.as_posix(), "sha256": file_sha256(path)}
-        )
+        path, digest = checkpoints.write(self.run_dir, self.step, state)
+        self.audit.append("checkpoint", {"step": self.step, "path": path, "sha256": digest})
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -564,24 +552,33 @@ class GovernedTrainer:
             "tiers": None if self.tiers is None else self.tiers.to_dict(),
         }
 
-    def _load(self, sd: dict[str, Any]) -> None:
-        self.step = sd["step"]
-        set_model_state_dict(self.model, sd["model"], options=FULL_STATE)
-        self.gov.load_state_dict(sd["governor"])
-        if sd["optimizer"] is not None:
-            self._load_optimizer(sd["optimizer"])
-        torch.set_rng_state(sd["rng"]["torch"])
-        if sd["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(sd["rng"]["cuda"])
-        random.setstate(sd["rng"]["python"])
+    def _load(self, sd: dict[str, Any], path: str) -> None:
+        """Restore a checkpoint's state (checkpoints.read checked its format); a state
+        this model, optimizer or governor cannot take is one line naming the file."""
+        try:
+            self.step = sd["step"]
+            set_model_state_dict(self.model, sd["model"], options=FULL_STATE)
+            self.gov.load_state_dict(sd["governor"])
+            if sd["optimizer"] is not None:
+                self._load_optimizer(sd["optimizer"])
+            torch.set_rng_state(sd["rng"]["torch"])
+            if sd["rng"]["cuda"]:
+                torch.cuda.set_rng_state_all(sd["rng"]["cuda"])
+            random.setstate(sd["rng"]["python"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise RunError(
+                f"checkpoint {path}: its state does not fit this run ({type(exc).__name__}: "
+                f"{first}); cannot resume"
+            ) from None
         self.backward_flops = sd["backward_flops"]
         self.grad_bytes = sd["grad_bytes"]
         self.transitions = Counter(sd["transitions"])
         self.last_loss, self.last_eval = sd["last_loss"], sd["last_eval"]
-        self.evals = Counter(sd.get("evals", {}))  # checkpoints from before on_change lack them
-        self.evaluated_at = sd.get("evaluated_at")
-        self.changed_since_eval = sd.get("changed_since_eval", True)
-        if sd.get("tiers") is not None:
+        self.evals = Counter(sd["evals"])
+        self.evaluated_at = sd["evaluated_at"]
+        self.changed_since_eval = sd["changed_since_eval"]
+        if sd["tiers"] is not None:
             self.tiers = tiers.TierState.from_dict(sd["tiers"])
 
     def _optimizer_state(self) -> dict[str, Any]:
@@ -733,9 +730,10 @@ def on_leader(make, world: World | None):
     return made
 
 
-def _cut_torn_tail(run_dir: Path) -> None:
-    """After a crash: cut an incomplete last record a killed writer left (nothing else)."""
-    _, cuts = repair_torn_tail(run_dir)
+def _cut_torn_tail(run_dir: Path, signer, anchors: list[str]) -> None:
+    """After a crash: cut an incomplete last record a killed writer left (nothing else),
+    in a log that verifies with the run's key and anchors."""
+    _, cuts = repair_torn_tail(run_dir, pubkey=signer.verifier, anchors=anchors)
     if cuts:
         log.warning("repaired", cuts=[f"{c.file.name}@{c.offset}" for c in cuts])
 

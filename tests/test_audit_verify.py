@@ -218,15 +218,44 @@ def test_repair_cuts_a_torn_tail_and_keeps_the_original(tmp_path: Path) -> None:
     assert [(c.file.name, c.removed) for c in cuts] == [(LOG_FILE, 12), (NOTES_FILE, 18)]
     assert read_run(tmp_path) == (log, notes)
     assert (tmp_path / "audit.jsonl.broken").read_bytes() == log + b'{"body":{"st'
-    (tmp_path / LOG_FILE).write_bytes(log + b"{")
-    with pytest.raises(LogStateError, match="already exists and holds other bytes"):
-        repair_torn_tail(tmp_path)
     # the same torn bytes again (a repair interrupted after its backup): repair reuses it
     (tmp_path / LOG_FILE).write_bytes(log + b'{"body":{"st')
     (tmp_path / NOTES_FILE).unlink()
     (tmp_path / NOTES_FILE).write_bytes(notes)
-    repair_torn_tail(tmp_path)
+    _, cuts = repair_torn_tail(tmp_path)
+    assert [c.backup.name for c in cuts] == ["audit.jsonl.broken"]
     assert read_run(tmp_path) == (log, notes)
+
+
+def test_repair_recovers_each_of_several_crashes(tmp_path: Path) -> None:
+    """Crash, repair, resume, crash again: every torn tail is cut and kept, no manual step."""
+    signer = make_run(tmp_path, 12, checkpoint_every=8, close=False)
+    for n, tail in enumerate([b'{"body":{"st', b'{"bo', b"{"], start=1):
+        log, _ = read_run(tmp_path)
+        (tmp_path / LOG_FILE).write_bytes(log + tail)
+        _, cuts = repair_torn_tail(tmp_path, pubkey=signer.verifier)
+        assert [c.removed for c in cuts] == [len(tail)]
+        assert cuts[0].backup.read_bytes() == log + tail
+        assert read_run(tmp_path)[0] == log
+        resumed = AuditLog.open(tmp_path, signer=signer, checkpoint_every=8)
+        resumed.append("step", {"n": n})
+        resumed._release()  # killed again
+    names = sorted(p.name for p in tmp_path.iterdir() if ".broken" in p.name)
+    assert names == ["audit.jsonl.broken", "audit.jsonl.broken.2", "audit.jsonl.broken.3"]
+
+
+def test_repair_never_writes_through_a_planted_backup_link(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    run = tmp_path / "run"
+    make_run(run, 30, checkpoint_every=8, close=False)
+    log, _ = read_run(run)
+    (run / LOG_FILE).write_bytes(log + b'{"bo')
+    (run / "audit.jsonl.broken").symlink_to(victim)
+    _, cuts = repair_torn_tail(run)
+    assert victim.read_bytes() == b"precious"
+    assert cuts[0].backup.name == "audit.jsonl.broken.2"
+    assert read_run(run)[0] == log
 
 
 def test_repair_on_a_full_disk_leaves_no_partial_backup(tmp_path: Path, monkeypatch) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from govtrain.audit.records import Record
 from govtrain.audit.verify import LOG_FILE
 from govtrain.cli import main
 from govtrain.governance.state import Phase
@@ -70,6 +71,36 @@ def test_a_tampered_log_is_reported_in_red_not_drawn_as_valid(run: Path, tmp_pat
     page = (tmp_path / "out" / "report.html").read_text()
     assert "NOT VERIFIED: do not trust what follows" in page and "#c62828" in page
     assert "<strong>verified</strong>" not in page
+
+
+def test_a_forged_decision_is_one_line_naming_the_record_and_what_differs(
+    run: Path, tmp_path: Path
+) -> None:
+    """The first record replay disagrees with, and the key path where: not two whole dicts."""
+    from govtrain.audit.provenance import read_records
+    from tests.audit_support import join, rechain
+
+    records = read_records(run)
+    target = next(
+        r
+        for r in records
+        if r.kind == "step" and r.body["state"]["groups"]["top"]["phase"] == "DORMANT"
+    )
+    body = {**target.body, "state": {**target.body["state"]}}
+    body["state"]["groups"] = {**body["state"]["groups"], "top": {**body["state"]["groups"]["top"]}}
+    body["state"]["groups"]["top"]["phase"] = "ACTIVE"
+    lines = [r.line for r in records]
+    lines[target.seq] = Record.build(target.seq, "step", target.prev, body).line
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / LOG_FILE).write_bytes(join(rechain(lines, target.seq)))
+    result = _report(copy, tmp_path / "out")
+    assert result.exit_code == 1
+    diverges = next(line for line in result.output.splitlines() if "replay diverges" in line)
+    assert diverges == (
+        f"replay diverges at record seq {target.seq} (step {target.body['step']}): "
+        'recorded state.groups.top.phase is "ACTIVE", the core reaches "DORMANT"'
+    )
 
 
 def test_a_log_no_run_could_write_is_a_red_page_not_a_traceback(run: Path, tmp_path: Path) -> None:
@@ -159,3 +190,29 @@ def test_the_page_loads_in_chromium_without_console_errors(run: Path, tmp_path: 
         rgb = [int(PHASE_COLOURS[phase][i : i + 2], 16) for i in (1, 3, 5)]
         hits = (abs(pixels - rgb).sum(axis=-1) <= 6).sum()
         assert hits > 500, f"the screenshot shows no {phase.value} bar of the timeline"
+
+
+def test_the_default_output_never_follows_a_link_planted_in_the_run(run: Path, tmp_path) -> None:
+    """A link at RUN/report/report.html is replaced, not written through; RUN/report
+    itself linked elsewhere is refused in one line, and nothing lands there."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, symlinks=True)
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (copy / "report").mkdir(exist_ok=True)
+    (copy / "report" / "report.html").symlink_to(victim)
+    (copy / "report" / "loss.png").symlink_to(victim)
+    result = CliRunner().invoke(main, ["report", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert victim.read_text() == "precious"
+    assert not (copy / "report" / "report.html").is_symlink()
+    assert "<html" in (copy / "report" / "report.html").read_text()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(copy / "report")
+    (copy / "report").symlink_to(elsewhere)
+    result = CliRunner().invoke(main, ["report", str(copy)])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "report: a symbolic link, not a directory" in result.output
+    assert list(elsewhere.iterdir()) == []

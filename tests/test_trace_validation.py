@@ -132,6 +132,13 @@ def test_conform_cli_without_tlc_skips_loudly_and_still_replays(tiny_full_run) -
     assert payload["replay"]["steps"] == 40 and payload["replay"]["divergence"] is None
     assert "TLC trace validation: SKIPPED" in result.stderr
 
+    # a CI that must not lose the TLC half silently requires it: exit 2 without it
+    for extra in ([], ["--json"]):
+        args = ["specs", "conform", str(run_dir), "--require-tlc", *extra]
+        result = CliRunner().invoke(main, args, env=NO_TLC)
+        assert result.exit_code == 2, result.output
+        assert "--require-tlc, and TLC did not run" in result.stderr
+
 
 def test_conform_cli_rejects_a_rechained_log_with_a_wrong_transition(
     tiny_full_run, tmp_path

@@ -159,9 +159,10 @@ class _Planted:
         return (Path.touch, (self.marker,))
 
 
-def test_resume_never_executes_a_planted_checkpoint(tmp_path: Path) -> None:
+def test_resume_never_executes_a_planted_checkpoint(tmp_path: Path, monkeypatch) -> None:
     """Even with the log rewritten and re-signed to match it (the run's own key is in the
-    run directory), a checkpoint that is not plain data is refused and never run."""
+    run directory, the trust anchors wiped), a checkpoint that is not plain data is
+    refused and never run."""
     from govtrain.audit.keys import run_key
     from govtrain.audit.provenance import file_sha256
     from govtrain.governance.errors import GovtrainError
@@ -169,6 +170,7 @@ def test_resume_never_executes_a_planted_checkpoint(tmp_path: Path) -> None:
 
     part, marker = tmp_path / "part", tmp_path / "pwned"
     train_tiny(part, stop_after=10)
+    monkeypatch.setenv("GOVTRAIN_ANCHORS", "off")
     ckpt = part / "checkpoints" / "step_000010.pt"
     torch.save({"step": 10, "model": _Planted(marker)}, ckpt)
     lines = (part / "audit.jsonl").read_bytes().splitlines()
@@ -496,5 +498,5 @@ def test_resume_refuses_a_checkpoint_path_out_of_the_run(tmp_path: Path, monkeyp
     (run / "audit.jsonl").write_bytes(join(lines))
     write_notes(run, sign_sizes(lines, sizes, run_key(run)))
     assert verify_run(run).records == len(lines)  # the forged log verifies on its own
-    with pytest.raises(GovtrainError, match=r"checkpoint \.\./outside\.pt: outside the run"):
+    with pytest.raises(GovtrainError, match=r"checkpoint \.\./outside\.pt leads out of the run"):
         GovernedTrainer.resume(run)

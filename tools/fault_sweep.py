@@ -41,7 +41,7 @@ SPREAD = (1, 2, 3, 5, 8, 13, 21, 34, 55)
 QUICK = (
     ("audit.jsonl", "write", 3),
     ("latest checkpoint", "renameat", 2),
-    ("model checkpoint", "rename", 2),
+    ("model checkpoint", "renameat", 2),
     ("trust anchor", "openat", 3),
     ("run directory", "rename", 1),
 )
@@ -55,7 +55,9 @@ def targets(run: Path, anchors: AnchorStore) -> dict[str, tuple[list[Path], tupl
     source only, and the stage's name is random: the run directory's target watches
     no path, since that rename is the process's first (bytecode writing is off).
     """
-    ckpts = [run / "checkpoints" / f"step_{s:06d}.tmp" for s in CHECKPOINT_STEPS]
+    # staged through the checkpoints directory's descriptor: relative names too
+    staged = [f"step_{s:06d}.pt.tmp" for s in CHECKPOINT_STEPS]
+    ckpts = [run / "checkpoints" / name for name in staged] + [Path(name) for name in staged]
     anchor = anchors.by_path(run)
     return {
         "audit.jsonl": ([run / "audit.jsonl"], ("write", "fsync")),
@@ -64,7 +66,7 @@ def targets(run: Path, anchors: AnchorStore) -> dict[str, tuple[list[Path], tupl
             [run / "checkpoint.tmp", Path("checkpoint.tmp")],
             ("openat", "write", "fsync", "renameat"),
         ),
-        "model checkpoint": (ckpts, ("openat", "write", "fsync", "rename")),
+        "model checkpoint": (ckpts, ("openat", "write", "fsync", "renameat")),
         "trust anchor": (
             [anchor.with_name(anchor.name + ".tmp")],
             ("openat", "write", "fsync", "rename"),

@@ -116,7 +116,7 @@ def report(run: Path, output: Path | None) -> None:
         if exc.name != "matplotlib":
             raise
         raise GovtrainError("the report needs matplotlib: pip install 'govtrain[report]'") from None
-    target, status, figures = write_report(run, output or run / "report")
+    target, status, figures = write_report(run, output)
     for line in (status.verified, status.replayed, *status.problems):
         if line:
             click.echo(line, err=not status.ok)
