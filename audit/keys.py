@@ -3,6 +3,7 @@
 A verifier key is the one-line C2SP vkey ``<name>+<hex key id>+<base64(0x01 || pub)>``;
 a private key file holds ``PRIVATE+KEY+<name>+<hex key id>+<base64(0x01 || seed)>``,
 the format Go's golang.org/x/mod/sumdb/note uses, so other note tooling can read them.
+A verifier may also be given as a PEM Ed25519 public key (``openssl pkey -pubout``).
 The key id is the first 4 bytes of SHA-256(name || 0x0A || 0x01 || pub); the
 fingerprint committed in run_start is the whole of that hash, so the key id is its
 prefix.
@@ -29,10 +30,14 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_public_key,
+)
 
-from govtrain.audit.errors import KeyFileError
-from govtrain.audit.files import write_synced
+from govtrain.audit.errors import KeyFileError, UnsafePathError
+from govtrain.audit.files import open_regular, read_fd, write_synced
 
 ALG_ED25519 = 0x01
 DEFAULT_KEY_NAME = "govtrain-audit"
@@ -41,6 +46,7 @@ PUBLIC_KEY_FILE = "audit.pub"
 RUN_KEY_DIR = "keys"
 # C2SP: a key name is non-empty UTF-8 without whitespace or "+".
 _NAME = re.compile(r"[^\s+]+")
+_PEM = "-----BEGIN"
 
 
 def b64decode_strict(text: str) -> bytes:
@@ -183,12 +189,17 @@ def load_signing_key(path: Path) -> Signer:
     return Signer.parse(read_private(path))
 
 
-def read_private(path: Path) -> str:
-    """A private key file's text; KeyFileError if group or others may read it (like ssh)."""
+def read_private(path: Path, *, follow: bool = True) -> str:
+    """A private key file's text; KeyFileError if group or others may read it (like ssh).
+    Never read from a FIFO or device, nor through a link unless `follow` (a path the user
+    named, not one inside a run)."""
     path = Path(path)
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        text = path.read_text()
+        fd = open_regular(os.path.realpath(path) if follow else path, path)
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        text = read_fd(fd).decode()
+    except UnsafePathError as exc:
+        raise KeyFileError(f"cannot read private key: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise KeyFileError(f"cannot read private key {path}: {why}") from exc
@@ -197,19 +208,47 @@ def read_private(path: Path) -> str:
     return text
 
 
-def load_verifier_key(source: str | Path) -> VerifierKey:
-    """A verifier key from a .pub file, or the vkey text itself."""
+def load_verifier_key(source: str | Path, name: str = DEFAULT_KEY_NAME) -> VerifierKey:
+    """A verifier key from a .pub file or a PEM Ed25519 public key file, or the text of either.
+
+    A PEM key carries no name, yet a note's signature line is found by name and key id
+    (which hashes the name): it takes `name`, that of the key it is checked against. The
+    name is a label, not a secret: what is trusted is the key's 32 bytes.
+    """
     path = Path(source)
     if path.is_file():
         try:
-            return VerifierKey.parse(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise KeyFileError(f"{source} is not a public key file (not UTF-8 text)") from None
-    if isinstance(source, str) and source.count("+") >= 2:
-        return VerifierKey.parse(source)
-    raise KeyFileError(f"{source or '(none)'} is neither a public key file nor a verifier key")
+    elif isinstance(source, str) and (source.count("+") >= 2 or _PEM in source):
+        text, path = source, None
+    else:
+        raise KeyFileError(f"{source or '(none)'} is neither a public key file nor a verifier key")
+    if text.lstrip().startswith(_PEM):
+        return VerifierKey(_check_name(name), _pem_public(text, path or "the PEM text"))
+    try:
+        return VerifierKey.parse(text)
+    except KeyFileError as exc:
+        raise KeyFileError(f"{path}: {exc}" if path else str(exc)) from None
+
+
+def _pem_public(text: str, where: Path | str) -> bytes:
+    """The 32 bytes of a PEM Ed25519 public key, or one line saying what the file is instead."""
+    try:
+        key = load_pem_public_key(text.encode())
+    except (ValueError, TypeError):
+        raise KeyFileError(
+            f"{where} is not a PEM public key; give the run's keys/{PUBLIC_KEY_FILE}"
+        ) from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyFileError(
+            f"{where} is not an Ed25519 public key, which audit logs are signed with: give the "
+            f"run's keys/{PUBLIC_KEY_FILE} or the .pub `govtrain keys generate` wrote"
+        )
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 def run_key(run_dir: Path) -> Signer:
-    """The run's own key, kept in ``run_dir/keys/``."""
-    return load_signing_key(Path(run_dir) / RUN_KEY_DIR / PRIVATE_KEY_FILE)
+    """The run's own key, kept in ``run_dir/keys/`` (never read through a link there)."""
+    return Signer.parse(read_private(Path(run_dir) / RUN_KEY_DIR / PRIVATE_KEY_FILE, follow=False))

@@ -108,8 +108,7 @@ def _rename_into_place(stage: Path, run_dir: Path) -> None:
     except OSError as exc:
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
             raise LogStateError(
-                f"{run_dir} is not empty (another run started there?); "
-                "pass --resume to continue it"
+                f"{run_dir} is not empty (another run started there?); pass --resume to continue it"
             ) from exc
         raise LogStateError(f"{run_dir}: cannot create the run ({exc.strerror})") from exc
 
@@ -194,8 +193,7 @@ class AuditLog:
         first = Record.build(0, "run_start", GENESIS_PREV, body)
         if run_dir.is_dir() and any(run_dir.iterdir()):
             raise LogStateError(
-                f"{run_dir} is not empty (another run started there?); "
-                "pass --resume to continue it"
+                f"{run_dir} is not empty (another run started there?); pass --resume to continue it"
             )
         try:
             run_dir.parent.mkdir(parents=True, exist_ok=True)

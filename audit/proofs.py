@@ -7,6 +7,10 @@ checkpoint note and a key: it checks the note's signature, that the note's (orig
 size, root) are the bundle's, that the record is canonical with the claimed seq and
 hashes to the leaf, and the audit path. Nothing is read from the run directory.
 
+`parse_proof` owns the JSON schema of both bundles: each field once, none unknown or
+missing, integers as integers and hashes as lowercase hex. With it every byte that
+matters is checked: a bundle that differs from the one `prove` wrote does not pass.
+
 `tlog_proof` writes the same inclusion proof in the C2SP tlog-proof@v1 text format
 (https://c2sp.org/tlog-proof: `index`, the audit path in base64, the signed
 checkpoint verbatim), with the record's canonical line as its `extra` data, so
@@ -22,15 +26,21 @@ earlier checkpoint covered was changed, dropped or reordered since.
 from __future__ import annotations
 
 import base64
-import binascii
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from govtrain.audit.errors import NoteError, ProofError, RecordError
-from govtrain.audit.keys import VerifierKey
-from govtrain.audit.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
+from govtrain.audit.keys import VerifierKey, b64decode_strict
+from govtrain.audit.merkle import (
+    HASH_SIZE,
+    MerkleTree,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
 from govtrain.audit.notes import Checkpoint, open_checkpoint, split_notes, unverified_text
 from govtrain.audit.records import Record
 from govtrain.audit.verify import VerifyReport, read_latest, read_run, verify_bytes
@@ -38,6 +48,106 @@ from govtrain.audit.verify import VerifyReport, read_latest, read_run, verify_by
 PROOF_FORMAT = "govtrain.audit.inclusion/v1"
 TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
 CONSISTENCY_FORMAT = "govtrain.audit.consistency/v1"
+MAX_PROOF_BYTES = 1 << 24  # a proof is one record and at most 63 hashes: far less
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON's "\\ud800" escapes: not UTF-8 text
+_MAX_DIGITS = 19  # as many as a signed checkpoint's size may have
+
+# The JSON proof schema, in one place: each format's fields as `prove` and
+# `prove_consistency` write them, and what each must be.
+_SCHEMA: dict[str, dict[str, str]] = {
+    PROOF_FORMAT: {
+        "format": "text",
+        "origin": "text",
+        "key": "text",
+        "seq": "uint",
+        "record": "text",
+        "leaf_hash": "hash",
+        "index": "uint",
+        "tree_size": "uint",
+        "root": "hash",
+        "proof": "hashes",
+        "checkpoint": "text",
+    },
+    CONSISTENCY_FORMAT: {
+        "format": "text",
+        "origin": "text",
+        "key": "text",
+        "old_size": "uint",
+        "old_root": "hash",
+        "tree_size": "uint",
+        "root": "hash",
+        "proof": "hashes",
+        "checkpoint": "text",
+    },
+}
+_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "uint": ("a non-negative integer", lambda v: type(v) is int and v >= 0),
+    "text": ("UTF-8 text", lambda v: type(v) is str and not _SURROGATE.search(v)),
+    "hash": ("64 lowercase hex digits", lambda v: type(v) is str and bool(_HEX64.fullmatch(v))),
+    "hashes": ("a list of hashes", lambda v: type(v) is list),
+}
+
+
+def parse_proof(text: str, source: str = "proof") -> dict[str, Any]:
+    """A JSON proof bundle of either format, each field as `prove` writes it: no field
+    twice, none unknown or missing, integers as integers (not "7", 7.0 or true), hashes as
+    lowercase hex. The error names the file (`source`) and the field."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for name, value in pairs:
+            if name in data:
+                raise ProofError(f"{source}: field {_shown(name)} appears twice")
+            data[name] = value
+        return data
+
+    def integer(digits: str) -> int:
+        if len(digits) > _MAX_DIGITS:
+            raise ProofError(f"{source}: an integer of {len(digits)} digits is out of range")
+        return int(digits)
+
+    try:
+        data = json.loads(text, object_pairs_hook=unique, parse_int=integer)
+    except ValueError as exc:
+        raise ProofError(f"{source} is not a JSON proof: {exc}") from None
+    except RecursionError:
+        raise ProofError(f"{source} is not a JSON proof: it nests too deeply") from None
+    if type(data) is not dict:
+        raise ProofError(f"{source} is not a JSON proof object")
+    form = data.get("format")
+    fields = _SCHEMA.get(form) if type(form) is str else None
+    if fields is None:
+        raise ProofError(
+            f"{source}: not a {PROOF_FORMAT} bundle nor a {CONSISTENCY_FORMAT} one "
+            f"(format {_shown(form)})"
+        )
+    if unknown := sorted(data.keys() - fields.keys()):
+        raise ProofError(f"{source}: unknown field {_shown(unknown[0])}")
+    for name, kind in fields.items():
+        if name not in data:
+            raise ProofError(f'{source}: field "{name}" is missing')
+        value = data[name]
+        if kind == "hashes" and type(value) is list:
+            for i, item in enumerate(value):
+                _expect(f'{source}: field "{name}" item {i}', item, "hash")
+        else:
+            _expect(f'{source}: field "{name}"', value, kind)
+    return data
+
+
+def _expect(where: str, value: Any, kind: str) -> None:
+    what, ok = _KINDS[kind]
+    if not ok(value):
+        raise ProofError(f"{where} must be {what}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A value as an error shows it, on one line: JSON, containers by kind, long text cut."""
+    if isinstance(value, dict | list):
+        return "an object" if isinstance(value, dict) else "a list"
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _verified_tree(
@@ -89,29 +199,51 @@ def tlog_proof(bundle: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n" + bundle["checkpoint"]
 
 
-def check_tlog_proof(text: str, key: VerifierKey) -> tuple[Record, Checkpoint]:
+def check_tlog_proof(
+    text: str, key: VerifierKey, source: str = "tlog-proof"
+) -> tuple[Record, Checkpoint]:
     """The proven record and the checkpoint it is in, once the embedded checkpoint's
     signature, the record (the proof's extra data) and the audit path all check."""
+    line, index, nodes, note = _parse_tlog_proof(text, source)
+    checkpoint = open_checkpoint(note, key)
+    record = _record(line)
+    if record.seq != index:
+        raise ProofError(f"the record has seq {record.seq}, the proof is for index {index}")
+    verify_inclusion(leaf_hash(record.line), index, checkpoint.size, nodes, checkpoint.root)
+    return record, checkpoint
+
+
+def _parse_tlog_proof(text: str, source: str) -> tuple[bytes, int, list[bytes], str]:
+    """(record line, index, audit path, checkpoint note) of a govtrain tlog-proof: the
+    header, `extra` with the record, `index N`, one base64 hash a line, a blank line and
+    the signed checkpoint. An error names the first bad line."""
     head, sep, note = text.partition("\n\n")
     lines = head.split("\n")
-    if not sep or lines[0] != TLOG_PROOF_HEADER:
-        raise ProofError(f"not a {TLOG_PROOF_HEADER} proof")
-    if len(lines) < 3 or not lines[1].startswith("extra ") or not lines[2].startswith("index "):
-        raise ProofError("a govtrain tlog-proof has the record as `extra`, then `index N`")
-    try:
-        line = base64.b64decode(lines[1].removeprefix("extra "), validate=True)
-        nodes = [base64.b64decode(node, validate=True) for node in lines[3:]]
-    except (binascii.Error, ValueError) as exc:
-        raise ProofError(f"the proof has a line that is not base64: {exc}") from exc
-    index_text = lines[2].removeprefix("index ")
-    if not re.fullmatch(r"0|[1-9][0-9]{0,18}", index_text, flags=re.ASCII):
-        raise ProofError(f"index {index_text[:40]!r} is not a decimal without leading zeroes")
-    checkpoint = open_checkpoint(note, key)
-    record = Record.from_line(line)
-    if record.seq != int(index_text):
-        raise ProofError(f"the record has seq {record.seq}, the proof is for index {index_text}")
-    verify_inclusion(leaf_hash(record.line), record.seq, checkpoint.size, nodes, checkpoint.root)
-    return record, checkpoint
+
+    def bad(n: int, why: str) -> ProofError:
+        got = _shown(lines[n - 1]) if n <= len(lines) else "the end of the proof"
+        return ProofError(f"{source}: line {n} {why}, got {got}")
+
+    def base64_at(n: int, data: str) -> bytes:
+        try:
+            return b64decode_strict(data)
+        except ValueError as exc:
+            raise bad(n, f"must be base64 ({exc})") from None
+
+    if lines[0] != TLOG_PROOF_HEADER:
+        raise bad(1, f"must be {TLOG_PROOF_HEADER}")
+    if not sep:
+        raise ProofError(f"{source}: no blank line before the signed checkpoint")
+    if len(lines) < 2 or not lines[1].startswith("extra "):
+        raise bad(2, "must be `extra` and the record in base64")
+    line = base64_at(2, lines[1].removeprefix("extra "))
+    if len(lines) < 3 or not re.fullmatch(r"index (0|[1-9][0-9]{0,18})", lines[2], re.ASCII):
+        raise bad(3, "must be `index N`, N a decimal without leading zeroes")
+    nodes = [base64_at(n, lines[n - 1]) for n in range(4, len(lines) + 1)]
+    for n, node in enumerate(nodes, 4):
+        if len(node) != HASH_SIZE:
+            raise bad(n, f"must be a {HASH_SIZE}-byte hash in base64")
+    return line, int(lines[2].removeprefix("index ")), nodes, note
 
 
 def prove_consistency(
@@ -144,40 +276,30 @@ def check_consistency(
     """(the trusted earlier checkpoint, the later one) once the later signed tree is shown
     to extend the earlier; otherwise the error names the failed check.
 
-    `old_notes` is the earlier signed checkpoint the checker kept (one note, or a whole
-    checkpoints.note file); the later note is the bundle's own, its signature checked.
+    `bundle` is as `parse_proof` returns it; `old_notes` is the earlier signed checkpoint
+    the checker kept (one note, or a whole checkpoints.note file); the later note is the
+    bundle's own, its signature checked.
     """
-    if bundle.get("format") != CONSISTENCY_FORMAT:
+    if bundle["format"] != CONSISTENCY_FORMAT:
         raise ProofError(f"not a {CONSISTENCY_FORMAT} bundle")
-    old_size, size = bundle.get("old_size"), bundle.get("tree_size")
-    if type(old_size) is not int or type(size) is not int:
-        raise ProofError("old_size and tree_size must be integers")
-    text = bundle.get("checkpoint")
-    if not isinstance(text, str):
-        raise ProofError("the bundle has no signed checkpoint")
-    old = check_proof_checkpoint(old_notes, old_size, key)
-    new = open_checkpoint(text, key)
+    old = check_proof_checkpoint(old_notes, bundle["old_size"], key)
+    new = _own_checkpoint(bundle, key)
+    _check_key(bundle, key)
     if new.origin != old.origin:
         raise NoteError(f"the checkpoints are of two logs: {old.origin} and {new.origin}")
-    if new.size != size or new.root != _hex(bundle.get("root"), "root"):
+    if (bundle["tree_size"], bundle["root"]) != (new.size, new.root.hex()):
         raise NoteError(
             f"the bundle's checkpoint signs size {new.size} root {new.root.hex()}, the proof "
-            f"is for size {size} root {bundle.get('root')}"
+            f"is for size {bundle['tree_size']} root {bundle['root']}"
         )
-    nodes = bundle.get("proof")
-    if not isinstance(nodes, list):
-        raise ProofError("proof must be a list of hex hashes")
-    verify_consistency(
-        old.size, new.size, old.root, new.root, [_hex(n, "proof hash") for n in nodes]
-    )
+    nodes = [bytes.fromhex(node) for node in bundle["proof"]]
+    verify_consistency(old.size, new.size, old.root, new.root, nodes)
+    if (bundle["origin"], bundle["old_root"]) != (old.origin, old.root.hex()):
+        raise NoteError(
+            f"your checkpoint signs {old.origin} root {old.root.hex()}, the bundle claims "
+            f"{_shown(bundle['origin'])} root {bundle['old_root']}"
+        )
     return old, new
-
-
-def _hex(value: Any, what: str) -> bytes:
-    try:
-        return bytes.fromhex(value)
-    except (TypeError, ValueError) as exc:
-        raise ProofError(f"{what} is not hex") from exc
 
 
 def _note_of_size(notes: str, size: int) -> str:
@@ -204,33 +326,57 @@ def check_proof_checkpoint(checkpoint_notes: str, size: int, key: VerifierKey) -
 def check_proof(bundle: Mapping[str, Any], checkpoint_notes: str, key: VerifierKey) -> Record:
     """The proven record once every check passes; otherwise the error names the failed check.
 
-    `checkpoint_notes` is one signed checkpoint note, or a whole checkpoints.note file
-    from which the note of the proof's tree size is taken.
+    `bundle` is as `parse_proof` returns it; `checkpoint_notes` is one signed checkpoint
+    note, or a whole checkpoints.note file from which the note of the proof's tree size is
+    taken. Every field of the bundle is checked, so no two bundles that differ both pass.
     """
-    if bundle.get("format") != PROOF_FORMAT:
+    if bundle["format"] != PROOF_FORMAT:
         raise ProofError(f"not a {PROOF_FORMAT} bundle")
-    index, size = bundle.get("index"), bundle.get("tree_size")
-    if type(index) is not int or type(size) is not int:
-        raise ProofError("index and tree_size must be integers")
+    index, size = bundle["index"], bundle["tree_size"]
     checkpoint = check_proof_checkpoint(checkpoint_notes, size, key)
-    root = _hex(bundle.get("root"), "root")
-    if (checkpoint.origin, checkpoint.size, checkpoint.root) != (bundle.get("origin"), size, root):
+    _check_key(bundle, key)
+    origin, root = bundle["origin"], bundle["root"]
+    if (origin, size, root) != (checkpoint.origin, checkpoint.size, checkpoint.root.hex()):
         raise NoteError(
             f"the checkpoint signs {checkpoint.origin} size {checkpoint.size} root "
-            f"{checkpoint.root.hex()}, the proof is for {bundle.get('origin')} size {size} "
-            f"root {root.hex()}"
+            f"{checkpoint.root.hex()}, the proof is for {_shown(origin)} size {size} root {root}"
         )
-    line = bundle.get("record")
-    if not isinstance(line, str):
-        raise RecordError("the bundle has no record text")
-    record = Record.from_line(line.encode())
-    if record.seq != index:
-        raise ProofError(f"the record has seq {record.seq}, the proof is for index {index}")
+    if _own_checkpoint(bundle, key) != checkpoint:
+        raise NoteError("the bundle's signed checkpoint is not the one it is checked against")
+    record = _record(bundle["record"].encode())
+    if not record.seq == bundle["seq"] == index:
+        raise ProofError(
+            f"the record has seq {record.seq}, the proof is for seq {bundle['seq']} index {index}"
+        )
     leaf = leaf_hash(record.line)
-    if leaf != _hex(bundle.get("leaf_hash"), "leaf_hash"):
+    if leaf.hex() != bundle["leaf_hash"]:
         raise ProofError(f"the record hashes to leaf {leaf.hex()}, not the bundle's leaf_hash")
-    nodes = bundle.get("proof")
-    if not isinstance(nodes, list):
-        raise ProofError("proof must be a list of hex hashes")
-    verify_inclusion(leaf, index, size, [_hex(node, "proof hash") for node in nodes], root)
+    nodes = [bytes.fromhex(node) for node in bundle["proof"]]
+    verify_inclusion(leaf, index, size, nodes, checkpoint.root)
     return record
+
+
+def _check_key(bundle: Mapping[str, Any], key: VerifierKey) -> None:
+    """A bundle that names another key than the one that checks it has been altered."""
+    if bundle["key"] != key.vkey:
+        raise NoteError(
+            f"the proof names key {_shown(bundle['key'])}, it is checked with {key.vkey}"
+        )
+
+
+def _record(line: bytes) -> Record:
+    """The record a proof carries; an error says it is that record, even one too deep to parse."""
+    try:
+        return Record.from_line(line)
+    except RecordError as exc:
+        raise type(exc)(f"the proof's record: {exc}") from None
+    except RecursionError:
+        raise RecordError("the proof's record nests too deeply") from None
+
+
+def _own_checkpoint(bundle: Mapping[str, Any], key: VerifierKey) -> Checkpoint:
+    """The bundle's own signed checkpoint, opened with `key`; an error says it is that one."""
+    try:
+        return open_checkpoint(bundle["checkpoint"], key)
+    except NoteError as exc:
+        raise type(exc)(f"the bundle's checkpoint: {exc}") from None

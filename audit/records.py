@@ -213,12 +213,14 @@ def parse_line(line: bytes) -> dict[str, Any]:
     """
     try:
         parsed = json.loads(line.decode())
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise RecordError(f"not JSON ({exc})") from exc
-    if type(parsed) is dict and parsed.keys() == FIELDS:
-        parsed = _canonical_value(line, parsed)
-        if parsed is None:
-            raise NonCanonicalError("bytes are not the RFC 8785 canonical form of the record")
+        if type(parsed) is dict and parsed.keys() == FIELDS:
+            parsed = _canonical_value(line, parsed)
+            if parsed is None:
+                raise NonCanonicalError("bytes are not the RFC 8785 canonical form of the record")
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
+        raise RecordError(f"not JSON ({str(exc)[:200]})") from None
+    except RecursionError:
+        raise RecordError("nests too deeply to be a record") from None
     if type(parsed) is not dict or parsed.keys() != FIELDS:
         keys = sorted(parsed) if isinstance(parsed, dict) else type(parsed).__name__
         raise RecordError(f"a record has exactly the fields {sorted(FIELDS)}, got {keys}")

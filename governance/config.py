@@ -8,7 +8,9 @@ typo in a YAML file is found at load time instead of a hundred steps in.
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -60,22 +62,104 @@ class StrictSection(BaseModel):
         return v
 
 
+# A config is a handful of levels deep and a few hundred values; more is a mistake or
+# an attack, and would overflow the stack of the YAML composer or copy.deepcopy, or
+# (aliases expanded, "billion laughs") exhaust the memory of whatever walks it.
+MAX_DEPTH = 32
+MAX_VALUES = 100_000
+MAX_CONFIG_BYTES = 2**20
+# an integer longer than this is out of every field's range (MAX_INT has 16 digits), and
+# Python refuses to convert one of 4,300 digits from or to text at all
+MAX_INT_CHARS = 32
+
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def read_regular_file(path: Path, name: str, limit: int) -> bytes:
+    """The bytes of the regular file at `path` (a symlink to one is fine), or one
+    ConfigError starting with `name`. Anything else is named by what it is: a FIFO is
+    never opened (opening it blocks), a device never read (/dev/zero never ends), and a
+    file over `limit` bytes is refused rather than read whole."""
+
+    def regular(mode: int) -> None:
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
+            raise ConfigError(f"{name}: {path} is {kind}, not a regular file")
+
+    try:
+        regular(os.stat(path).st_mode)
+        # O_NONBLOCK: should a FIFO replace the file after the stat, opening it does not hang
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: no such file {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
+    with open(fd, "rb") as f:
+        regular(os.fstat(fd).st_mode)
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ConfigError(f"{name}: {path} is over the {limit:,} bytes this reads whole")
+    return data
+
+
 def load_yaml(path: Path) -> Any:
     """A YAML file's data; a repeated key, a non-UTF-8 byte or a syntax error is one
     ConfigError naming the file (and where), never a last-one-wins silent choice."""
+    raw = read_regular_file(path, "config", MAX_CONFIG_BYTES)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    return parse_yaml(text, str(path), "not valid YAML")
+
+
+def parse_yaml(text: str, source: str, invalid: str) -> Any:
+    """YAML text's data, checked by `check_shape`; errors are one ConfigError starting
+    with `source`, a syntax error's with `invalid` and the line."""
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: builds no objects
+        depth = 0  # the parser is iterative, the composer recursive: measure first
+        for event in yaml.parse(text, Loader=_UniqueKeyLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ConfigError(
+                        f"{source}: nested deeper than {MAX_DEPTH} levels "
+                        f"(line {event.start_mark.line + 1})"
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: builds no objects
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" (line {where.line + 1})" if where is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
+        raise ConfigError(f"{source}: {invalid}{at}: {problem}") from None
+    check_shape(data, source)
+    return data
+
+
+def check_shape(data: Any, source: str) -> None:
+    """Refuse data nested deeper than MAX_DEPTH or holding more than MAX_VALUES values,
+    counting a value shared through a YAML alias each time it appears, without recursing
+    (a self-containing list is infinitely deep)."""
+    stack = [(data, 1)]
+    values = 0
+    while stack:
+        node, depth = stack.pop()
+        values += 1
+        if values > MAX_VALUES:
+            raise ConfigError(f"{source}: more than {MAX_VALUES:,} values (aliases expanded)")
+        if isinstance(node, dict | list | tuple):
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"{source}: nested deeper than {MAX_DEPTH} levels")
+            items = node.values() if isinstance(node, dict) else node
+            stack.extend((item, depth + 1) for item in items)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -89,6 +173,19 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if len(node.value) > MAX_INT_CHARS:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"an integer of {len(node.value)} characters is out of range",
+                node.start_mark,
+            )
+        return super().construct_yaml_int(node)
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
 
 
 class GroupConfig(StrictSection):

@@ -2,8 +2,9 @@
 
 Groups are tried in config order and, within a group, patterns in order; the
 first match wins, so a broad catch-all group can come last. A trainable name no
-pattern matches, or a group that matches nothing, is a config error that lists
-the names: silently ungoverned parameters would defeat the point.
+pattern matches, a group that matches nothing, or a pattern that matches no
+trainable name (a typo beside patterns that do match) is a config error that
+names them: silently ungoverned parameters would defeat the point.
 """
 
 from __future__ import annotations
@@ -41,4 +42,11 @@ def assign(names: Iterable[str], groups: tuple[GroupConfig, ...]) -> dict[str, s
     empty = [g.name for g in groups if g.name not in set(mapping.values())]
     if empty:
         raise TaxonomyError(f"group(s) matching no parameter: {', '.join(empty)}")
+    for group in groups:
+        for pattern in group.patterns:
+            if not any(fnmatchcase(name, pattern) for name in mapping):
+                raise TaxonomyError(
+                    f"governance.groups.{group.name}: pattern {pattern!r} matches no "
+                    "trainable parameter"
+                )
     return mapping

@@ -13,15 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from govtrain.governance.config import (
+    MAX_INT_CHARS,
     GovernanceConfig,
     StrictSection,
     TiersConfig,
+    check_shape,
     format_validation_error,
     load_yaml,
+    parse_yaml,
 )
 from govtrain.governance.errors import ConfigError
 from govtrain.pipeline.signals import MEASURES, SIGNALS
@@ -93,8 +95,44 @@ class GeometryGuardConfig(StrictSection):
     wake: float = Field(gt=0)
 
 
-class TrainConfig(StrictSection):
-    """Optimiser and loop settings; the batch size and step count live in `governance`."""
+class GovernOptions(StrictSection):
+    """How a loop governs, whichever loop it is (`govtrain run`'s `train:` section, or the
+    HF and Lightning callbacks' keyword arguments): what the Governor measures, whether it
+    applies its decisions, and when a run of non-finite steps stops it."""
+
+    probe_every: int = Field(default=10, ge=1)
+    awaken_optimizer_state: Literal["reset", "keep"] = "reset"
+    # the convergence signal the pipeline measures (pipeline/signals.py; the geometry
+    # and spectral ones: governance/readings.py, pipeline/geometry.py)
+    signal: Literal[SIGNALS] = "grad_norm"
+    # guards from the probe batch's effective rank (governance/readings.py); off when null
+    geometry_guard: GeometryGuardConfig | None = None
+    # measures recorded at every probe without deciding anything (the run report draws
+    # them; a shadow run with them is how a threshold for a geometry signal is chosen)
+    measure: tuple[Literal[MEASURES], ...] = ()
+    # power-iteration steps per probe for `spectral` (warm-started from the last probe's)
+    power_iterations: int = Field(default=3, ge=1, le=100)
+    # "observe": measure, decide and audit, but apply nothing (shadow mode; the
+    # overhead benchmark's middle arm). Every sample reaches every group.
+    mode: Literal["governed", "observe"] = "governed"
+    max_nonfinite: int = Field(default=3, ge=1)
+
+    @property
+    def enforce(self) -> bool:
+        return self.mode == "governed"
+
+
+def parse_options(options: dict[str, Any], source: str) -> GovernOptions:
+    """`GovernOptions` from a loop's keyword arguments; an error names the argument."""
+    try:
+        return GovernOptions.model_validate(options)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
+
+
+class TrainConfig(GovernOptions):
+    """Optimiser and loop settings of `govtrain run`; the batch size and step count live
+    in `governance`, how it governs in `GovernOptions`."""
 
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(gt=0)
@@ -111,26 +149,10 @@ class TrainConfig(StrictSection):
     eval: Literal["every", "on_change"] = "every"
     eval_batches: int = Field(default=4, ge=1)
     checkpoint_every: int = Field(default=100, ge=1)
-    probe_every: int = Field(default=10, ge=1)
-    awaken_optimizer_state: Literal["reset", "keep"] = "reset"
-    # the convergence signal the pipeline measures (pipeline/signals.py; the geometry
-    # and spectral ones: governance/readings.py, pipeline/geometry.py)
-    signal: Literal[SIGNALS] = "grad_norm"
-    # guards from the probe batch's effective rank (governance/readings.py); off when null
-    geometry_guard: GeometryGuardConfig | None = None
-    # measures recorded at every probe without deciding anything (the run report draws
-    # them; a shadow run with them is how a threshold for a geometry signal is chosen)
-    measure: tuple[Literal[MEASURES], ...] = ()
-    # power-iteration steps per probe for `spectral` (warm-started from the last probe's)
-    power_iterations: int = Field(default=3, ge=1, le=100)
-    # "observe": measure, decide and audit, but apply nothing (shadow mode; the
-    # overhead benchmark's middle arm). Every sample reaches every group.
-    mode: Literal["governed", "observe"] = "governed"
     # "auto": CUDA when available, else CPU. Decisions do not depend on it.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Bit-exact resume on CUDA needs deterministic kernels (slower); CPU is exact anyway.
     deterministic: bool = False
-    max_nonfinite: int = Field(default=3, ge=1)
 
     # Under torchrun (pipeline/distributed.py): "ddp" replicates the model and all-reduces
     # the trainable gradients, "fsdp2" shards it (FSDP2, one unit per block); collectives
@@ -139,7 +161,8 @@ class TrainConfig(StrictSection):
     # transition).
     # Experiment trackers fed from the audit records on rank 0 (pipeline/trackers.py):
     # TensorBoard event files in RUN/tensorboard; MLflow at `mlflow_uri` (default: the
-    # MLFLOW_TRACKING_URI environment variable, else MLflow's own default).
+    # MLFLOW_TRACKING_URI environment variable, else a file store beside the run,
+    # RUN/../mlruns).
     trackers: tuple[Literal["tensorboard", "mlflow"], ...] = ()
 
     @field_validator("trackers")
@@ -179,7 +202,8 @@ class AuditConfig(StrictSection):
 class RunConfig(StrictSection):
     # names the default run directory (runs/NAME-...): no path separators, no leading dot
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    seed: int = Field(default=0, ge=0)
+    # seeds derived from it (seed x 1_000_003 + step) must stay within torch's 64-bit seeds
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
     governance: GovernanceConfig
     model: ModelConfig | None = None
     data: DataConfig | None = None
@@ -198,6 +222,7 @@ def parse_config(data: Any, source: str = "config") -> RunConfig:
     """Validate a mapping into a RunConfig; errors name the field and the value."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be a mapping, got {type(data).__name__}")
+    check_shape(data, source)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
@@ -237,14 +262,14 @@ def _value(field: str, text: str) -> Any:
     quoted scalars and flow collections (`"8"`, `[a, b]`, `{k: v}`) as YAML."""
     plain = text.strip()
     if plain[:1] in ("[", "{", '"', "'"):
-        try:
-            return yaml.safe_load(plain)
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(f"override {field}: not a YAML value: {problem}") from None
+        return parse_yaml(plain, f"override {field}", "not a YAML value")
     if plain.lower() in _CORE:
         return _CORE[plain.lower()]
     if _INT.fullmatch(plain) and not re.fullmatch(r"[-+]?0[0-9]+", plain):
+        if len(plain) > MAX_INT_CHARS:
+            raise ConfigError(
+                f"override {field}: an integer of {len(plain)} characters is out of range"
+            )
         return int(plain)
     if _FLOAT.fullmatch(plain) and not _INT.fullmatch(plain):
         return float(plain)

@@ -6,6 +6,8 @@ but the step number to continue on exactly the same samples.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from govtrain.governance.config import read_regular_file
 from govtrain.governance.errors import ConfigError
 from govtrain.pipeline.config import DataConfig, DedupConfig
 
@@ -140,31 +143,53 @@ def synthetic_corpus(cfg: DataConfig, seed: int) -> Corpus:
     return _split(seqs, cfg, v, ())
 
 
+# The text file is read, tokenised and held whole in memory (its BPE encodings and ids
+# take several times its size): a bigger corpus is refused, not streamed.
+MAX_TEXT_BYTES = 64 * 2**20
+# BPE's work on one pre-token (a run of letters, or of anything but spaces) grows faster
+# than its length: a 300 KB line without spaces took minutes, and came out as a few
+# tokens. Lines are cut into pieces of at most this many characters.
+PIECE = 1024
+_WORD_START = re.compile(r" (?=\S)")  # the byte-level pre-tokenizer cuts here too
+
+
 def text_corpus(cfg: DataConfig) -> Corpus:
     """A local UTF-8 text file, one line per training text, tokenised by a byte-level BPE
     trained on it."""
     path = cfg.path
     assert path is not None  # guaranteed by DataConfig
-    if not path.is_file():
-        raise ConfigError(f"data.path: no such file {path}")
-    if path.stat().st_size == 0:
+    raw = read_regular_file(path, "data.path", MAX_TEXT_BYTES)
+    if not raw:
         raise ConfigError(f"data.path: {path} is empty")
     from tokenizers import ByteLevelBPETokenizer
 
     try:
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"data.path: {path} is not UTF-8 text (byte {exc.start})") from None
+    pieces = [piece for line in text.splitlines(keepends=True) for piece in _pieces(line)]
     tokenizer = ByteLevelBPETokenizer()
     tokenizer.train_from_iterator(
-        lines, vocab_size=cfg.vocab_size, min_frequency=2, show_progress=False
+        pieces, vocab_size=cfg.vocab_size, min_frequency=2, show_progress=False
     )
-    ids = [i for enc in tokenizer.encode_batch(lines) for i in enc.ids]
+    ids = [i for enc in tokenizer.encode_batch(pieces) for i in enc.ids]
     usable = len(ids) // cfg.seq_len * cfg.seq_len
     if usable < 2 * cfg.seq_len:
         raise ConfigError(f"data.path: {path} has too little text for seq_len {cfg.seq_len}")
     seqs = torch.tensor(ids[:usable], dtype=torch.long).view(-1, cfg.seq_len)
     return _split(seqs, cfg, tokenizer.get_vocab_size(), (path,))
+
+
+def _pieces(line: str) -> Iterator[str]:
+    """`line` in pieces of at most PIECE characters, each cut before a word where one
+    starts (where the pre-tokenizer cuts, so the tokens are the same), else anywhere."""
+    start = 0
+    while len(line) - start > PIECE:
+        starts = [m.start() for m in _WORD_START.finditer(line, start + 1, start + PIECE + 2)]
+        end = starts[-1] if starts else start + PIECE
+        yield line[start:end]
+        start = end
+    yield line[start:]
 
 
 def _split(seqs: Tensor, cfg: DataConfig, vocab: int, files: tuple[Path, ...]) -> Corpus:

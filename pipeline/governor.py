@@ -1,6 +1,6 @@
 """The governed step for any PyTorch loop: measure, decide (pure core), apply, audit.
 
-    gov = Governor(model, optimizer, cfg.governance, probe=probe_loss, audit=log)
+    gov = Governor(model, optimizer, cfg.governance, GovernOptions(), probe=probe_loss, audit=log)
     for step, batch in enumerate(batches):
         per_sample = per_sample_loss(model, batch)     # [B], one loss per sample
         gov.route(per_sample)                          # who reaches which group's weights
@@ -57,12 +57,12 @@ from govtrain.governance.state import (
     GovernanceState,
     GroupObservation,
     Phase,
-    Transition,
     state_from_dict,
     state_to_dict,
 )
 from govtrain.governance.step import Decision, StepResult, decide, govern, initial_state
 from govtrain.pipeline import geometry
+from govtrain.pipeline.config import GovernOptions
 from govtrain.pipeline.distributed import Shard, World, broadcast_floats, group_norms
 from govtrain.pipeline.routed import RoutingPlan, make_routable
 from govtrain.pipeline.scorer import LearnedScorer, nominal_k
@@ -84,15 +84,9 @@ class Governor:
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         cfg: GovernanceConfig,
+        options: GovernOptions | None = None,
         *,
         probe: ProbeLoss | None = None,
-        probe_every: int = 10,
-        awaken_optimizer_state: str = "reset",
-        signal: str = "grad_norm",
-        geometry_guard: Guard | None = None,
-        power_iterations: int = 3,
-        measure: tuple[str, ...] = (),
-        enforce: bool = True,
         audit: AuditSink | None = None,
         seed: int = 0,
         world: World | None = None,
@@ -109,10 +103,12 @@ class Governor:
                 "router.scorer 'learned' is not supported under torchrun (each rank sees its "
                 "own share of the features and benefits): use 'loss' or 'random'"
             )
+        options = options if options is not None else GovernOptions()
+        signal, guard = options.signal, options.geometry_guard
         self.model, self.optimizer, self.cfg = model, optimizer, cfg
-        self.probe, self.probe_every = probe, probe_every
-        self.awaken_policy, self.audit, self.seed = awaken_optimizer_state, audit, seed
-        self.enforce, self.world, self.synced = enforce, world, synced
+        self.probe, self.probe_every = probe, options.probe_every
+        self.awaken_policy, self.audit, self.seed = options.awaken_optimizer_state, audit, seed
+        self.enforce, self.world, self.synced = options.enforce, world, synced
         # FSDP2: parameters are DTensor shards (pipeline/distributed.py)
         # the model's parameters as built: FSDP2 swaps unsharded copies in and out of the
         # modules around each forward, so `model.parameters()` is not stable mid-step
@@ -136,7 +132,12 @@ class Governor:
         ]
         gov = cfg.governor
         self.readings = Readings(
-            self.names, signal, geometry_guard, gov.signal_threshold, gov.wake_threshold, measure
+            self.names,
+            signal,
+            None if guard is None else Guard(guard.collapse, guard.wake),
+            gov.signal_threshold,
+            gov.wake_threshold,
+            options.measure,
         )
         if self.readings.measures and (probe is None or self.sharded):
             raise GovtrainError(
@@ -153,7 +154,7 @@ class Governor:
         )
         self._pending: tuple[dict[str, Tensor], Tensor, dict[str, int]] | None = None
         self._scored_by: str | None = None
-        self.power_iterations = power_iterations
+        self.power_iterations = options.power_iterations
         # spectral: each trainable group's weights at the last probe, and the power
         # iteration's vectors per (group, parameter index, "update" | "weight")
         self._at_probe: dict[str, list[Tensor]] = {}
@@ -166,7 +167,6 @@ class Governor:
         self.state: GovernanceState = initial_state(cfg)
         self.decision: Decision = decide(self.state, [1.0] * len(self.names), cfg)
         self.step = 0
-        self.nonfinite_run = 0  # steps in a row that end_step was told were non-finite
         self.routed: dict[str, dict[str, Any]] = {}
         self._t0 = time.perf_counter()
         self._apply_freezing()
@@ -260,25 +260,6 @@ class Governor:
         self.scorer.learn(features, before - after, ks)
         self._pending = None
 
-    def end_step(
-        self, loss: float, lr: float, nonfinite: bool
-    ) -> tuple[tuple[Transition, ...], bool]:
-        """The end of a step of someone else's loop (the HF and Lightning callbacks):
-        commit it or, after a non-finite loss, record it and skip it. Returns the
-        transitions taken and whether that loop must stop: with every group frozen
-        it could not run another backward (a `stop` record says why)."""
-        self.nonfinite_run = self.nonfinite_run + 1 if nonfinite else 0
-        if nonfinite:
-            if self.audit is not None:
-                self.audit.append("nonfinite", {"step": self.step, "loss": loss})
-            self.skip()
-            return (), False
-        taken = self.commit(loss=loss, lr=lr).transitions
-        stop = all(g.phase.frozen for g in self.state.groups)
-        if stop and self.audit is not None:
-            self.audit.append("stop", {"step": self.step, "reason": "every group is frozen"})
-        return taken, stop
-
     def skip(self) -> None:
         """A step whose update was skipped (non-finite loss): nothing observed, clock still."""
         self.step += 1
@@ -321,15 +302,6 @@ class Governor:
                 for p in ps
                 if p.grad is not None
             ]
-
-    def too_many_nonfinite(self, limit: int) -> str | None:
-        """Why that loop must stop, once `limit` steps in a row ended non-finite; else None."""
-        if self.nonfinite_run < limit:
-            return None
-        return (
-            f"{self.nonfinite_run} non-finite losses in a row (max_nonfinite) by step "
-            f"{self.step}: training stops, its log unsealed"
-        )
 
     def nonfinite(self, per_sample_loss: Tensor) -> bool:
         """Whether this step's losses are not all finite, on any rank: every rank must

@@ -70,13 +70,15 @@ state is not in it); parameters that are frozen or missing from the optimizer
 before governance starts (the Trainer would never update them once their
 group activates).
 
-A step whose per-sample losses are not all finite, on any rank, is skipped on
-every rank as GovernedTrainer skips it: the callback routes every sample for
-it, drops its gradients in `on_pre_optimizer_step` (so the Trainer's optimizer
-step changes nothing), records `nonfinite` and calls `Governor.skip()`;
-`max_nonfinite` (3) of them in a row stop training with an error, the log
-unsealed. When every group is frozen the Trainer cannot run a backward, so
-training stops (a `stop` record says why).
+The loop policy is the `Driver`'s (pipeline/driver.py), as in GovernedTrainer and
+the Lightning callback: a step whose per-sample losses are not all finite, on any
+rank, is skipped on every rank (its gradients dropped in `on_pre_optimizer_step`,
+so the Trainer's optimizer step changes nothing, and recorded `nonfinite`);
+`max_nonfinite` (3) of them in a row stop training with an error, the log sealed.
+A batch of another size than `router.batch_size` (a short last batch: set
+`dataloader_drop_last=True`) is refused in one line. Training stops at Finish,
+and when every group is frozen, since the Trainer cannot run a backward then (a
+`stop` record says why).
 """
 
 from __future__ import annotations
@@ -102,10 +104,11 @@ from govtrain.audit.provenance import file_sha256
 from govtrain.governance.config import GovernanceConfig
 from govtrain.governance.errors import GovtrainError
 from govtrain.governance.state import Transition
+from govtrain.pipeline.config import parse_options
 from govtrain.pipeline.distributed import current_world
-from govtrain.pipeline.governor import Governor, untrainable
+from govtrain.pipeline.driver import Driver
+from govtrain.pipeline.governor import Governor
 from govtrain.pipeline.runlog import create_run_log
-from govtrain.pipeline.scorer import refused
 
 log = structlog.get_logger("govtrain")
 
@@ -205,12 +208,14 @@ def start_audit(
 
 
 class GovernanceCallback(TrainerCallback):
-    """Governs an HF Trainer's model with a `Governor`; one instance per training run.
+    """Governs an HF Trainer's model through a `Driver`; one instance per training run.
 
-    `probe_batch`: model inputs with `labels` for the Governor's drift probe
-    (wake signals for converged groups); without it no group ever awakens.
-    After `on_train_begin`, `gov` is the Governor and `transitions` collects
-    every transition of the run in order.
+    `probe_batch`: model inputs with `labels` for the Governor's probe (wake signals
+    for converged groups, geometry measures); without it no group ever awakens.
+    `options`: how it governs (`GovernOptions`: signal, measure, mode, probe_every,
+    max_nonfinite, ...), as `govtrain run`'s `train:` section says it. After
+    `on_train_begin`, `gov` is the Governor and `transitions` every transition of the
+    run in order.
     """
 
     def __init__(
@@ -219,26 +224,28 @@ class GovernanceCallback(TrainerCallback):
         *,
         audit: AuditLog | None = None,
         probe_batch: Mapping[str, Tensor] | None = None,
-        probe_every: int = 10,
-        awaken_optimizer_state: str = "reset",
         seed: int = 0,
         per_sample_loss: PerSampleLoss | None = None,
-        max_nonfinite: int = 3,
+        **options: Any,
     ) -> None:
-        self.cfg, self.audit = cfg, audit
+        self.cfg, self.audit, self.seed = cfg, audit, seed
+        self.options = parse_options(options, "GovernanceCallback")
         self.probe_batch = dict(probe_batch) if probe_batch is not None else None
-        self.probe_every, self.awaken_policy, self.seed = probe_every, awaken_optimizer_state, seed
         self.loss_fn = per_sample_loss
-        self.gov: Governor | None = None
-        self.transitions: list[Transition] = []
+        self.driver: Driver | None = None
         self.last_routed: dict[str, tuple[int, ...] | None] = {}
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
         self._batch: int | None = None
         self._loss: Tensor | None = None
         self._routed = False
-        self._nonfinite = False
-        self.max_nonfinite = max_nonfinite
-        self._ended = False
+
+    @property
+    def gov(self) -> Governor | None:
+        return None if self.driver is None else self.driver.gov
+
+    @property
+    def transitions(self) -> list[Transition]:
+        return [] if self.driver is None else self.driver.transitions
 
     # -- events ----------------------------------------------------------------------------
 
@@ -251,20 +258,19 @@ class GovernanceCallback(TrainerCallback):
         optimizer: torch.optim.Optimizer | None = None,
         **kwargs: Any,
     ) -> None:
-        if self.gov is not None:
+        if self.driver is not None:
             raise HFGovernanceError("a GovernanceCallback governs one training run; make a new one")
         if model is None or optimizer is None:
             raise HFGovernanceError("on_train_begin needs the Trainer's model and optimizer")
         self._check_setup(args, state, model, optimizer)
         if self.loss_fn is None:
             self.loss_fn = per_sample_loss_for(model)
-        self.gov = Governor(
+        self.driver = Driver(
             model,
             optimizer,
             self.cfg,
+            self.options,
             probe=self._probe_fn(model),
-            probe_every=self.probe_every,
-            awaken_optimizer_state=self.awaken_policy,
             audit=self.audit,
             seed=self.seed,
             world=current_world(),
@@ -274,10 +280,11 @@ class GovernanceCallback(TrainerCallback):
         for name, module in model.named_modules():
             if isinstance(module, nn.Embedding):
                 self._hooks.append(module.register_forward_pre_hook(self._expander(name)))
+        gov = self.driver.gov
         log.info(
             "governance_start",
-            groups=self.gov.names,
-            frozen=[n for n in self.gov.names if self._frozen(n)],
+            groups=gov.names,
+            frozen=[n for n, g in zip(gov.names, gov.state.groups, strict=True) if g.phase.frozen],
             audited=self.audit is not None,
         )
 
@@ -289,37 +296,27 @@ class GovernanceCallback(TrainerCallback):
         optimizer: torch.optim.Optimizer | None = None,
         **kwargs: Any,
     ) -> TrainerControl:
-        gov = self._governor()
+        driver = self._driver()
         if not self._routed:
             raise HFGovernanceError(
                 f"optimizer step {state.global_step} had no routed training forward: the "
                 f"model was called outside the governed module, or without grad"
             )
-        if gov.step != state.global_step:
+        if driver.gov.step != state.global_step:
             raise HFGovernanceError(
-                f"governor at step {gov.step} but the Trainer at {state.global_step}"
+                f"governor at step {driver.gov.step} but the Trainer at {state.global_step}"
             )
         assert self._loss is not None and optimizer is not None
-        loss = float(self._loss)
         self._routed = False
-        taken, stop = gov.end_step(loss, float(optimizer.param_groups[0]["lr"]), self._nonfinite)
-        self._nonfinite = False
-        if why := gov.too_many_nonfinite(self.max_nonfinite):
-            raise HFGovernanceError(why)
-        for t in taken:
-            self.transitions.append(t)
-            if t.action in ("Converge", "Awaken", "ActivateLevel"):
-                log.info(t.action, step=gov.step - 1, group=t.group, to=t.after)
-        if stop:
-            log.info("stop", step=gov.step, reason="every group is frozen")
+        outcome = driver.end(float(self._loss), float(optimizer.param_groups[0]["lr"]))
+        if outcome.stop:
             control.should_training_stop = True
         return control
 
     def on_pre_optimizer_step(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if self._nonfinite:  # the step is recorded as skipped: it must not update anything
-            self._governor().discard_gradients()
+        self._driver().before_update()  # a skipped step's gradients are dropped
 
     def on_evaluate(
         self,
@@ -329,22 +326,19 @@ class GovernanceCallback(TrainerCallback):
         metrics: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if self.audit is None or metrics is None or self._ended:
-            return  # an evaluation after train() ended is not part of the sealed run
+        if self.driver is None or metrics is None:
+            return
         numbers = {
             k: float(v)
             for k, v in metrics.items()
             if isinstance(v, int | float) and not isinstance(v, bool)
         }
-        body: dict[str, Any] = {"step": state.global_step, "metrics": numbers}
-        if "eval_loss" in numbers:
-            body["loss"] = numbers["eval_loss"]
-        self.audit.append("eval", body)
+        self.driver.evaluated(state.global_step, numbers.get("eval_loss"), numbers)
 
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if self.audit is None or self._ended:
+        if self.audit is None or self.driver is None or self.driver.closed:
             return
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         files = sorted(
@@ -357,26 +351,16 @@ class GovernanceCallback(TrainerCallback):
         if not files:
             raise HFGovernanceError(f"on_save: no model weight file in {folder} to record")
         for path in files:
-            self.audit.append(
-                "checkpoint",
-                {
-                    "step": state.global_step,
-                    "path": self._relative(path),
-                    "sha256": file_sha256(path),
-                },
-            )
+            self.driver.saved(state.global_step, self._relative(path), file_sha256(path))
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        self._ended = True
         for handle in self._hooks:
             handle.remove()
         self._hooks.clear()
-        if self.gov is not None:
-            self.gov.release()  # the model, used afterwards, is the user's again
-        if self.audit is not None:
-            self.audit.close({"status": "ok", "steps": state.global_step})
+        if self.driver is not None:  # the model, used afterwards, is the user's again
+            self.driver.close()
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -410,8 +394,8 @@ class GovernanceCallback(TrainerCallback):
     def _after_forward(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
     ) -> None:
-        gov = self._governor()
-        if not (module.training and torch.is_grad_enabled() and gov.observing):
+        driver = self._driver()
+        if not (module.training and torch.is_grad_enabled() and driver.gov.observing):
             return  # evaluation, prediction, or the Governor's own probe
         if self._routed:
             raise HFGovernanceError(
@@ -436,11 +420,8 @@ class GovernanceCallback(TrainerCallback):
         loss = output.get("loss") if hasattr(output, "get") else None
         self._loss = (loss if loss is not None else per_sample.mean()).detach()
         self._routed = True
-        if gov.nonfinite(per_sample):  # on any rank: every rank skips
-            gov.plan.route_all()
-            self._nonfinite = True
-            return
-        self.last_routed = gov.route(per_sample)
+        driver.forward(per_sample)
+        self.last_routed = driver.routed
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -470,8 +451,6 @@ class GovernanceCallback(TrainerCallback):
                 "ddp_find_unused_parameters=False: DDP would fail the first backward after a "
                 "group freezes; leave it unset (True for a PreTrainedModel) or set it True"
             )
-        if world is not None and not world.leader and self.audit is not None:
-            problems.append(f"an audit log on rank {world.rank}: only rank 0 writes the log")
         if args.per_device_train_batch_size != cfg.router.batch_size:
             problems.append(
                 f"per_device_train_batch_size is {args.per_device_train_batch_size}, "
@@ -488,8 +467,9 @@ class GovernanceCallback(TrainerCallback):
             problems.append("fp16 loss scaling is not supported: use bf16 or fp32")
         if args.torch_compile:
             problems.append("torch_compile is not supported (routing slots are read eagerly)")
-        problems += untrainable(model, optimizer)
-        problems += refused(cfg, "the HF callback")
+        problems += Driver.refusals(
+            cfg, model, optimizer, loop="the HF callback", audit=self.audit, world=world
+        )
         if problems:
             raise HFGovernanceError("cannot govern this Trainer run: " + "; ".join(problems))
 
@@ -504,14 +484,10 @@ class GovernanceCallback(TrainerCallback):
         }
         return lambda m: m(**batch).loss
 
-    def _governor(self) -> Governor:
-        if self.gov is None:
+    def _driver(self) -> Driver:
+        if self.driver is None:
             raise HFGovernanceError("the GovernanceCallback has not seen on_train_begin")
-        return self.gov
-
-    def _frozen(self, group: str) -> bool:
-        gov = self._governor()
-        return gov.state.groups[gov.names.index(group)].phase.frozen
+        return self.driver
 
     def _relative(self, path: Path) -> str:
         """`path` relative to the audited run directory when inside it, else absolute."""

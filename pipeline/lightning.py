@@ -22,10 +22,13 @@ of a step (Lightning 2.x, automatic optimization):
 * close the log (run_end, final signed checkpoint) -> `on_fit_end`; a fit that
   raises leaves the log unsealed, as a crash would.
 
-A step whose per-sample losses are not all finite, on any rank, is recorded as
-`nonfinite` and skipped on every rank: its gradients are dropped before the
-optimizer step, so nothing is updated. `max_nonfinite` (3) such steps in a row
-stop the fit with an error, the log unsealed.
+The loop policy is the `Driver`'s (pipeline/driver.py), as in GovernedTrainer and
+the HF callback: a step whose per-sample losses are not all finite, on any rank,
+is recorded as `nonfinite` and skipped on every rank (its gradients dropped before
+the optimizer step, so nothing is updated); `max_nonfinite` (3) such steps in a
+row stop the fit with an error, the log sealed. A batch of another size than
+`router.batch_size` (a short last batch: use `drop_last=True`) is refused in one
+line. The fit stops at Finish, and once every group is frozen.
 
 Resume. The Governor's state (core state, decision, signal windows, probe
 readings) is the callback's `state_dict`, so Lightning saves it in every
@@ -69,10 +72,12 @@ from torch import Tensor, nn
 from govtrain.audit.log import AuditLog
 from govtrain.governance.config import GovernanceConfig
 from govtrain.governance.errors import GovtrainError
+from govtrain.governance.state import Transition
+from govtrain.pipeline.config import parse_options
 from govtrain.pipeline.distributed import current_world
-from govtrain.pipeline.governor import Governor, ProbeLoss, untrainable
+from govtrain.pipeline.driver import Driver
+from govtrain.pipeline.governor import Governor, ProbeLoss
 from govtrain.pipeline.runlog import create_run_log
-from govtrain.pipeline.scorer import refused
 
 log = structlog.get_logger("govtrain.lightning")
 
@@ -91,10 +96,13 @@ def start_audit(run_dir: Path, model: nn.Module, cfg: GovernanceConfig, **option
 
 
 class GovernanceCallback(L.Callback):
-    """Governs a LightningModule's parameters with a `Governor`; one instance per fit.
+    """Governs a LightningModule's parameters through a `Driver`; one instance per fit.
 
     `probe`: the loss of a fixed batch, `probe(module) -> scalar`, for wake signals
-    (without it no group ever awakens). After `on_fit_start`, `gov` is the Governor.
+    and geometry measures (without it no group ever awakens). `options`: how it
+    governs (`GovernOptions`: signal, measure, mode, probe_every, max_nonfinite, ...),
+    as `govtrain run`'s `train:` section says it. After `on_fit_start`, `gov` is the
+    Governor and `transitions` every transition of the fit in order.
     """
 
     def __init__(
@@ -102,24 +110,25 @@ class GovernanceCallback(L.Callback):
         cfg: GovernanceConfig,
         *,
         probe: ProbeLoss | None = None,
-        probe_every: int = 10,
         audit: AuditLog | None = None,
-        awaken_optimizer_state: str = "reset",
         seed: int = 0,
-        max_nonfinite: int = 3,
+        **options: Any,
     ) -> None:
-        self.cfg, self.probe, self.probe_every, self.audit = cfg, probe, probe_every, audit
-        self.awaken_policy, self.seed, self.max_nonfinite = (
-            awaken_optimizer_state,
-            seed,
-            max_nonfinite,
-        )
-        self.gov: Governor | None = None
+        self.cfg, self.probe, self.audit, self.seed = cfg, probe, audit, seed
+        self.options = parse_options(options, "GovernanceCallback")
+        self.driver: Driver | None = None
         self._restored: dict[str, Any] | None = None
         self._original: Callable[..., Any] | None = None
         self._wrapped = False
         self._step_input: tuple[float, float] | None = None  # this batch's (loss, lr)
-        self._nonfinite = False
+
+    @property
+    def gov(self) -> Governor | None:
+        return None if self.driver is None else self.driver.gov
+
+    @property
+    def transitions(self) -> list[Transition]:
+        return [] if self.driver is None else self.driver.transitions
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -129,7 +138,7 @@ class GovernanceCallback(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if "governor" not in state_dict:
             return
-        if self.gov is None:  # most strategies restore callbacks before on_fit_start
+        if self.driver is None:  # most strategies restore callbacks before on_fit_start
             self._restored = state_dict["governor"]
             return
         if self.audit is not None:
@@ -137,33 +146,32 @@ class GovernanceCallback(L.Callback):
                 "an audit log on a resumed fit: a Lightning checkpoint does not carry the "
                 "log's position; resume without audit= or start a new audited run"
             )
-        self.gov.load_state_dict(state_dict["governor"])
+        self.driver.gov.load_state_dict(state_dict["governor"])
 
     # -- the fit ---------------------------------------------------------------------------
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.gov is not None:
+        if self.driver is not None:
             raise LightningGovernanceError("a GovernanceCallback governs one fit; make a new one")
         self._check_setup(trainer, pl_module)
-        self.gov = Governor(
+        self.driver = Driver(
             pl_module,
             trainer.optimizers[0],
             self.cfg,
+            self.options,
             probe=self.probe,
-            probe_every=self.probe_every,
-            awaken_optimizer_state=self.awaken_policy,
             audit=self.audit,
             seed=self.seed,
             world=current_world(),
         )
         if self._restored is not None:
-            self.gov.load_state_dict(self._restored)
+            self.driver.gov.load_state_dict(self._restored)
             self._restored = None
         # the module's own attribute, if it had one; None: its class's method
         self._original = vars(pl_module).get("training_step")
         self._wrapped = True
         pl_module.training_step = self._routed_step(trainer, pl_module.training_step)
-        log.info("governance_start", groups=self.gov.names, step=self.gov.step)
+        log.info("governance_start", groups=self.driver.gov.names, step=self.driver.gov.step)
 
     def on_train_batch_end(
         self,
@@ -173,58 +181,48 @@ class GovernanceCallback(L.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        gov = self._governor()
+        driver = self._driver()
         if self._step_input is None:
             raise LightningGovernanceError(
                 f"batch {batch_idx} ended without a governed training_step"
             )
         loss, lr = self._step_input
         self._step_input = None
-        if trainer.global_step != gov.step + 1:
+        if trainer.global_step != driver.gov.step + 1:
             raise LightningGovernanceError(
-                f"governor at step {gov.step} but Lightning finished step {trainer.global_step}"
+                f"governor at step {driver.gov.step} but Lightning finished step "
+                f"{trainer.global_step}"
             )
-        taken, stop = gov.end_step(loss, lr, self._nonfinite)
-        self._nonfinite = False
-        if why := gov.too_many_nonfinite(self.max_nonfinite):
-            raise LightningGovernanceError(why)
-        for t in taken:
-            if t.action in ("Converge", "Awaken", "ActivateLevel", "Finish"):
-                log.info(t.action, step=gov.step - 1, group=t.group, to=t.after)
-        if stop:
-            log.info("stop", step=gov.step, reason="every group is frozen")
+        if driver.end(loss, lr).stop:
             trainer.should_stop = True
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        if self._nonfinite:  # the step is recorded as skipped: it must not update anything
-            self._governor().discard_gradients()
+        self._driver().before_update()  # a skipped step's gradients are dropped
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.audit is None or self.gov is None or trainer.sanity_checking:
+        if self.driver is None or trainer.sanity_checking:
             return
         metrics = {
             k: float(v)
             for k, v in trainer.callback_metrics.items()
             if isinstance(v, Tensor | int | float) and torch.as_tensor(v).numel() == 1
         }
-        body: dict[str, Any] = {"step": trainer.global_step, "metrics": metrics}
-        for key in ("val_loss", "eval_loss", "loss"):
-            if key in metrics:
-                body["loss"] = metrics[key]
-                break
-        self.audit.append("eval", body)
+        loss = next((metrics[k] for k in ("val_loss", "eval_loss", "loss") if k in metrics), None)
+        self.driver.evaluated(trainer.global_step, loss, metrics)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._release(pl_module)
-        if self.audit is not None:
-            self.audit.close({"status": "ok", "steps": trainer.global_step})
+        self._unwrap(pl_module)
+        if self.driver is not None:  # the module, used afterwards, is the user's again
+            self.driver.close()
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        self._release(pl_module)  # the log stays unsealed: what a crash leaves
+        self._unwrap(pl_module)
+        if self.driver is not None and not self.driver.closed:
+            self.driver.gov.release()  # the log stays unsealed: what a crash leaves
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -233,39 +231,30 @@ class GovernanceCallback(L.Callback):
 
         def routed(*args: Any, **kwargs: Any) -> Any:
             out = step(*args, **kwargs)
-            gov = self._governor()
-            if not gov.observing:
+            driver = self._driver()
+            if not driver.gov.observing:
                 return out
             per_sample = out.get(PER_SAMPLE) if isinstance(out, Mapping) else None
-            batch = self.cfg.router.batch_size
-            if not isinstance(per_sample, Tensor) or per_sample.shape != (batch,):
-                got = "nothing" if per_sample is None else f"{type(per_sample).__name__}"
-                if isinstance(per_sample, Tensor):
-                    got = f"shape {tuple(per_sample.shape)}"
+            if not isinstance(per_sample, Tensor):
+                got = "nothing" if per_sample is None else type(per_sample).__name__
                 raise LightningGovernanceError(
-                    f"training_step must return {{'loss': ..., '{PER_SAMPLE}': [batch]}} with "
-                    f"router.batch_size = {batch} samples (drop_last=True); got {got}"
+                    f"training_step must return {{'loss': ..., '{PER_SAMPLE}': [batch]}}, one "
+                    f"loss per sample; got {got}"
                 )
             lr = float(trainer.optimizers[0].param_groups[0]["lr"])
             self._step_input = (float(out["loss"].detach()), lr)
-            if gov.nonfinite(per_sample):  # on any rank: every rank skips
-                gov.plan.route_all()
-                self._nonfinite = True
-            else:
-                gov.route(per_sample.detach())
+            driver.forward(per_sample.detach())
             return out
 
         return routed
 
-    def _release(self, pl_module: L.LightningModule) -> None:
+    def _unwrap(self, pl_module: L.LightningModule) -> None:
         if self._wrapped:
             if self._original is None:
                 del pl_module.training_step
             else:
                 pl_module.training_step = self._original
             self._wrapped, self._original = False, None
-        if self.gov is not None:
-            self.gov.release()  # the module, used afterwards, is the user's again
 
     def _check_setup(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         cfg, problems = self.cfg, []
@@ -296,21 +285,26 @@ class GovernanceCallback(L.Callback):
                 "DDP without find_unused_parameters=True would fail the first backward after "
                 "a group freezes: use DDPStrategy(find_unused_parameters=True)"
             )
-        if self.audit is not None and world is not None and not world.leader:
-            problems.append(f"an audit log on rank {world.rank}: only rank 0 writes the log")
         if self.audit is not None and self._restored is not None:
             problems.append(
                 "an audit log on a resumed fit: a Lightning checkpoint does not carry the log's "
                 "position; resume without audit= or start a new audited run"
             )
-        problems += untrainable(pl_module, trainer.optimizers[0]) if trainer.optimizers else []
-        problems += refused(cfg, "the Lightning callback")
+        if trainer.optimizers:
+            problems += Driver.refusals(
+                cfg,
+                pl_module,
+                trainer.optimizers[0],
+                loop="the Lightning callback",
+                audit=self.audit,
+                world=world,
+            )
         if problems:
             raise LightningGovernanceError(
                 "cannot govern this Lightning fit: " + "; ".join(problems)
             )
 
-    def _governor(self) -> Governor:
-        if self.gov is None:
+    def _driver(self) -> Driver:
+        if self.driver is None:
             raise LightningGovernanceError("the GovernanceCallback has not seen on_fit_start")
-        return self.gov
+        return self.driver

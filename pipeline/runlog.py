@@ -3,6 +3,7 @@
 The callback that governs such a loop writes its step records into a log created
 here, before training starts, committing to the config, the model's architecture
 and initial weights, and the data files; `config` says which loop it was.
+`new_log` is what every loop's log is created by, `govtrain run`'s too.
 """
 
 from __future__ import annotations
@@ -33,11 +34,7 @@ def create_run_log(
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     fsync: FsyncPolicy = DEFAULT_FSYNC,
 ) -> AuditLog:
-    """`run_dir`'s new audit log; `loop`: what the config records of the training loop.
-
-    A new key kept with the run (`run_dir/keys/`) signs unless a `signer` is given;
-    each signed checkpoint is also kept in the user's trust anchor store.
-    """
+    """`run_dir`'s new audit log; `loop`: what the config records of the training loop."""
     config = {
         "governance": cfg.model_dump(mode="json"),
         **loop,
@@ -50,6 +47,22 @@ def create_run_log(
         model_structure_digest=f"sha256:{structure_digest(model)}",
         initial_params_digest=f"sha256:{parameter_digest(model)}",
     )
+    return new_log(
+        run_dir, run_start, signer=signer, checkpoint_every=checkpoint_every, fsync=fsync
+    )
+
+
+def new_log(
+    run_dir: Path,
+    run_start: Mapping[str, Any],
+    *,
+    signer: Signer | None = None,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    fsync: FsyncPolicy = DEFAULT_FSYNC,
+) -> AuditLog:
+    """`run_dir`'s new audit log, `run_start` its record 0, for every loop alike: a new key
+    kept with the run (`run_dir/keys/`) signs unless a `signer` is given, and each signed
+    checkpoint is also kept in the user's trust anchor store."""
     return AuditLog.create(
         Path(run_dir),
         signer=signer if signer is not None else generate_signer(),

@@ -7,15 +7,23 @@ rate, and per group its phase (the index in `Phase`), budget units, quota and si
 and the share of backward FLOPs saved so far; each transition as a text event. At the
 end: the log's Merkle root and the run id as tags, and (MLflow) the log, its signed
 checkpoints and the report as artifacts.
+
+MLflow writes to `train.mlflow_uri`, else $MLFLOW_TRACKING_URI, else a file store
+beside the run directory (RUN/../mlruns: inside RUN it would exist before the run,
+which appears whole). MLflow's own default, sqlite:///mlflow.db in the working
+directory, needs SQLAlchemy, which the `trackers` extra's mlflow-skinny lacks.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
+from govtrain.audit.files import run_subdir
 from govtrain.audit.provenance import read_records
 from govtrain.audit.verify import LATEST_FILE, LOG_FILE, NOTES_FILE, verify_run
 from govtrain.governance.errors import ConfigError
@@ -23,6 +31,10 @@ from govtrain.governance.record import StepRecord
 from govtrain.governance.state import Phase
 
 PHASES = list(Phase)
+MLFLOW_STORE = "mlruns"  # the default MLflow store, beside the run directory
+# MLflow 3 opens a file store only when this is true (it wants a database instead)
+ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
+CAUSE_CHARS = 120  # of a tracker's own error, in ours
 
 
 def metrics_of(step: StepRecord, names: Sequence[str], flops: list[int]) -> dict[str, float]:
@@ -62,7 +74,9 @@ class TensorBoardSink:
 
     def _writer(self):
         if self.writer is None:
-            self.writer = self.make(log_dir=str(self.log_dir))
+            # a real directory of the run: one planted as a link elsewhere is refused
+            with run_subdir(self.log_dir.parent, self.log_dir.name, create=True):
+                self.writer = self.make(log_dir=str(self.log_dir))
         return self.writer
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
@@ -77,40 +91,65 @@ class TensorBoardSink:
         self._writer().close()
 
 
+@contextmanager
+def _file_store_allowed(allowed: bool) -> Iterator[None]:
+    """MLFLOW_ALLOW_FILE_STORE=true while the sink uses its default file store, and only
+    then: a store the user chose stays under the user's own setting."""
+    if not allowed or ALLOW_FILE_STORE in os.environ:
+        yield
+        return
+    os.environ[ALLOW_FILE_STORE] = "true"
+    try:
+        yield
+    finally:
+        os.environ.pop(ALLOW_FILE_STORE, None)
+
+
 class MLflowSink:
-    def __init__(self, run_dir: Path, uri: str | None, experiment: str, name: str) -> None:
+    """One MLflow run at `uri`; `default_store`: `uri` is govtrain's default file store."""
+
+    def __init__(
+        self, run_dir: Path, uri: str, experiment: str, name: str, default_store: bool
+    ) -> None:
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=uri)
-        found = self.client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
-        self.run_id = self.client.create_run(
-            experiment_id, run_name=name, tags={"govtrain.run_dir": str(run_dir)}
-        ).info.run_id
+        self.default_store = default_store
+        with _file_store_allowed(self.default_store):
+            self.client = MlflowClient(tracking_uri=uri)
+            found = self.client.get_experiment_by_name(experiment)
+            experiment_id = (
+                found.experiment_id if found else self.client.create_experiment(experiment)
+            )
+            self.run_id = self.client.create_run(
+                experiment_id, run_name=name, tags={"govtrain.run_dir": str(run_dir)}
+            ).info.run_id
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         from mlflow.entities import Metric
 
         stamp = 0  # no wall-clock: a resumed run's metrics match the uninterrupted run's
         metrics = [Metric(k, float(v), stamp, step) for k, v in values.items()]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        with _file_store_allowed(self.default_store):
+            self.client.log_batch(self.run_id, metrics=metrics)
 
     def text(self, tag: str, text: str, step: int) -> None:
-        self.client.log_text(self.run_id, text, f"{tag}/step_{step:06d}.txt")
+        with _file_store_allowed(self.default_store):
+            self.client.log_text(self.run_id, text, f"{tag}/step_{step:06d}.txt")
 
     def close(self, run_dir: Path, facts: dict[str, str]) -> None:
-        for key, value in facts.items():
-            self.client.set_tag(self.run_id, key, value)
-        for name in (LOG_FILE, NOTES_FILE, LATEST_FILE):
-            self.client.log_artifact(self.run_id, str(run_dir / name), "audit")
-        try:
-            from govtrain.report import write_report
-        except ModuleNotFoundError:  # no report extra: the log is the record anyway
-            pass
-        else:
-            write_report(run_dir)
-            self.client.log_artifacts(self.run_id, str(run_dir / "report"), "report")
-        self.client.set_terminated(self.run_id)
+        with _file_store_allowed(self.default_store):
+            for key, value in facts.items():
+                self.client.set_tag(self.run_id, key, value)
+            for name in (LOG_FILE, NOTES_FILE, LATEST_FILE):
+                self.client.log_artifact(self.run_id, str(run_dir / name), "audit")
+            try:
+                from govtrain.report import write_report
+            except ModuleNotFoundError:  # no report extra: the log is the record anyway
+                pass
+            else:
+                write_report(run_dir)
+                self.client.log_artifacts(self.run_id, str(run_dir / "report"), "report")
+            self.client.set_terminated(self.run_id)
 
 
 class Tracked:
@@ -148,7 +187,8 @@ class Tracked:
 
 
 def sinks_for(cfg, run_dir: Path) -> list[Any]:
-    """The sinks `train.trackers` names, or one ConfigError naming the missing extra.
+    """The sinks `train.trackers` names, or one ConfigError naming the missing extra, or
+    the cause and the fix.
 
     Made before the run's log, so a tracker that cannot start leaves no run behind.
     """
@@ -158,16 +198,54 @@ def sinks_for(cfg, run_dir: Path) -> list[Any]:
             if name == "tensorboard":
                 sinks.append(TensorBoardSink(run_dir))
             else:
-                uri = cfg.train.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                sinks.append(MLflowSink(run_dir, uri, cfg.train.mlflow_experiment, cfg.name))
+                sinks.append(_mlflow_sink(cfg, run_dir))
         except ModuleNotFoundError as exc:
             raise ConfigError(
                 f"train.trackers: {name} needs {exc.name}: pip install 'govtrain[trackers]'"
             ) from None
-        except Exception as exc:  # the tracker's own errors (a store it cannot use, ...)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ConfigError(f"train.trackers: {name} cannot start: {first}") from None
+        except ConfigError:
+            raise
+        except Exception as exc:  # the tracker's own errors
+            raise ConfigError(f"train.trackers: {name} cannot start: {_cause(exc)}") from None
     return sinks
+
+
+def mlflow_store(cfg, run_dir: Path) -> tuple[str, str | None]:
+    """MLflow's tracking URI and the setting that gives it (None: the default store)."""
+    if cfg.train.mlflow_uri:
+        return cfg.train.mlflow_uri, "train.mlflow_uri"
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_URI"
+    return (Path(run_dir).resolve().parent / MLFLOW_STORE).as_uri(), None
+
+
+def _mlflow_sink(cfg, run_dir: Path) -> MLflowSink:
+    """The MLflow sink, or one line naming the store MLflow cannot open and what to set."""
+    uri, setting = mlflow_store(cfg, run_dir)
+    try:
+        return MLflowSink(
+            run_dir, uri, cfg.train.mlflow_experiment, cfg.name, default_store=setting is None
+        )
+    except ModuleNotFoundError:
+        raise
+    except Exception as exc:  # a store MLflow cannot open or reach
+        if setting is None:
+            fix = "set train.mlflow_uri or MLFLOW_TRACKING_URI to a store MLflow can open"
+        elif urlparse(uri).scheme in ("", "file") and ALLOW_FILE_STORE not in os.environ:
+            fix = f"to use a file store, set {ALLOW_FILE_STORE}=true"
+        else:
+            fix = f"point {setting} at a store MLflow can open, or unset it"
+        store = f"the default store {uri}" if setting is None else f"{setting}={uri}"
+        raise ConfigError(
+            f"train.trackers: mlflow cannot start with {store}: {_cause(exc)}; {fix}"
+        ) from None
+
+
+def _cause(exc: Exception) -> str:
+    """The first sentence of an error's first line: MLflow's run to a paragraph."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    sentence = first.split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= CAUSE_CHARS else sentence[: CAUSE_CHARS - 1] + "\u2026"
 
 
 def track(log, sinks: Sequence[Any], cfg, run_dir: Path):

@@ -39,7 +39,6 @@ from govtrain.audit.anchors import AnchorStore
 from govtrain.audit.keys import (
     PRIVATE_KEY_FILE,
     RUN_KEY_DIR,
-    generate_signer,
     load_signing_key,
     run_key,
 )
@@ -48,9 +47,8 @@ from govtrain.audit.provenance import build_run_start, read_records, records_of
 from govtrain.audit.records import canonical_json
 from govtrain.audit.repair import repair_torn_tail
 from govtrain.audit.verify import LOG_FILE
-from govtrain.governance import completion, tiers
+from govtrain.governance import tiers
 from govtrain.governance.errors import GovtrainError
-from govtrain.governance.readings import Guard
 from govtrain.governance.record import decision_to_dict
 from govtrain.governance.state import state_to_dict
 from govtrain.pipeline import checkpoints
@@ -69,9 +67,10 @@ from govtrain.pipeline.distributed import (
     split,
     trainable_digest,
 )
+from govtrain.pipeline.driver import Driver, Outcome
 from govtrain.pipeline.flops import FlopMeter
-from govtrain.pipeline.governor import Governor
 from govtrain.pipeline.models import build_model, parameter_digest, structure_digest
+from govtrain.pipeline.runlog import new_log
 from govtrain.pipeline.trackers import sinks_for, track
 
 log = structlog.get_logger("govtrain")
@@ -169,26 +168,20 @@ class GovernedTrainer:
             shard(self.model)
         self.optimizer = build_optimizer(self.model, tcfg)
         probe_ids = self.corpus.train[:PROBE_SAMPLES].to(self.device)
-        self.gov = Governor(
+        # this loop steps with every group frozen (no backward: the core still observes)
+        self.driver = Driver(
             self.model,
             self.optimizer,
             gcfg,
+            tcfg,
             probe=lambda m: per_sample_loss(m, probe_ids).mean(),
-            probe_every=tcfg.probe_every,
-            awaken_optimizer_state=tcfg.awaken_optimizer_state,
-            signal=tcfg.signal,
-            geometry_guard=(
-                None
-                if tcfg.geometry_guard is None
-                else Guard(tcfg.geometry_guard.collapse, tcfg.geometry_guard.wake)
-            ),
-            power_iterations=tcfg.power_iterations,
-            measure=tcfg.measure,
-            enforce=tcfg.mode == "governed",
             seed=cfg.seed,
             world=world,
             synced=world is not None,
+            steps_frozen=True,
+            on_stop=self._checkpoint,
         )
+        self.gov = self.driver.gov
         flop_ids = self.corpus.train[: gcfg.router.batch_size].to(self.device)
         self.flops = FlopMeter(self.gov, lambda m: per_sample_loss(m, flop_ids))
         self.audit: AuditLog | _Unlogged | None = None
@@ -210,7 +203,7 @@ class GovernedTrainer:
         checkpoint the initial weights, so a crash at any later step can be resumed."""
         params = f"sha256:{parameter_digest(self.model)}"  # every rank: gathers shards
         self.audit = on_leader(lambda: self._create_log(params), self.world)
-        self.gov.audit = self.audit
+        self.driver.attach(self.audit)
         self._checkpoint()
         log.info("run_start", run_dir=str(self.run_dir), groups=self.gov.names)
 
@@ -227,12 +220,10 @@ class GovernedTrainer:
             distributed=None if self.world is None else self.world.describe(self.cfg.train.engine),
             data_pipeline=self._data_pipeline(),
         )
-        log = AuditLog.create(
+        log = new_log(
             self.run_dir,
-            signer=generate_signer() if self.key_path is None else load_signing_key(self.key_path),
-            keep_key=self.key_path is None,
-            anchors=AnchorStore.default(),
-            run_start=run_start,
+            run_start,
+            signer=None if self.key_path is None else load_signing_key(self.key_path),
             checkpoint_every=self.cfg.audit.checkpoint_every,
             fsync=FsyncPolicy(self.cfg.audit.fsync),
         )
@@ -300,7 +291,8 @@ class GovernedTrainer:
                 )
                 return track(log, sinks, trainer.cfg, run_dir)
 
-            trainer.audit = trainer.gov.audit = on_leader(resumed, world)
+            trainer.audit = on_leader(resumed, world)
+            trainer.driver.attach(trainer.audit)
         except BaseException:
             audit.close()  # a held log is let go unwritten
             raise
@@ -346,20 +338,9 @@ class GovernedTrainer:
         assert self.audit is not None, "call start() or resume() first"
         total = self.cfg.governance.total_steps
         end = total if stop_after is None else min(total, stop_after)
-        nonfinite = 0
         with _progress(progress, total, self.step) as bar:
             while self.step < end and not self.finished:
-                seen = self.transitions.total()
-                ok = self.train_step()
-                changed = self.transitions.total() != seen
-                nonfinite = 0 if ok else nonfinite + 1
-                if nonfinite >= self.cfg.train.max_nonfinite:
-                    self._checkpoint()
-                    self.audit.close()
-                    raise RunError(
-                        f"{nonfinite} non-finite losses in a row at step {self.step}; "
-                        f"stopped (log sealed, last checkpoint kept)"
-                    )
+                changed = bool(self.train_step().transitions)
                 done = self.step == total or self.finished
                 if self.step % self.cfg.train.eval_every == 0 or done:
                     self._evaluate_if_changed(last=done)
@@ -369,11 +350,7 @@ class GovernedTrainer:
                 if save:
                     self._checkpoint()
                 bar(self.step, self.last_loss, self.gov.state.active_level)
-        if self.finished:
-            log.info("finish", step=self.step, steps_saved=total - self.step)
-            self.audit.close({"finished_at": self.step, "steps_saved": total - self.step})
-        else:
-            self.audit.close()
+        self.driver.close(release=False)
         return self.summary()
 
     @property
@@ -384,12 +361,12 @@ class GovernedTrainer:
     @property
     def finished(self) -> bool:
         """The core took Finish: every group converged and stayed so (completion.py)."""
-        return completion.finished(self.gov.state, self.cfg.governance)
+        return self.driver.finished
 
     # -- one step ---------------------------------------------------------------------
 
-    def train_step(self) -> bool:
-        """One governed step; False when a loss or gradient was not finite and was skipped."""
+    def train_step(self) -> Outcome:
+        """One governed step (a non-finite loss or gradient: skipped, as the driver says)."""
         assert self.audit is not None
         ids = self._batch()
         if self.world is not None:
@@ -398,55 +375,57 @@ class GovernedTrainer:
         losses = per_sample_loss(self.model, ids)
         shard = None if self.world is None else gather(losses, self.world)
         # the global batch's mean loss; the backward runs on this rank's share
-        loss = losses.mean() if shard is None else shard.losses.mean()
-        if not torch.isfinite(loss):
-            return self._skip({"loss": loss.item()})
-        self.gov.route(losses, shard)
-        grad_bytes = None
-        step_flops = 0
+        loss = (losses if shard is None else shard.losses).mean().item()
+        grad_bytes, step_flops = None, 0
         local = losses.mean()
-        if local.requires_grad:  # False once every group is frozen: nothing to learn, no backward
+        # False once every group is frozen: nothing to learn, no backward
+        if self.driver.forward(losses, shard) and local.requires_grad:
             local.backward()
             # counted after the backward: the meter's own forward and backward must not run
             # between this step's (FSDP2 keeps unsharded weights from one to the other)
             step_flops = self.flops.step_flops(self._frozen(), self._quotas())
             self.backward_flops += step_flops
             if self.world is not None:
-                trainable = self.gov.trainable()
-                if self.sharded:  # FSDP2 reduce-scattered them during the backward
-                    grad_bytes = sharded_bytes(trainable)
-                else:
-                    grad_bytes = all_reduce_gradients(trainable, self.world)
-                self.grad_bytes += grad_bytes
-                self.gov.record_gradients()
+                grad_bytes = self._reduce_gradients()
             clip = self.cfg.train.grad_clip or math.inf
             norm = full(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
-            if not torch.isfinite(norm):
-                return self._skip({"loss": loss.item(), "grad_norm": norm.item()})
-            set_lr(
-                self.optimizer,
-                scheduled_lr(self.cfg.train, self.step, self.cfg.governance.total_steps),
-            )
-            self.optimizer.step()
-            self.changed_since_eval = True
-            # router.scorer learned: the batch's loss drop trains the scorer (a forward, on
-            # learn steps only; not in the backward FLOPs, in the step's wall-clock)
-            self.gov.learn_router(lambda: per_sample_loss(self.model, ids))
-        result = self.gov.commit(
-            loss=loss.item(),
-            lr=self.optimizer.param_groups[0]["lr"],
-            grad_bytes=grad_bytes,
-            flops=(step_flops, self.flops.dense),
-            samples=self._observe_samples(losses if shard is None else shard.losses),
+            if self.driver.before_update(norm.item()):
+                set_lr(
+                    self.optimizer,
+                    scheduled_lr(self.cfg.train, self.step, self.cfg.governance.total_steps),
+                )
+                self.optimizer.step()
+                self.changed_since_eval = True
+                # router.scorer learned: the batch's loss drop trains the scorer (a forward,
+                # on learn steps only; not in the backward FLOPs, in the step's wall-clock)
+                self.gov.learn_router(lambda: per_sample_loss(self.model, ids))
+        measured = (
+            {}
+            if self.driver.skipping
+            else {
+                "grad_bytes": grad_bytes,
+                "flops": (step_flops, self.flops.dense),
+                "samples": self._observe_samples(losses if shard is None else shard.losses),
+            }
         )
+        outcome = self.driver.end(loss, self.optimizer.param_groups[0]["lr"], **measured)
         self.optimizer.zero_grad(set_to_none=True)
-        for t in result.transitions:
-            self.transitions[t.action] += 1
-            if t.action in ("Converge", "Awaken", "ActivateLevel"):
-                log.info(t.action, step=self.step, group=t.group, to=t.after)
+        self.transitions.update(t.action for t in outcome.transitions)
         self.step += 1
-        self.last_loss = loss.item()
-        return True
+        self.last_loss = loss
+        return outcome
+
+    def _reduce_gradients(self) -> int:
+        """Average the trainable gradients across ranks; the bytes it took."""
+        assert self.world is not None
+        trainable = self.gov.trainable()
+        if self.sharded:  # FSDP2 reduce-scattered them during the backward
+            grad_bytes = sharded_bytes(trainable)
+        else:
+            grad_bytes = all_reduce_gradients(trainable, self.world)
+        self.grad_bytes += grad_bytes
+        self.gov.record_gradients()
+        return grad_bytes
 
     def _batch(self) -> Tensor:
         """This step's global batch: a seeded permutation's slice, or with data tiers the
@@ -471,15 +450,6 @@ class GovernedTrainer:
         values = losses.detach().float().tolist()
         tiers.Observe(self.tiers, self.rows, values, self.cfg.data.tiers)
         return {"rows": list(self.rows), "losses": values}
-
-    def _skip(self, what: dict[str, float]) -> bool:
-        """Record a non-finite loss or gradient and leave the weights and the core untouched."""
-        assert self.audit is not None
-        self.audit.append("nonfinite", {"step": self.step, **what})
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        self.gov.skip()
-        return False
 
     def _evaluate_if_changed(self, last: bool) -> None:
         """Evaluate, or under `train.eval: on_change` record why not: no optimizer step
@@ -513,7 +483,7 @@ class GovernedTrainer:
         losses = [float(per_sample_loss(self.model, b.to(self.device)).mean()) for b in batches]
         self.model.train()
         self.last_eval = sum(losses) / len(losses)
-        self.audit.append("eval", {"step": self.step, "loss": self.last_eval})
+        self.driver.evaluated(self.step, self.last_eval)
         return self.last_eval
 
     # -- checkpoints ------------------------------------------------------------------
@@ -525,8 +495,7 @@ class GovernedTrainer:
         state = self._state()  # under FSDP2 a collective: every rank gathers its shards
         if not self.leader:
             return
-        path, digest = checkpoints.write(self.run_dir, self.step, state)
-        self.audit.append("checkpoint", {"step": self.step, "path": path, "sha256": digest})
+        self.driver.saved(self.step, *checkpoints.write(self.run_dir, self.step, state))
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -646,7 +615,7 @@ class GovernedTrainer:
         odd = [r for r, d in enumerate(digests) if d != digests[0]]
         if odd:
             self._checkpoint()
-            self.audit.close({"status": "ranks disagree", "step": self.step, "ranks": odd})
+            self.driver.close("ranks disagree", release=False, ranks=odd)
             raise DistributedError(
                 f"rank(s) {odd} disagree with rank 0 at step {self.step} (governance state "
                 "or weights differ); stopped: rank 0 checkpointed, log sealed"

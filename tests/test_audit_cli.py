@@ -62,6 +62,57 @@ def test_verify_with_another_trusted_key_fails(run: Path, tmp_path: Path) -> Non
     assert result.exit_code == 1 and "key mismatch" in result.output
 
 
+def test_verify_of_a_path_that_is_no_run_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    for path, why in (
+        (tmp_path / "empty", "not a govtrain run (no audit.jsonl)"),
+        (tmp_path / "other", "not a govtrain run (no audit.jsonl)"),
+        (tmp_path / "absent", "no such file or directory"),
+    ):
+        result = govtrain("audit", "verify", path)
+        assert result.exit_code == 1 and result.output == f"error: {path}: {why}\n"
+
+
+def _pem(public_key) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def test_verify_takes_a_pem_ed25519_key_by_its_bytes(tmp_path: Path) -> None:
+    """A PEM key has no name: it is named as the run's key, and only its bytes decide."""
+    signer = generate_signer("lab-key")
+    make_run(tmp_path / "run", 12, checkpoint_every=4, signer=signer)
+    pem = tmp_path / "lab.pem"
+    pem.write_text(_pem(signer.private.public_key()))
+    for key in (pem, pem.read_text()):  # the file or its text
+        result = govtrain("audit", "verify", tmp_path / "run", "--pubkey", key)
+        assert result.exit_code == 0 and result.output.startswith("ok: closed"), result.output
+    other = tmp_path / "other.pem"
+    other.write_text(_pem(generate_signer("lab-key").private.public_key()))
+    result = govtrain("audit", "verify", tmp_path / "run", "--pubkey", other)
+    assert result.exit_code == 1 and "key mismatch" in result.output
+
+
+def test_a_pubkey_of_another_kind_is_one_line_naming_the_key_to_give(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    make_run(tmp_path / "run", 4, checkpoint_every=4)
+    ecdsa = tmp_path / "model-signing.pub.pem"
+    ecdsa.write_text(_pem(ec.generate_private_key(ec.SECP256R1()).public_key()))
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    for key, why in (
+        (ecdsa, "is not an Ed25519 public key"),
+        (broken, "is not a PEM public key"),
+    ):
+        result = govtrain("audit", "verify", tmp_path / "run", "--pubkey", key)
+        assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+        assert f"{key} {why}" in result.output and "keys/audit.pub" in result.output
+
+
 def test_verify_reports_a_torn_tail_with_exit_3_and_repair_cuts_it(run: Path) -> None:
     log = (run / LOG_FILE).read_bytes()
     make_torn = log + b'{"body":{"step":'
@@ -380,7 +431,7 @@ def test_provenance_verify_checks_the_envelope_and_the_run(run: Path, tmp_path: 
     for subjects, needle in (
         ([{"name": 5, "digest": {"sha256": "00" * 32}}], "must be non-empty strings"),
         ([{"name": "a\u0000b", "digest": {"sha256": "00" * 32}}], "must be non-empty strings"),
-        ([{"name": "fifo", "digest": {"sha256": "00" * 32}}], "fifo is not a regular file"),
+        ([{"name": "fifo", "digest": {"sha256": "00" * 32}}], "fifo: a FIFO, not a regular file"),
     ):
         statement["predicate"]["runDetails"]["byproducts"][0]["annotations"]["merkle_root"] = (
             json.loads(base64.b64decode(envelope["payload"]))["predicate"]["runDetails"][

@@ -197,5 +197,5 @@ def test_a_checkpoint_path_out_of_the_run_is_refused_unread(tmp_path: Path, path
     outside.write_bytes(b"weights elsewhere")
     (run / "link.pt").symlink_to(outside)
     digest = hashlib.sha256(outside.read_bytes()).hexdigest()
-    with pytest.raises(AuditError, match="leads out of the run directory|a symbolic link, not a"):
+    with pytest.raises(AuditError, match=r"leads out of the run directory|a symbolic link, not a"):
         check_artifacts(run, {path: digest})

@@ -250,3 +250,25 @@ def test_malformed_lines_are_rejected(line: bytes) -> None:
     with pytest.raises(RecordError) as info:
         parse_line(line)
     assert type(info.value) is RecordError
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        (b"[" * 100_000, "nests too deeply"),
+        (
+            b'{"body":'
+            + b"[" * 5000
+            + b"]" * 5000
+            + b',"kind":"x","prev":"'
+            + b"0" * 64
+            + b'","seq":1}',
+            "nests too deeply",
+        ),
+        (b'{"seq":' + b"9" * 5000 + b"}", "not JSON"),
+    ],
+)
+def test_a_line_too_deep_or_too_long_is_a_record_error(line: bytes, why: str) -> None:
+    """No RecursionError or int-conversion ValueError escapes: verify names the record."""
+    with pytest.raises(RecordError, match=why):
+        parse_line(line)

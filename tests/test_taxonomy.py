@@ -22,13 +22,30 @@ def test_first_matching_group_wins() -> None:
 
 
 def test_assign_maps_every_name() -> None:
-    names = ["wte.weight", "h.0.ln_1.weight", "h.3.ln_1.bias", "ln_f.weight"]
+    names = [
+        "wte.weight",
+        "wpe.weight",
+        "h.0.ln_1.weight",
+        "h.1.ln_1.weight",
+        "h.3.ln_1.bias",
+        "ln_f.weight",
+    ]
     assert assign(names, GROUPS) == {
         "wte.weight": "embed",
+        "wpe.weight": "embed",
         "h.0.ln_1.weight": "early",
+        "h.1.ln_1.weight": "early",
         "h.3.ln_1.bias": "rest",
         "ln_f.weight": "rest",
     }
+
+
+def test_a_pattern_matching_nothing_beside_ones_that_match_is_an_error() -> None:
+    names = ["wte.weight", "wpe.weight", "h.0.x", "h.3.x", "ln_f.weight"]
+    with pytest.raises(
+        TaxonomyError, match=r"^governance\.groups\.early: pattern 'h\.1\.\*' matches no trainable"
+    ):
+        assign(names, GROUPS)
 
 
 def test_unassigned_names_are_listed() -> None:

@@ -7,6 +7,7 @@ byte-level BPE on the first ~50 KB only, to stay fast.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,9 @@ from govtrain.audit.provenance import file_sha256, read_records
 from govtrain.audit.verify import LOG_FILE, verify_run
 from govtrain.cli import main
 from govtrain.governance.errors import ConfigError
+from govtrain.pipeline import data as data_module
 from govtrain.pipeline.config import DataConfig, load_config
-from govtrain.pipeline.data import text_corpus
+from govtrain.pipeline.data import PIECE, text_corpus
 
 pytestmark = pytest.mark.torch
 
@@ -161,3 +163,71 @@ def test_govtrain_run_trains_on_the_text_config(tmp_path, shakespeare_slice):
     assert all(s["loss"] < 7.0 for s in steps)  # ln(384) ~ 5.95 at initialisation
     ckpt = [r.body for r in records if r.kind == "checkpoint"]
     assert ckpt and file_sha256(run_dir / ckpt[-1]["path"]) == ckpt[-1]["sha256"]
+
+
+def test_one_long_line_without_spaces_is_text_and_quick(tmp_path):
+    """BPE on one 100 KB pre-token took seconds (minutes at 300 KB) and merged it into a
+    few tokens ("too little text"); lines are cut into pieces of at most PIECE."""
+    (tmp_path / "line.txt").write_text("a" * 100_000)
+    corpus = text_corpus(data_cfg(tmp_path / "line.txt", seq_len=16, vocab_size=300))
+    assert corpus.train.shape[0] + corpus.eval.shape[0] >= 100_000 // PIECE // 16
+
+
+def test_a_long_line_of_words_tokenises_as_if_whole(tmp_path):
+    """Pieces are cut where the pre-tokenizer cuts (before a space that starts a word), so
+    a long line of words gives exactly the tokens of the BPE over the line whole."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    words = ["to", "be", "or", "not", "that", "is", "the", "question", "", "--", "1601"]
+    line = " ".join(words[(i * 7) % len(words)] for i in range(40_000)) + "\n"
+    (tmp_path / "line.txt").write_text(line)
+    corpus = text_corpus(data_cfg(tmp_path / "line.txt", seq_len=16, vocab_size=300))
+    whole = ByteLevelBPETokenizer()
+    whole.train_from_iterator([line], vocab_size=300, min_frequency=2, show_progress=False)
+    ids = whole.encode(line).ids
+    assert torch.cat([corpus.eval, corpus.train]).flatten().tolist() == ids[: len(ids) // 16 * 16]
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        (lambda p: os.mkfifo(p), "a FIFO"),  # opening it would block: the test would hang
+        (lambda p: p.mkdir(), "a directory"),
+        (None, "a character device"),
+    ],
+    ids=["fifo", "directory", "dev-zero"],
+)
+def test_a_data_path_that_is_not_a_regular_file_says_what_it_is(tmp_path, make, what):
+    path = Path("/dev/zero") if make is None else tmp_path / "data"
+    if make is not None:
+        make(path)
+    with pytest.raises(ConfigError) as err:
+        text_corpus(data_cfg(path))
+    assert str(err.value) == f"data.path: {path} is {what}, not a regular file"
+
+
+def test_a_symlink_to_a_text_file_is_read_and_one_to_a_fifo_is_not(tmp_path):
+    (tmp_path / "text.txt").write_text("To be, or not to be: that is the question.\n" * 100)
+    (tmp_path / "link.txt").symlink_to(tmp_path / "text.txt")
+    assert text_corpus(data_cfg(tmp_path / "link.txt", seq_len=8)).files == (tmp_path / "link.txt",)
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "fifo-link").symlink_to(tmp_path / "fifo")
+    with pytest.raises(ConfigError, match=r"fifo-link is a FIFO, not a regular file"):
+        text_corpus(data_cfg(tmp_path / "fifo-link"))
+
+
+def test_a_data_file_over_the_bound_is_refused_not_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_module, "MAX_TEXT_BYTES", 1000)
+    (tmp_path / "big.txt").write_text("x " * 501)
+    with pytest.raises(ConfigError, match=r"data\.path: .*big\.txt is over the 1,000 bytes"):
+        text_corpus(data_cfg(tmp_path / "big.txt"))
+
+
+def test_a_fifo_corpus_fails_the_cli_with_one_line_and_writes_nothing(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    result = run_on(tmp_path, tmp_path / "fifo")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"error: data.path: {tmp_path / 'fifo'} is a FIFO, not a regular file"
+    ]
+    assert not (tmp_path / "run").exists()

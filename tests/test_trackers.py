@@ -3,6 +3,7 @@ no server) against the audit log they are fed from."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -93,6 +94,39 @@ def test_mlflow_gets_metrics_tags_and_the_log_as_artifacts(tmp_path: Path, monke
     assert found.info.status == "FINISHED"
 
 
+def test_mlflow_works_out_of_the_box_in_a_store_beside_the_run(tmp_path: Path, monkeypatch) -> None:
+    """No URI set: a file store in RUN/../mlruns, allowed for that store only."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    run = tmp_path / "run"
+    train_tiny(run, train__trackers=["mlflow"])
+    assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ  # set only while the sink used it
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # to read the store here
+    client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+    (found,) = client.search_runs([client.get_experiment_by_name("govtrain").experiment_id])
+    assert found.data.tags["govtrain.run_dir"] == str(run) and found.info.status == "FINISHED"
+    assert found.data.tags["govtrain.merkle_root"] == verify_run(run).root.hex()
+
+
+def test_a_file_store_mlflow_refuses_is_one_line_naming_the_fix(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    uri = (tmp_path / "mine").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(ConfigError) as err:
+        train_tiny(tmp_path / "run", train__trackers=["mlflow"])
+    message = str(err.value)
+    assert message.startswith(
+        f"train.trackers: mlflow cannot start with MLFLOW_TRACKING_URI={uri}: "
+    )
+    assert message.endswith("; to use a file store, set MLFLOW_ALLOW_FILE_STORE=true")
+    assert "\n" not in message and len(message.replace(uri, "URI")) < 250, message
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_missing_tracker_is_one_line_and_leaves_no_run(tmp_path: Path, monkeypatch) -> None:
     for name in ("mlflow", "mlflow.tracking", "mlflow.entities"):
         monkeypatch.setitem(sys.modules, name, None)  # as if not installed
@@ -104,5 +138,8 @@ def test_a_missing_tracker_is_one_line_and_leaves_no_run(tmp_path: Path, monkeyp
 def test_a_tracker_that_cannot_start_is_one_line_and_leaves_no_run(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"train\.trackers: mlflow cannot start") as err:
         train_tiny(tmp_path / "run", train__trackers=["mlflow"], train__mlflow_uri="nope://x")
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300
+    assert str(err.value).endswith(
+        "; point train.mlflow_uri at a store MLflow can open, or unset it"
+    )
     assert not (tmp_path / "run").exists()

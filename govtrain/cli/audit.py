@@ -19,7 +19,7 @@ import click
 
 from govtrain.audit import openssf
 from govtrain.audit.anchors import AnchorStore
-from govtrain.audit.errors import AuditError, NoteError
+from govtrain.audit.errors import AuditError, NoteError, ProofError
 from govtrain.audit.keys import (
     DEFAULT_KEY_NAME,
     PRIVATE_KEY_FILE,
@@ -33,11 +33,12 @@ from govtrain.audit.keys import (
 from govtrain.audit.notes import split_notes
 from govtrain.audit.proofs import (
     CONSISTENCY_FORMAT,
-    TLOG_PROOF_HEADER,
+    MAX_PROOF_BYTES,
     check_consistency,
     check_proof,
     check_proof_checkpoint,
     check_tlog_proof,
+    parse_proof,
     prove,
     prove_consistency,
     tlog_proof,
@@ -50,29 +51,55 @@ from govtrain.audit.provenance import (
 )
 from govtrain.audit.records import Record
 from govtrain.audit.repair import repair_torn_tail
-from govtrain.audit.verify import VerifyReport, run_files, verify_run
+from govtrain.audit.verify import LOG_FILE, VerifyReport, run_files, verify_run
 
 EXIT_NOT_CLOSED = 4
 
 _run_path = click.argument("path", type=click.Path(exists=True, path_type=Path))
 _pubkey = click.option(
     "--pubkey",
-    help="Trusted public key (.pub file or vkey text). Default: the key run_start commits, "
-    "which cannot catch a log re-signed end to end with another key.",
+    help="Trusted public key (.pub file, vkey text, or a PEM Ed25519 public key). Default: the "
+    "key run_start commits, which cannot catch a log re-signed end to end with another key.",
 )
 _output = click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file."
 )
 
 
-def _key(pubkey: str | None) -> VerifierKey | None:
-    return None if pubkey is None else load_verifier_key(pubkey)
+def _key(pubkey: str | None, run: Path | None = None) -> VerifierKey | None:
+    """--pubkey's key; a PEM key, which has no name, is named as the key RUN commits."""
+    if pubkey is None:
+        return None
+    return load_verifier_key(pubkey, DEFAULT_KEY_NAME if run is None else _committed_name(run))
+
+
+def _committed_name(run: Path) -> str:
+    """The name of the key RUN's run_start commits (unverified: the trusted key's bytes must
+    still equal that key's); the default where there is none (verification says why)."""
+    try:
+        with run_files(run)[0].open("rb") as log:
+            return VerifierKey.parse(json.loads(log.readline())["body"]["key"]["vkey"]).name
+    except (OSError, ValueError, KeyError, TypeError, AuditError):
+        return DEFAULT_KEY_NAME
+
+
+def _run(path: Path) -> Path:
+    """PATH, a run directory or its audit.jsonl; one line where it is neither."""
+    if not path.exists():
+        raise AuditError(f"{path}: no such file or directory")
+    if path.is_dir() and not (path / LOG_FILE).is_file():
+        raise AuditError(f"{path}: not a govtrain run (no {LOG_FILE})")
+    return path
 
 
 def _text(path: Path, what: str) -> str:
     """A file's text, or one line saying it is not UTF-8 text."""
+    return _decoded(path.read_bytes(), path, what)
+
+
+def _decoded(data: bytes, path: Path, what: str) -> str:
     try:
-        return path.read_bytes().decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise AuditError(f"{path} is not a {what}: not UTF-8 text (byte {exc.start})") from None
 
@@ -155,7 +182,7 @@ def _trusted_notes(path: Path, anchors: tuple[Path, ...]) -> list[str]:
 
 
 @audit.command()
-@_run_path
+@click.argument("path", type=click.Path(path_type=Path))
 @_pubkey
 @_anchors
 def verify(path: Path, pubkey: str | None, anchors: tuple[Path, ...]) -> None:
@@ -164,7 +191,8 @@ def verify(path: Path, pubkey: str | None, anchors: tuple[Path, ...]) -> None:
     The log must also reproduce the trust anchors your anchor store holds for it
     ($GOVTRAIN_ANCHORS, default ~/.local/state/govtrain/anchors; "off" skips them).
     """
-    _finish(verify_run(path, pubkey=_key(pubkey), anchors=_trusted_notes(path, anchors)))
+    path = _run(path)
+    _finish(verify_run(path, pubkey=_key(pubkey, path), anchors=_trusted_notes(path, anchors)))
 
 
 @audit.command()
@@ -247,21 +275,25 @@ def prove_command(
 @_pubkey
 def check_proof_command(proof: Path, checkpoint: Path | None, pubkey: str | None) -> None:
     """Check PROOF offline: the checkpoint's signature, the record and its audit path; or,
-    for a consistency proof, that the proof's signed tree extends your earlier checkpoint."""
-    if proof.read_bytes().startswith(TLOG_PROOF_HEADER.encode()):
-        _check_tlog_proof(proof, checkpoint, pubkey)
+    for a consistency proof, that the proof's signed tree extends your earlier checkpoint.
+
+    A proof that starts with `{` (or `[`) is read as JSON, anything else as a C2SP
+    tlog-proof, and errors name its field or line."""
+    data = _proof_bytes(proof)
+    if data.lstrip()[:1] not in (b"{", b"["):
+        _check_tlog_proof(proof, _decoded(data, proof, "tlog-proof"), checkpoint, pubkey)
         return
     if checkpoint is None:
         raise click.UsageError("a JSON proof is checked against --checkpoint, a note you trust")
-    bundle = _json_object(proof, "proof")
+    bundle = parse_proof(_decoded(data, proof, "JSON proof"), str(proof))
     key = _key(pubkey)
     if key is None:
-        key = load_verifier_key(str(bundle.get("key", "")))
+        key = VerifierKey.parse(bundle["key"])
         click.echo(
             "warning: checked against the key the proof names; pass --pubkey to use one you trust",
             err=True,
         )
-    if bundle.get("format") == CONSISTENCY_FORMAT:
+    if bundle["format"] == CONSISTENCY_FORMAT:
         old, new = check_consistency(bundle, _text(checkpoint, "checkpoint note"), key)
         click.echo(
             f"ok: the tree of size {new.size} with root {new.root.hex()} extends your "
@@ -273,11 +305,20 @@ def check_proof_command(proof: Path, checkpoint: Path | None, pubkey: str | None
     _proved(record, bundle["tree_size"], bundle["root"], key)
 
 
-def _check_tlog_proof(proof: Path, checkpoint: Path | None, pubkey: str | None) -> None:
+def _proof_bytes(path: Path) -> bytes:
+    """PATH's bytes, refused past MAX_PROOF_BYTES before they fill memory."""
+    with path.open("rb") as file:
+        data = file.read(MAX_PROOF_BYTES + 1)
+    if len(data) > MAX_PROOF_BYTES:
+        raise ProofError(f"{path} is not a proof: over {MAX_PROOF_BYTES} bytes")
+    return data
+
+
+def _check_tlog_proof(proof: Path, text: str, checkpoint: Path | None, pubkey: str | None) -> None:
     key = _key(pubkey)
     if key is None:
         raise click.UsageError("a tlog-proof names no key: pass --pubkey")
-    record, signed = check_tlog_proof(_text(proof, "tlog-proof"), key)
+    record, signed = check_tlog_proof(text, key, str(proof))
     if checkpoint is not None:
         trusted = check_proof_checkpoint(_text(checkpoint, "checkpoint note"), signed.size, key)
         if trusted != signed:

@@ -32,6 +32,7 @@ plan's digests), with DataTiers.tla's invariants holding.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Sequence
@@ -51,6 +52,10 @@ from govtrain.governance.step import Decision, decide, govern, initial_state
 # a step's loss is the float32 mean of its per-sample losses; replay averages them in
 # float64, so the two agree to float32's precision, not exactly
 LOSS_TOLERANCE = 1e-5
+# a divergence names the first key path that differs and both values there, each cut to
+# this many characters: one line, however large the state
+SHOWN_CHARS = 100
+_ABSENT = object()  # a key or list item one side lacks
 
 
 @dataclass(frozen=True)
@@ -109,15 +114,8 @@ def replay(records: Sequence[Record]) -> ReplayReport:
         if rec.kind == "run_resume" and "from_step" in body:
             back = after.get(body["from_step"] - 1)
             if back is None:
-                return ReplayReport(
-                    steps,
-                    transitions,
-                    Divergence(
-                        rec.seq,
-                        None,
-                        f"resume from step {body['from_step']} that was never recorded",
-                    ),
-                )
+                what = f"resume from step {body['from_step']} that was never recorded"
+                return ReplayReport(steps, transitions, Divergence(rec.seq, None, what))
             state, decision, kept = back
             readings.load_state_dict(kept)
             due = body["from_step"]
@@ -207,7 +205,7 @@ def _rescore_problem(
     before, observed = list(state.tiers), set(state.observed)
     expected = {"step": body["step"], **tiers.Rescore(state, tcfg, batch, seed)}
     if body != expected:
-        return f"recorded re-scoring {body} but the tiers give {expected}"
+        return _differs("re-scoring", body, expected, "the tiers give")
     for name, holds in (
         ("TiersMoveOnEvidence", tiers.TiersMoveOnEvidence(before, state.tiers, observed)),
         ("WaitBounded", tiers.WaitBounded(state, tcfg)),
@@ -236,7 +234,7 @@ def _tiered_step_problem(
         return "a tiered step record lacks its samples (integer rows, one finite loss each)"
     planned = tiers.rows(state, body["step"], tcfg, batch)
     if drawn["rows"] != planned:
-        return f"trained on rows {drawn['rows']}; the plan gives {planned}"
+        return _differs("samples.rows", drawn["rows"], planned, "the plan gives")
     mean, loss = statistics.fmean(drawn["losses"]), body["loss"]
     if not (_number(loss) and abs(mean - loss) <= LOSS_TOLERANCE * max(1.0, abs(loss))):
         return f"the samples' losses average {mean}, not the step's recorded loss {loss}"
@@ -311,19 +309,46 @@ def _check_step(
         for n in names
     ]
     result = govern(state, obs, cfg)
-    recorded = [(t["action"], t["group"], t["before"], t["after"]) for t in body["transitions"]]
-    replayed = [(t.action, t.group, t.before, t.after) for t in result.transitions]
+    recorded = [
+        {k: t[k] for k in ("action", "group", "before", "after")} for t in body["transitions"]
+    ]
+    replayed = [t.as_dict() for t in result.transitions]
     if recorded != replayed:
-        return f"recorded transitions {recorded} but the core takes {replayed}"
+        return _differs("transitions", recorded, replayed, "the core takes")
     reached = state_to_dict(result.state, names)
     if body["state"] != reached:
-        return f"recorded state {body['state']} but the core reaches {reached}"
-    if body["decision"] != decision_to_dict(result.decision, names):
-        return (
-            f"recorded decision {body['decision']} but the core decides "
-            f"{decision_to_dict(result.decision, names)}"
-        )
+        return _differs("state", body["state"], reached, "the core reaches")
+    decided = decision_to_dict(result.decision, names)
+    if body["decision"] != decided:
+        return _differs("decision", body["decision"], decided, "the core decides")
     broken = violations(Checked(state, result.state, result.decision, cfg))
     if broken:
         return "invariant " + "; invariant ".join(f"{n} violated: {r}" for n, r in broken)
     return result.state, result.decision, len(result.transitions)
+
+
+def _differs(path: str, recorded: Any, replayed: Any, by: str) -> str:
+    """`recorded PATH is A, BY B` at the first key path where the two values differ: two
+    whole state dicts would bury the difference."""
+    path, recorded, replayed = _first_difference(path, recorded, replayed)
+    return f"recorded {path} is {_shown(recorded)}, {by} {_shown(replayed)}"
+
+
+def _first_difference(path: str, a: Any, b: Any) -> tuple[str, Any, Any]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        pairs = [(f"{path}.{k}", a.get(k, _ABSENT), b.get(k, _ABSENT)) for k in {**a, **b}]
+    elif isinstance(a, list) and isinstance(b, list):
+        pairs = [
+            (f"{path}[{i}]", a[i] if i < len(a) else _ABSENT, b[i] if i < len(b) else _ABSENT)
+            for i in range(max(len(a), len(b)))
+        ]
+    else:
+        return path, a, b
+    return next((_first_difference(*p) for p in pairs if p[1] != p[2]), (path, a, b))
+
+
+def _shown(value: Any) -> str:
+    if value is _ABSENT:
+        return "absent"
+    text = json.dumps(value, default=str)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
