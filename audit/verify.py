@@ -38,6 +38,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from govtrain.audit.errors import (
     NonCanonicalError,
@@ -145,7 +146,8 @@ def read_notes(path: Path) -> bytes:
 
 
 def read_latest(path: Path) -> bytes | None:
-    """The bytes of a run's `checkpoint` file, None where there is none (older runs)."""
+    """The bytes of a run's `checkpoint` file, None where there is none: it is optional,
+    a copy of checkpoints.note's newest note for readers that take one note a file."""
     latest = run_files(path)[0].with_name(LATEST_FILE)
     try:
         return _read(latest)
@@ -165,19 +167,116 @@ def verify_run(
     return verify_bytes(log, notes, pubkey=pubkey, anchors=anchors, latest=read_latest(path))
 
 
-def _record_error(exc: RecordError, seq: int) -> VerificationError:
-    reason = Reason.NON_CANONICAL if isinstance(exc, NonCanonicalError) else Reason.MALFORMED
-    return VerificationError(reason, str(exc), seq=seq)
+class _Claim(NamedTuple):
+    """A root some signature vouches for at one size, and who signs it (for the message)."""
+
+    root: bytes
+    signer: str
 
 
-def _run_key(first: dict, pubkey: VerifierKey | None) -> VerifierKey:
+@dataclass(frozen=True)
+class _Chain:
+    """What the pass over the records leaves: the Merkle frontier, the last hash and kind."""
+
+    frontier: CompactRange
+    last_hash: str
+    last_kind: str
+
+
+def verify_bytes(
+    log: bytes,
+    notes: bytes,
+    *,
+    pubkey: VerifierKey | None = None,
+    anchors: Sequence[str] = (),
+    latest: bytes | None = None,
+) -> VerifyReport:
+    """Verify a log and its notes held in memory; raises VerificationError or TornTailError.
+
+    `anchors` are checkpoint notes kept outside the run (signed by the same key):
+    the log must contain their size and reproduce their root. `latest`, the bytes of a
+    `checkpoint` file, must be one of the notes. The checks run in this order and the
+    first that fails is reported, so a torn tail is named only once all before it verified.
+    """
+    lines, tail = _split_log(log)
+    first = _run_start(lines)
+    key = _committed_key(first)
+    _check_trusted_key(key, pubkey)
+    origin = log_origin(lines[0])
+    texts, torn_at = _split_notes(notes)
+    checkpoints = _signed_checkpoints(texts, key, origin)
+    signed, anchored = _signed_roots(checkpoints, anchors, key, origin)
+    chain = _walk_chain(lines, first, signed)
+    count, size = len(lines), checkpoints[-1].size if checkpoints else 0
+    _check_log_tail(log, tail, count, signed)
+    _check_not_truncated(signed, count)
+    _check_notes_tail(notes, torn_at)
+    _check_run_start_signed(checkpoints, count)
+    every = _committed_cadence(first["body"])
+    _check_cadence_kept(every, count, size)
+    latest_size = None if latest is None else _latest_size(latest, texts, key, origin, size)
+    return VerifyReport(
+        latest=latest_size,
+        records=count,
+        root=chain.frontier.root(),
+        checkpoint_size=size,
+        checkpoints=len(checkpoints),
+        closed=size == count and chain.last_kind == "run_end",
+        key=key,
+        origin=origin,
+        last_hash=chain.last_hash,
+        last_note=texts[-1] if texts else None,
+        frontier=chain.frontier,
+        checkpoint_every=every,
+        anchored=anchored,
+    )
+
+
+# --------------------------------------------------------------------------- run_start
+
+
+def _split_log(log: bytes) -> tuple[list[bytes], bytes]:
+    """The complete lines and the bytes after the last newline; bytes without any newline
+    are a run_start torn by a crash."""
+    lines = log.split(b"\n")
+    tail = lines.pop()
+    if tail and not lines:
+        raise TornTailError(
+            f"{len(tail)} bytes and no complete record",
+            file=LOG_FILE,
+            offset=0,
+            seq=0,
+            covered=False,
+        )
+    return lines, tail
+
+
+def _parse(line: bytes, seq: int) -> dict:
+    """Record `seq`: a well-formed record in RFC 8785 canonical form."""
+    try:
+        return parse_line(line)
+    except RecordError as exc:
+        reason = Reason.NON_CANONICAL if isinstance(exc, NonCanonicalError) else Reason.MALFORMED
+        raise VerificationError(reason, str(exc), seq=seq) from exc
+
+
+def _run_start(lines: list[bytes]) -> dict:
+    """Record 0, which must be run_start with seq 0 and the genesis prev."""
+    if not lines:
+        raise VerificationError(Reason.BAD_RUN_START, "the log is empty", seq=0)
+    first = _parse(lines[0], 0)
     if first["kind"] != "run_start" or first["seq"] != 0 or first["prev"] != GENESIS_PREV:
         raise VerificationError(
             Reason.BAD_RUN_START,
             "the first record must be run_start with seq 0 and the genesis prev",
             seq=0,
         )
-    committed = first["body"].get("key")
+    return first
+
+
+def _committed_key(run_start: dict) -> VerifierKey:
+    """The run key run_start commits to: a parseable key and its matching fingerprint."""
+    committed = run_start["body"].get("key")
     try:
         key = VerifierKey.parse(committed["vkey"])
         if committed.get("fingerprint") != key.fingerprint:
@@ -186,16 +285,33 @@ def _run_key(first: dict, pubkey: VerifierKey | None) -> VerifierKey:
         raise VerificationError(
             Reason.BAD_RUN_START, f"committed key is unusable: {exc}", seq=0
         ) from exc
+    return key
+
+
+def _check_trusted_key(key: VerifierKey, pubkey: VerifierKey | None) -> None:
+    """The committed key is the one trusted from outside the run, when one is given: a log
+    rewritten and re-signed under another key is consistent in itself."""
     if pubkey is not None and pubkey != key:
         raise VerificationError(
             Reason.KEY_MISMATCH,
             f"run_start commits key {key.vkey}, the trusted key is {pubkey.vkey}",
             seq=0,
         )
-    return key
+
+
+def _committed_cadence(run_start: dict) -> int | None:
+    """The checkpoint_every run_start commits to; None where it names none (a log written
+    without one), and then no cadence is checked."""
+    section = run_start.get("audit_log")
+    every = section.get("checkpoint_every") if isinstance(section, dict) else None
+    return every if type(every) is int and every >= 1 else None
+
+
+# --------------------------------------------------------------------------- signed notes
 
 
 def _open(note: str, key: VerifierKey, origin: str, index: int | None) -> Checkpoint:
+    """The checkpoint in `note`: signed by `key` (else BAD_SIGNATURE) for this log's origin."""
     try:
         checkpoint = open_checkpoint(note, key)
     except SignatureError as exc:
@@ -211,6 +327,29 @@ def _open(note: str, key: VerifierKey, origin: str, index: int | None) -> Checkp
     return checkpoint
 
 
+def _split_notes(notes: bytes) -> tuple[list[str], int]:
+    """checkpoints.note cut into notes, and the offset where a torn final note starts."""
+    try:
+        return split_notes(notes)
+    except NoteError as exc:
+        raise VerificationError(Reason.BAD_CHECKPOINT, str(exc)) from exc
+
+
+def _signed_checkpoints(texts: list[str], key: VerifierKey, origin: str) -> list[Checkpoint]:
+    """Every note opened (`_open`), each signing a larger size than the one before."""
+    checkpoints: list[Checkpoint] = []
+    for index, text in enumerate(texts, 1):
+        checkpoint = _open(text, key, origin, index)
+        if checkpoints and checkpoint.size <= checkpoints[-1].size:
+            raise VerificationError(
+                Reason.BAD_CHECKPOINT,
+                f"size {checkpoint.size} does not grow past the previous {checkpoints[-1].size}",
+                note=index,
+            )
+        checkpoints.append(checkpoint)
+    return checkpoints
+
+
 def _trusted(note: str, key: VerifierKey, origin: str, index: int) -> Checkpoint:
     """A trusted checkpoint from outside the run: it must be this log's, under its key."""
     try:
@@ -223,139 +362,140 @@ def _trusted(note: str, key: VerifierKey, origin: str, index: int) -> Checkpoint
         ) from exc
 
 
-def _signed_checkpoints(
-    notes: bytes, key: VerifierKey, origin: str
-) -> tuple[list[Checkpoint], list[str], int]:
-    try:
-        texts, torn_at = split_notes(notes)
-    except NoteError as exc:
-        raise VerificationError(Reason.BAD_CHECKPOINT, str(exc)) from exc
-    checkpoints: list[Checkpoint] = []
-    for index, text in enumerate(texts, 1):
-        checkpoint = _open(text, key, origin, index)
-        if checkpoints and checkpoint.size <= checkpoints[-1].size:
-            raise VerificationError(
-                Reason.BAD_CHECKPOINT,
-                f"size {checkpoint.size} does not grow past the previous {checkpoints[-1].size}",
-                note=index,
-            )
-        checkpoints.append(checkpoint)
-    return checkpoints, texts, torn_at
+def _check_anchor_agrees(known: _Claim | None, anchor: Checkpoint, index: int) -> None:
+    """A trusted checkpoint and a note (or another trusted one) for the same size sign the
+    same root."""
+    if known is not None and known.root != anchor.root:
+        raise VerificationError(
+            Reason.CHECKPOINT_MISMATCH,
+            f"trusted checkpoint {index} and {known.signer} sign different roots "
+            f"for size {anchor.size}",
+        )
 
 
-def verify_bytes(
-    log: bytes,
-    notes: bytes,
-    *,
-    pubkey: VerifierKey | None = None,
-    anchors: Sequence[str] = (),
-    latest: bytes | None = None,
-) -> VerifyReport:
-    """Verify a log and its notes held in memory; raises VerificationError or TornTailError.
+def _signed_roots(
+    checkpoints: list[Checkpoint], anchors: Sequence[str], key: VerifierKey, origin: str
+) -> tuple[dict[int, _Claim], int | None]:
+    """Every size a signature vouches for, with its root (the notes', then the trust
+    anchors', which must agree with them); and the largest size an anchor signs."""
+    signed = {c.size: _Claim(c.root, f"checkpoint note {i}") for i, c in enumerate(checkpoints, 1)}
+    sizes = []
+    for index, note in enumerate(anchors, 1):
+        anchor = _trusted(note, key, origin, index)
+        _check_anchor_agrees(signed.get(anchor.size), anchor, index)
+        signed[anchor.size] = _Claim(anchor.root, f"trusted checkpoint {index}")
+        sizes.append(anchor.size)
+    return signed, max(sizes, default=None)
 
-    `anchors` are checkpoint notes kept outside the run (signed by the same key):
-    the log must contain their size and reproduce their root. `latest`, the bytes of a
-    `checkpoint` file, must be one of the notes.
-    """
-    lines = log.split(b"\n")
-    tail = lines.pop()
-    if not lines:
-        if tail:
-            raise TornTailError(
-                f"{len(tail)} bytes and no complete record",
-                file=LOG_FILE,
-                offset=0,
-                seq=0,
-                covered=False,
-            )
-        raise VerificationError(Reason.BAD_RUN_START, "the log is empty", seq=0)
-    try:
-        first = parse_line(lines[0])
-    except RecordError as exc:
-        raise _record_error(exc, 0) from exc
-    key = _run_key(first, pubkey)
-    origin = log_origin(lines[0])
-    checkpoints, texts, torn_at = _signed_checkpoints(notes, key, origin)
-    expected = {c.size: (c.root, f"checkpoint note {i}") for i, c in enumerate(checkpoints, 1)}
-    anchored = None
-    for i, note in enumerate(anchors, 1):
-        anchor = _trusted(note, key, origin, i)
-        known = expected.get(anchor.size)
-        if known is not None and known[0] != anchor.root:
-            raise VerificationError(
-                Reason.CHECKPOINT_MISMATCH,
-                f"trusted checkpoint {i} and {known[1]} sign different roots "
-                f"for size {anchor.size}",
-            )
-        expected[anchor.size] = (anchor.root, f"trusted checkpoint {i}")
-        anchored = max(anchored or 0, anchor.size)
 
-    every = _committed_cadence(first["body"])
-    frontier = CompactRange()
-    prev, matched, kind = GENESIS_PREV, 0, "run_start"
-    sha256 = hashlib.sha256
+# --------------------------------------------------------------------------- the records
+
+
+def _walk_chain(lines: list[bytes], first: dict, signed: dict[int, _Claim]) -> _Chain:
+    """One pass over the records: each well formed, at its seq, linked to the one before,
+    in an order the writer produces, and at each signed size the root reproduced."""
+    frontier, prev, kind, matched = CompactRange(), GENESIS_PREV, "run_start", 0
+    sha256 = hashlib.sha256  # bound once: this loop is where verification spends its time
     for seq, line in enumerate(lines):
-        try:
-            record = first if seq == 0 else parse_line(line)
-        except RecordError as exc:
-            raise _record_error(exc, seq) from exc
-        if record["seq"] != seq:
-            raise VerificationError(
-                Reason.BAD_SEQ, f"seq is {record['seq']}, expected {seq}", seq=seq
-            )
-        if record["prev"] != prev:
-            raise VerificationError(
-                Reason.BAD_LINK,
-                f"prev is {record['prev']}, SHA-256 of record {seq - 1} is {prev}",
-                seq=seq,
-            )
-        if kind == "run_end" and record["kind"] != "run_resume":
-            raise VerificationError(
-                Reason.NOT_A_CRASH,
-                f"a {record['kind']} record follows run_end: a closed log is continued only "
-                "by run_resume",
-                seq=seq,
-            )
+        record = first if seq == 0 else _parse(line, seq)
+        _check_seq(record, seq)
+        _check_linked(record, seq, prev)
+        _check_resumed_after_run_end(kind, record, seq)
         kind = record["kind"]
-        if kind == "run_start" and seq:
-            raise VerificationError(
-                Reason.BAD_RUN_START, "run_start may only be the first record", seq=seq
-            )
+        _check_single_run_start(kind, seq)
         prev = sha256(line).hexdigest()
         frontier.append(leaf_hash(line))
-        signed = expected.get(seq + 1)
-        if signed is not None:
-            root = frontier.root()
-            if root != signed[0]:
-                raise VerificationError(
-                    Reason.CHECKPOINT_MISMATCH,
-                    f"{signed[1]} signs root {signed[0].hex()} for size {seq + 1}, records "
-                    f"0..{seq} give {root.hex()}: one of records {matched}..{seq} was altered",
-                    seq=matched,
-                )
+        claim = signed.get(seq + 1)
+        if claim is not None:
+            _check_signed_root(claim, frontier.root(), matched, seq)
             matched = seq + 1
+    return _Chain(frontier, prev, kind)
 
-    count = len(lines)
-    beyond = max(expected, default=0)
+
+def _check_seq(record: dict, seq: int) -> None:
+    """A record's seq is its position: a dropped, repeated or moved record shows here."""
+    if record["seq"] != seq:
+        raise VerificationError(Reason.BAD_SEQ, f"seq is {record['seq']}, expected {seq}", seq=seq)
+
+
+def _check_linked(record: dict, seq: int, prev: str) -> None:
+    """`prev` is the SHA-256 of the line before (with `_check_seq`, AuditChain.tla's
+    `Linked`): a changed byte shows in the next record."""
+    if record["prev"] != prev:
+        raise VerificationError(
+            Reason.BAD_LINK,
+            f"prev is {record['prev']}, SHA-256 of record {seq - 1} is {prev}",
+            seq=seq,
+        )
+
+
+def _check_resumed_after_run_end(kind_before: str, record: dict, seq: int) -> None:
+    """The writer continues a closed log only with run_resume: anything else after run_end
+    was appended by someone else."""
+    if kind_before == "run_end" and record["kind"] != "run_resume":
+        raise VerificationError(
+            Reason.NOT_A_CRASH,
+            f"a {record['kind']} record follows run_end: a closed log is continued only "
+            "by run_resume",
+            seq=seq,
+        )
+
+
+def _check_single_run_start(kind: str, seq: int) -> None:
+    """run_start commits the run (config, key, origin): a second one would rewrite it."""
+    if kind == "run_start" and seq:
+        raise VerificationError(
+            Reason.BAD_RUN_START, "run_start may only be the first record", seq=seq
+        )
+
+
+def _check_signed_root(claim: _Claim, root: bytes, matched: int, seq: int) -> None:
+    """The Merkle root of records 0..seq is the root signed for that size (AuditChain.tla's
+    `CheckpointMatches`); records before `matched` matched an earlier signed root."""
+    if root != claim.root:
+        raise VerificationError(
+            Reason.CHECKPOINT_MISMATCH,
+            f"{claim.signer} signs root {claim.root.hex()} for size {seq + 1}, records "
+            f"0..{seq} give {root.hex()}: one of records {matched}..{seq} was altered",
+            seq=matched,
+        )
+
+
+# --------------------------------------------------------------------------- after the records
+
+
+def _check_log_tail(log: bytes, tail: bytes, count: int, signed: dict[int, _Claim]) -> None:
+    """Bytes after the last newline are a record a crash tore, which `audit repair` may cut;
+    not when a signed checkpoint already covers that record."""
     if tail:
+        covered = max(signed, default=0) > count
         raise TornTailError(
             f"{len(tail)} bytes after the last newline are an incomplete record"
             + (
                 "; a signed checkpoint already covers it, so this was not a crash"
-                if beyond > count
+                if covered
                 else ""
             ),
             file=LOG_FILE,
             offset=len(log) - len(tail),
             seq=count,
-            covered=beyond > count,
+            covered=covered,
         )
+
+
+def _check_not_truncated(signed: dict[int, _Claim], count: int) -> None:
+    """The log holds every record a signature vouches for (`CheckpointMatches`' size bound)."""
+    beyond = max(signed, default=0)
     if beyond > count:
         raise VerificationError(
             Reason.TRUNCATED,
-            f"{expected[beyond][1]} signs {beyond} records, the log holds {count}",
+            f"{signed[beyond].signer} signs {beyond} records, the log holds {count}",
             seq=count,
         )
+
+
+def _check_notes_tail(notes: bytes, torn_at: int) -> None:
+    """Bytes after the last complete note are a note a crash tore."""
     if torn_at < len(notes):
         raise TornTailError(
             f"{len(notes) - torn_at} bytes at the end of {NOTES_FILE} are an incomplete note",
@@ -364,7 +504,11 @@ def verify_bytes(
             seq=None,
             covered=False,
         )
-    size = checkpoints[-1].size if checkpoints else 0
+
+
+def _check_run_start_signed(checkpoints: list[Checkpoint], count: int) -> None:
+    """The writer signs run_start before writing anything else: records past it and no
+    note means the notes were removed."""
     if not checkpoints and count > 1:
         raise VerificationError(
             Reason.NOT_A_CRASH,
@@ -372,6 +516,11 @@ def verify_bytes(
             "writing anything else",
             seq=1,
         )
+
+
+def _check_cadence_kept(every: int | None, count: int, size: int) -> None:
+    """The writer signs whenever the size reaches a multiple of `every`, so a crash leaves
+    at most `every` unsigned records; more means notes were removed or records appended."""
     if every is not None and count - size > every:
         raise VerificationError(
             Reason.NOT_A_CRASH,
@@ -379,51 +528,49 @@ def verify_bytes(
             f"checkpoint_every ({every}) run_start commits to: the writer would have signed them",
             seq=size,
         )
-    return VerifyReport(
-        latest=None if latest is None else _latest(latest, texts, key, origin, size),
-        records=count,
-        root=frontier.root(),
-        checkpoint_size=size,
-        checkpoints=len(checkpoints),
-        closed=size == count and kind == "run_end",
-        key=key,
-        origin=origin,
-        last_hash=prev,
-        last_note=texts[-1] if texts else None,
-        frontier=frontier,
-        checkpoint_every=every,
-        anchored=anchored,
-    )
 
 
-def _latest(latest: bytes, texts: list[str], key: VerifierKey, origin: str, newest: int) -> int:
+# --------------------------------------------------------------------------- the checkpoint file
+
+
+def _latest_size(
+    latest: bytes, texts: list[str], key: VerifierKey, origin: str, newest: int
+) -> int:
     """The size the `checkpoint` file signs; it must be a note of the history.
 
     The writer appends each note to checkpoints.note and only then replaces the
     `checkpoint` file, so a crash leaves that file at the newest note or the one
     before, never past the history.
     """
+    checkpoint = _open_latest(latest, key, origin)
+    _check_latest_not_ahead(checkpoint.size, newest)
+    _check_latest_is_a_note(latest, texts)
+    return checkpoint.size
+
+
+def _open_latest(latest: bytes, key: VerifierKey, origin: str) -> Checkpoint:
+    """The checkpoint in the `checkpoint` file, opened like any note (`_open`)."""
     try:
-        checkpoint = _open(latest.decode(), key, origin, None)
+        return _open(latest.decode(), key, origin, None)
     except UnicodeDecodeError as exc:
         raise VerificationError(Reason.BAD_CHECKPOINT, f"{LATEST_FILE} file: {exc}") from exc
     except VerificationError as exc:
         raise VerificationError(exc.reason, f"{LATEST_FILE} file: {exc.detail}") from exc
-    if latest.decode() in texts:
-        return checkpoint.size
-    if checkpoint.size > newest:
+
+
+def _check_latest_not_ahead(size: int, newest: int) -> None:
+    """The `checkpoint` file never signs past the newest note: if it does, notes were removed."""
+    if size > newest:
         raise VerificationError(
             Reason.NOT_A_CRASH,
-            f"the {LATEST_FILE} file signs {checkpoint.size} records, the newest note in "
+            f"the {LATEST_FILE} file signs {size} records, the newest note in "
             f"{NOTES_FILE} {newest}: notes were removed",
         )
-    raise VerificationError(
-        Reason.BAD_CHECKPOINT, f"the {LATEST_FILE} file is not one of the notes in {NOTES_FILE}"
-    )
 
 
-def _committed_cadence(run_start: dict) -> int | None:
-    """The checkpoint_every a log's run_start commits to (None in logs that predate it)."""
-    section = run_start.get("audit_log")
-    every = section.get("checkpoint_every") if isinstance(section, dict) else None
-    return every if type(every) is int and every >= 1 else None
+def _check_latest_is_a_note(latest: bytes, texts: list[str]) -> None:
+    """The `checkpoint` file is a copy of one note of the history, byte for byte."""
+    if latest.decode() not in texts:
+        raise VerificationError(
+            Reason.BAD_CHECKPOINT, f"the {LATEST_FILE} file is not one of the notes in {NOTES_FILE}"
+        )

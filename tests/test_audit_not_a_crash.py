@@ -1,5 +1,6 @@
 """Histories no crash can leave are refused (exit 1, never "not closed"), so a resume
-never signs over them (issue: resume laundered a forged log with the notes deleted)."""
+never signs over them: a forger who deletes the notes must not get a resume to re-sign
+the forged records."""
 
 from __future__ import annotations
 

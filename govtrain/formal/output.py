@@ -302,9 +302,6 @@ _END = re.compile(r"^@!@!@ENDMSG (\d+) @!@!@$")
 MSG_VERSION = 2262
 MSG_INVARIANT_INITIAL = 2107
 MSG_PROPERTY_INITIAL = 2108
-MSG_INVARIANT = 2110
-MSG_ACTION_PROPERTY = 2112
-MSG_TEMPORAL_PROPERTY = 2116
 MSG_BACK_TO_STATE = 2122
 MSG_STATE = 2217
 MSG_STATE_STUTTER = 2218
@@ -415,6 +412,23 @@ def parse_output(
     msgs = list(messages(output))
     if not msgs and not timed_out:
         raise TLCOutputError("no TLC messages in the output (was -tool given?)")
+    outcome = Outcome.TIMEOUT if timed_out else outcome_of(exit_code)
+    fields = _message_fields(msgs)
+    if outcome is Outcome.PARSE_ERROR and (report := sany_errors(output)):
+        fields["errors"] = (report, *fields["errors"])
+    return TLCResult(
+        outcome=outcome,
+        exit_code=exit_code,
+        wall_s=wall_s,
+        command=tuple(command),
+        output=output,
+        **fields,
+    )
+
+
+def _message_fields(msgs: list[Message]) -> dict[str, Any]:
+    """The TLCResult fields TLC's messages carry: version, counterexample, state counts,
+    depth, duration, the violated invariant or property, and the error messages."""
     stats = depth = duration = violated = back_to = back_action = version = None
     trace: list[TraceState] = []
     errors: list[str] = []
@@ -451,28 +465,20 @@ def parse_output(
             m = _STATS.search(msg.text)
             if m:
                 stats = tuple(_int(g) for g in m.groups())
-    outcome = Outcome.TIMEOUT if timed_out else outcome_of(exit_code)
-    if outcome is Outcome.PARSE_ERROR and (report := sany_errors(output)):
-        errors.insert(0, report)
     generated, distinct, queue = stats if stats else (None, None, None)
-    return TLCResult(
-        outcome=outcome,
-        exit_code=exit_code,
-        states_generated=generated,
-        distinct_states=distinct,
-        left_on_queue=queue,
-        depth=depth,
-        duration_s=duration,
-        wall_s=wall_s,
-        violated=violated,
-        trace=tuple(trace),
-        back_to_state=back_to,
-        back_to_action=back_action,
-        errors=tuple(errors),
-        version=version,
-        command=tuple(command),
-        output=output,
-    )
+    return {
+        "states_generated": generated,
+        "distinct_states": distinct,
+        "left_on_queue": queue,
+        "depth": depth,
+        "duration_s": duration,
+        "violated": violated,
+        "trace": tuple(trace),
+        "back_to_state": back_to,
+        "back_to_action": back_action,
+        "errors": tuple(errors),
+        "version": version,
+    }
 
 
 # --------------------------------------------------------------------------- state graphs
