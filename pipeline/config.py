@@ -72,6 +72,13 @@ class DataConfig(StrictSection):
     # (uniform: seeded permutations, one per epoch)
     tiers: TiersConfig | None = None
 
+    @field_validator("path")
+    @classmethod
+    def _no_nul(cls, v: Path | None) -> Path | None:
+        if v is not None and "\0" in str(v):
+            raise ValueError("a path cannot hold a NUL byte")
+        return v
+
     @model_validator(mode="after")
     def _path_for_text(self) -> DataConfig:
         if self.source == "text" and self.path is None:

@@ -23,9 +23,12 @@ What the driver owns, so that every loop does it alike:
   `NonFiniteStreak` raised;
 * a batch whose size is not `router.batch_size` (a short last batch) is refused
   in one line: quotas are samples of that batch;
-* when to stop: at Finish (every group converged and stayed so), and, for a loop
-  that cannot run a step without a backward (`steps_frozen=False`: the HF and
-  Lightning trainers), once every group is frozen (a `stop` record says why);
+* when to stop: at Finish (every group converged and stayed so), and only then.
+  A step with every group frozen still runs (the core observes it: a level may
+  activate, a probe may wake a group, the quiet count grows towards Finish); for a
+  loop whose backward needs a loss that requires grad (the HF and Lightning
+  trainers), `steppable` ties the loss to an anchor of the driver's own whose
+  gradient is zero, so the step runs and updates nothing;
 * the `eval`, `checkpoint` and `run_end` records, the transitions' log lines,
   and the setup refusals every loop shares (`refusals`).
 """
@@ -54,7 +57,6 @@ log = structlog.get_logger("govtrain")
 
 LOGGED = ("Converge", "Awaken", "ActivateLevel", "Finish")
 FINISHED = "finished: every group converged and stayed so"
-ALL_FROZEN = "every group is frozen"
 
 
 class NonFiniteStreak(GovtrainError):
@@ -96,11 +98,10 @@ class Driver:
         seed: int = 0,
         world: World | None = None,
         synced: bool = False,
-        steps_frozen: bool = False,
         on_stop: Callable[[], None] | None = None,
     ) -> None:
         self.cfg, self.options = cfg, options if options is not None else GovernOptions()
-        self.audit, self.steps_frozen, self.on_stop = audit, steps_frozen, on_stop
+        self.audit, self.on_stop = audit, on_stop
         self.gov = Governor(
             model,
             optimizer,
@@ -116,6 +117,7 @@ class Driver:
         self.routed: dict[str, tuple[int, ...] | None] = {}  # this step's rows per group
         self._skip: dict[str, float] | None = None  # why this step is skipped
         self._streak = 0  # non-finite steps in a row
+        self._anchor = nn.Parameter(torch.zeros(()))  # see `steppable`
         self.closed = False
 
     def attach(self, audit: RunLog | None) -> None:
@@ -168,6 +170,14 @@ class Driver:
         self.routed = self.gov.route(per_sample, shard)
         return True
 
+    def steppable(self, loss: Tensor) -> Tensor:
+        """`loss`, which a backward can run on even with every group frozen: then it is
+        tied to the driver's anchor (gradient zero, in no optimizer), so the loop's step
+        runs, updates nothing, and its end still reaches the core."""
+        if loss.requires_grad:
+            return loss
+        return loss + 0.0 * self._anchor.to(loss.device)
+
     def before_update(self, grad_norm: float | None = None) -> bool:
         """Right before the optimizer step: whether it may update. A step already marked
         skipped, or whose (clipped-to) gradient norm is not finite, has its gradients
@@ -189,7 +199,7 @@ class Driver:
             self.transitions.append(t)
             if t.action in LOGGED:
                 log.info(t.action, step=self.gov.step - 1, group=t.group, to=t.after)
-        return Outcome(result.transitions, self._stop())
+        return Outcome(result.transitions, FINISHED if self.finished else None)
 
     def _skipped(self, loss: float) -> Outcome:
         assert self._skip is not None
@@ -208,16 +218,6 @@ class Driver:
             self.on_stop()
         self.close("stopped", reason=why)
         raise NonFiniteStreak(why + ("" if self.on_stop is None else ", last checkpoint kept"))
-
-    def _stop(self) -> str | None:
-        if self.finished:
-            return FINISHED
-        if self.steps_frozen or not all(g.phase.frozen for g in self.gov.state.groups):
-            return None
-        if self.audit is not None:
-            self.audit.append("stop", {"step": self.gov.step, "reason": ALL_FROZEN})
-        log.info("stop", step=self.gov.step, reason=ALL_FROZEN)
-        return ALL_FROZEN
 
     @property
     def finished(self) -> bool:

@@ -76,9 +76,9 @@ rank, is skipped on every rank (its gradients dropped in `on_pre_optimizer_step`
 so the Trainer's optimizer step changes nothing, and recorded `nonfinite`);
 `max_nonfinite` (3) of them in a row stop training with an error, the log sealed.
 A batch of another size than `router.batch_size` (a short last batch: set
-`dataloader_drop_last=True`) is refused in one line. Training stops at Finish,
-and when every group is frozen, since the Trainer cannot run a backward then (a
-`stop` record says why).
+`dataloader_drop_last=True`) is refused in one line. Training stops at Finish; a
+step with every group frozen still runs (its loss tied to the driver's anchor, so
+the Trainer's backward runs and updates nothing) and the core observes it.
 """
 
 from __future__ import annotations
@@ -418,6 +418,8 @@ class GovernanceCallback(TrainerCallback):
                 f"({logits.shape[0]},)"
             )
         loss = output.get("loss") if hasattr(output, "get") else None
+        if loss is not None:  # the Trainer's backward runs on it, even with all frozen
+            output["loss"] = driver.steppable(loss)
         self._loss = (loss if loss is not None else per_sample.mean()).detach()
         self._routed = True
         driver.forward(per_sample)

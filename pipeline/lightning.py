@@ -28,7 +28,8 @@ is recorded as `nonfinite` and skipped on every rank (its gradients dropped befo
 the optimizer step, so nothing is updated); `max_nonfinite` (3) such steps in a
 row stop the fit with an error, the log sealed. A batch of another size than
 `router.batch_size` (a short last batch: use `drop_last=True`) is refused in one
-line. The fit stops at Finish, and once every group is frozen.
+line. The fit stops at Finish; a step with every group frozen still runs (its
+loss tied to the driver's anchor) and the core observes it.
 
 Resume. The Governor's state (core state, decision, signal windows, probe
 readings) is the callback's `state_dict`, so Lightning saves it in every
@@ -243,6 +244,7 @@ class GovernanceCallback(L.Callback):
                 )
             lr = float(trainer.optimizers[0].param_groups[0]["lr"])
             self._step_input = (float(out["loss"].detach()), lr)
+            out["loss"] = driver.steppable(out["loss"])  # the backward runs, even all frozen
             driver.forward(per_sample.detach())
             return out
 

@@ -168,7 +168,6 @@ class GovernedTrainer:
             shard(self.model)
         self.optimizer = build_optimizer(self.model, tcfg)
         probe_ids = self.corpus.train[:PROBE_SAMPLES].to(self.device)
-        # this loop steps with every group frozen (no backward: the core still observes)
         self.driver = Driver(
             self.model,
             self.optimizer,
@@ -178,7 +177,6 @@ class GovernedTrainer:
             seed=cfg.seed,
             world=world,
             synced=world is not None,
-            steps_frozen=True,
             on_stop=self._checkpoint,
         )
         self.gov = self.driver.gov

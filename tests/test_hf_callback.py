@@ -573,9 +573,7 @@ def test_pretrained_minilm_unfreezes_top_down_as_the_head_converges(tmp_path, mo
     records = read_records(run_dir / LOG_FILE)
     steps = [r.body for r in records if r.kind == "step"]
     assert verify_run(run_dir).closed and len(steps) == trainer.state.global_step
-    if len(steps) < MINILM_STEPS:  # every group converged: nothing left for a backward
-        assert {g["phase"] for g in steps[-1]["state"]["groups"].values()} == {"CONVERGED"}
-        assert [r.body["step"] for r in records if r.kind == "stop"] == [len(steps)]
+    assert len(steps) == MINILM_STEPS  # no Finish configured: frozen steps still run
     acts = [(s["step"], t["after"]) for s in steps for t in s["transitions"]]
     activations = [(step, level) for step, level in acts if level in ("1", "2")]
     converged_head = [
