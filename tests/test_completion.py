@@ -110,7 +110,12 @@ def test_a_converged_run_ends_early_sealed_replayable_and_not_resumable(tmp_path
     assert [t["action"] for t in steps[-1].body["transitions"]][-1] == "Finish"
     assert sum(t["action"] == "Finish" for s in steps for t in s.body["transitions"]) == 1
     end = next(r for r in records if r.kind == "run_end")
-    assert end.body == {"finished_at": summary.steps, "steps_saved": 200 - summary.steps}
+    assert end.body == {
+        "status": "ok",
+        "steps": summary.steps,
+        "finished_at": summary.steps,
+        "steps_saved": 200 - summary.steps,
+    }
     assert any(r.kind == "eval" and r.body["step"] == summary.steps for r in records)
     assert verify_run(run).closed
     assert replay(records).ok

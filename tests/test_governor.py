@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from govtrain.governance.state import GroupObservation, Phase
-from govtrain.pipeline.config import parse_config
+from govtrain.pipeline.config import GovernOptions, parse_config
 from govtrain.pipeline.data import load_corpus
 from govtrain.pipeline.flops import FlopMeter
 from govtrain.pipeline.governor import Governor
@@ -35,7 +35,7 @@ def setup(optimizer: str, awaken: str = "reset", **overrides):
         model,
         opt,
         cfg.governance,
-        awaken_optimizer_state=awaken,
+        GovernOptions(awaken_optimizer_state=awaken),
         probe=lambda m: per_sample_loss(m, corpus.train[:4]).mean(),
     )
     return cfg, corpus, model, opt, gov

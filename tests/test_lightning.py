@@ -20,6 +20,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from govtrain.audit.provenance import read_records  # noqa: E402
 from govtrain.audit.verify import verify_run  # noqa: E402
 from govtrain.formal.replay import replay  # noqa: E402
+from govtrain.governance.errors import GovtrainError  # noqa: E402
+from govtrain.pipeline.config import GovernOptions  # noqa: E402
 from govtrain.pipeline.governor import Governor  # noqa: E402
 from govtrain.pipeline.lightning import (  # noqa: E402
     GovernanceCallback,
@@ -56,7 +58,7 @@ def test_a_lightning_fit_is_governed_as_the_governors_own_loop(tmp_path: Path) -
     # the same model, data and optimizer in the loop governor.py documents
     ref = Tiny()
     opt = torch.optim.AdamW(ref.parameters(), lr=1e-2)
-    gov = Governor(ref, opt, governance(), probe=probe, probe_every=4)
+    gov = Governor(ref, opt, governance(), GovernOptions(probe_every=4), probe=probe)
     for _ in range(3):
         for x, y in data():
             per = torch.nn.functional.cross_entropy(ref(x), y, reduction="none")
@@ -132,9 +134,11 @@ def test_a_nonfinite_loss_updates_nothing_and_too_many_stop_the_fit(tmp_path: Pa
     model = Tiny()
     audit = start_audit(tmp_path / "bad", model, governance())
     callback = GovernanceCallback(governance(), audit=audit, max_nonfinite=3)
-    with pytest.raises(LightningGovernanceError, match="3 non-finite losses in a row"):
+    with pytest.raises(GovtrainError, match="3 non-finite losses in a row"):
         trainer(24, callbacks=[callback]).fit(model, data(poisoned=range(16, 64)))
-    assert not verify_run(tmp_path / "bad").closed  # stopped, as a crash would leave it
+    assert verify_run(tmp_path / "bad").closed  # stopped, and sealed saying why
+    end = read_records(tmp_path / "bad" / "audit.jsonl")[-1]
+    assert end.body["status"] == "stopped" and "non-finite" in end.body["reason"]
 
 
 def test_an_audit_log_on_a_resumed_fit_is_refused(tmp_path: Path) -> None:

@@ -314,11 +314,11 @@ def test_nonfinite_gradient_skips_the_update(tmp_path: Path) -> None:
     param = trainer.model.transformer.wte.weight
     handle = param.register_hook(lambda g: torch.full_like(g, float("inf")))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    assert trainer.train_step() is False
+    assert trainer.train_step().skipped
     handle.remove()
     after = trainer.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    assert trainer.train_step() is True
+    assert not trainer.train_step().skipped
     trainer.audit.close()
     records = read_records(tmp_path / "inf" / "audit.jsonl")
     bad = [r.body for r in records if r.kind == "nonfinite"]

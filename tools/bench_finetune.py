@@ -69,7 +69,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from govtrain.governance import completion, routing
 from govtrain.governance.config import parse_governance
-from govtrain.pipeline.config import TrainConfig
+from govtrain.pipeline.config import GovernOptions, TrainConfig
 from govtrain.pipeline.flops import FlopMeter
 from govtrain.pipeline.governor import Governor
 from govtrain.pipeline.prefix_cache import PrefixCache
@@ -368,15 +368,18 @@ class Govtrain(Arm):
         )
         cfg = parse_governance(gov)
         probe = [t[: args.batch] for t in data.splits["train"]]
+        options = GovernOptions(
+            probe_every=raw["train"]["probe_every"],
+            signal=signal,
+            measure=self.measure,
+            mode="governed" if self.enforce else "observe",
+        )
         self.gov = Governor(
             self.model,
             self.optimizer,
             cfg,
+            options,
             probe=lambda m: per_sample_loss(m, *probe).mean(),
-            probe_every=raw["train"]["probe_every"],
-            signal=signal,
-            measure=self.measure,
-            enforce=self.enforce,
             seed=seed,
         )
         self.meter = FlopMeter(self.gov, lambda m: per_sample_loss(m, *probe))
