@@ -365,13 +365,11 @@ def _check_key(bundle: Mapping[str, Any], key: VerifierKey) -> None:
 
 
 def _record(line: bytes) -> Record:
-    """The record a proof carries; an error says it is that record, even one too deep to parse."""
+    """The record a proof carries; an error says it is that record."""
     try:
         return Record.from_line(line)
     except RecordError as exc:
         raise type(exc)(f"the proof's record: {exc}") from None
-    except RecursionError:
-        raise RecordError("the proof's record nests too deeply") from None
 
 
 def _own_checkpoint(bundle: Mapping[str, Any], key: VerifierKey) -> Checkpoint:

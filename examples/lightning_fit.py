@@ -24,8 +24,7 @@ from govtrain.governance.config import parse_governance
 from govtrain.pipeline.config import DataConfig, ModelConfig
 from govtrain.pipeline.data import synthetic_corpus
 from govtrain.pipeline.lightning import GovernanceCallback, start_audit
-from govtrain.pipeline.models import build_model
-from govtrain.pipeline.trainer import per_sample_loss
+from govtrain.pipeline.models import build_model, per_sample_loss
 
 
 class CausalLM(L.LightningModule):

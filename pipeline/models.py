@@ -1,11 +1,13 @@
-"""Models built from a config (no hub download): a GPT-2 architecture from `transformers`."""
+"""Models built from a config (no hub download): a GPT-2 architecture from `transformers`,
+and its per-sample loss (the router's scores)."""
 
 from __future__ import annotations
 
 import hashlib
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 from torch.distributed.tensor import DTensor
 from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -27,6 +29,17 @@ def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int) -> nn.Module:
         eos_token_id=0,
     )
     return GPT2LMHeadModel(config)
+
+
+def per_sample_loss(model: nn.Module, ids: Tensor) -> Tensor:
+    """Next-token cross-entropy averaged over each sequence: one loss per sample."""
+    batch, seq = ids.shape
+    positions = torch.arange(seq, device=ids.device).expand(batch, seq)
+    logits = model(input_ids=ids, position_ids=positions).logits
+    losses = F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none"
+    )
+    return losses.view(batch, -1).mean(1)
 
 
 def structure_digest(model: nn.Module) -> str:

@@ -25,7 +25,6 @@ from typing import Any
 
 import structlog
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -52,7 +51,7 @@ from govtrain.governance.errors import GovtrainError
 from govtrain.governance.record import decision_to_dict
 from govtrain.governance.state import state_to_dict
 from govtrain.pipeline import checkpoints
-from govtrain.pipeline.config import RunConfig, TrainConfig, parse_config
+from govtrain.pipeline.config import RunConfig, parse_config
 from govtrain.pipeline.data import Corpus, dedup, load_corpus
 from govtrain.pipeline.distributed import (
     DistributedError,
@@ -69,8 +68,14 @@ from govtrain.pipeline.distributed import (
 )
 from govtrain.pipeline.driver import Driver, Outcome
 from govtrain.pipeline.flops import FlopMeter
-from govtrain.pipeline.models import build_model, parameter_digest, structure_digest
+from govtrain.pipeline.models import (
+    build_model,
+    parameter_digest,
+    per_sample_loss,
+    structure_digest,
+)
 from govtrain.pipeline.runlog import new_log
+from govtrain.pipeline.schedule import build_optimizer, scheduled_lr, seed_everything, set_lr
 from govtrain.pipeline.trackers import sinks_for, track
 
 log = structlog.get_logger("govtrain")
@@ -115,17 +120,6 @@ class RunSummary:
         if not self.dense_backward_flops:
             return 0.0
         return 1.0 - self.backward_flops / self.dense_backward_flops
-
-
-def per_sample_loss(model: nn.Module, ids: Tensor) -> Tensor:
-    """Next-token cross-entropy averaged over each sequence: one loss per sample."""
-    batch, seq = ids.shape
-    positions = torch.arange(seq, device=ids.device).expand(batch, seq)
-    logits = model(input_ids=ids, position_ids=positions).logits
-    losses = F.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none"
-    )
-    return losses.view(batch, -1).mean(1)
 
 
 class GovernedTrainer:
@@ -727,35 +721,6 @@ class _Unlogged:
 
     def close(self, body: dict[str, Any] | None = None) -> None:
         pass
-
-
-def scheduled_lr(tcfg: TrainConfig, step: int, total: int) -> float:
-    """The learning rate of (0-based) `step` under `train.lr_schedule`."""
-    if tcfg.lr_schedule == "constant":
-        return tcfg.lr
-    if step < tcfg.warmup_steps:
-        return tcfg.lr * (step + 1) / tcfg.warmup_steps
-    progress = (step - tcfg.warmup_steps) / max(1, total - tcfg.warmup_steps)
-    return tcfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-
-
-def build_optimizer(model: nn.Module, tcfg) -> torch.optim.Optimizer:
-    params = list(model.parameters())
-    if tcfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=tcfg.lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay
-        )
-    return torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
 
 
 class _progress:

@@ -19,8 +19,8 @@ from govtrain.governance.config import parse_governance
 from govtrain.pipeline import distributed
 from govtrain.pipeline.config import ModelConfig
 from govtrain.pipeline.governor import Governor
-from govtrain.pipeline.models import build_model
-from govtrain.pipeline.trainer import GovernedTrainer, per_sample_loss
+from govtrain.pipeline.models import build_model, per_sample_loss
+from govtrain.pipeline.trainer import GovernedTrainer
 
 BATCH, SEQ, VOCAB = 8, 12, 40
 GOVERNANCE = {

@@ -28,8 +28,8 @@ from govtrain.audit.verify import LOG_FILE, verify_run  # noqa: E402
 from govtrain.formal.replay import replay  # noqa: E402
 from govtrain.pipeline import hf, lightning  # noqa: E402
 from govtrain.pipeline.config import parse_config  # noqa: E402
-from govtrain.pipeline.models import build_model  # noqa: E402
-from govtrain.pipeline.trainer import GovernedTrainer, per_sample_loss  # noqa: E402
+from govtrain.pipeline.models import build_model, per_sample_loss  # noqa: E402
+from govtrain.pipeline.trainer import GovernedTrainer  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 
 pytestmark = pytest.mark.torch

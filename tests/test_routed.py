@@ -10,9 +10,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from govtrain.pipeline.config import ModelConfig
-from govtrain.pipeline.models import build_model
+from govtrain.pipeline.models import build_model, per_sample_loss
 from govtrain.pipeline.routed import make_routable
-from govtrain.pipeline.trainer import per_sample_loss
 
 pytestmark = pytest.mark.torch
 

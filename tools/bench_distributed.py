@@ -93,7 +93,7 @@ class DDPArm:
         from torch.nn.parallel import DistributedDataParallel
 
         from govtrain.pipeline.models import build_model
-        from govtrain.pipeline.trainer import build_optimizer, seed_everything
+        from govtrain.pipeline.schedule import build_optimizer, seed_everything
 
         self.cfg, self.corpus, self.world = cfg, corpus, world
         seed_everything(cfg.seed)
@@ -112,7 +112,8 @@ class DDPArm:
 
     def train_step(self) -> None:
         from govtrain.pipeline.distributed import split
-        from govtrain.pipeline.trainer import per_sample_loss, scheduled_lr, set_lr
+        from govtrain.pipeline.models import per_sample_loss
+        from govtrain.pipeline.schedule import scheduled_lr, set_lr
 
         cfg = self.cfg
         ids = split(self.corpus.batch(self.step, cfg.governance.router.batch_size, cfg.seed),
@@ -129,7 +130,8 @@ class DDPArm:
 
 def worker(args: argparse.Namespace) -> None:
     from govtrain.pipeline import distributed
-    from govtrain.pipeline.trainer import GovernedTrainer, per_sample_loss
+    from govtrain.pipeline.models import per_sample_loss
+    from govtrain.pipeline.trainer import GovernedTrainer
 
     cfg = bench_config(args)
     world = distributed.join(cfg.train.collective_timeout_s, cuda=False)

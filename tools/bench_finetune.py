@@ -73,8 +73,8 @@ from govtrain.pipeline.config import GovernOptions, TrainConfig
 from govtrain.pipeline.flops import FlopMeter
 from govtrain.pipeline.governor import Governor
 from govtrain.pipeline.prefix_cache import PrefixCache
+from govtrain.pipeline.schedule import scheduled_lr, set_lr
 from govtrain.pipeline.signals import MEASURES, SIGNALS
-from govtrain.pipeline.trainer import scheduled_lr, set_lr
 from tools.bench_signals import readings, thresholds
 from tools.curves import plot_curves
 from tools.finetune_tasks import Task, build_task

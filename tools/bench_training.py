@@ -35,16 +35,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from govtrain.pipeline.config import RunConfig, load_config
-from govtrain.pipeline.models import build_model
-from govtrain.pipeline.trainer import (
-    GovernedTrainer,
-    build_optimizer,
-    per_sample_loss,
-    resolve_device,
-    scheduled_lr,
-    seed_everything,
-    set_lr,
-)
+from govtrain.pipeline.models import build_model, per_sample_loss
+from govtrain.pipeline.schedule import build_optimizer, scheduled_lr, seed_everything, set_lr
+from govtrain.pipeline.trainer import GovernedTrainer, resolve_device
 from tools.curves import plot_curves
 
 ROOT = Path(__file__).resolve().parent.parent
