@@ -1,9 +1,10 @@
-"""One loop policy (pipeline/driver.py) under three loops: the same governed run through
-GovernedTrainer, an HF Trainer with the GovernanceCallback and a Lightning fit with
-its GovernanceCallback takes the same decisions and leaves the same sealed log shape,
-with a streak of non-finite steps and a Finish in it.
+"""One loop policy (pipeline/driver.py) under four loops: the same governed run through
+GovernedTrainer, an HF Trainer with the GovernanceCallback, a Lightning fit with its
+GovernanceCallback and a hand-written Accelerate loop with GovernedLoop takes the same
+decisions and leaves the same sealed log shape, with a streak of non-finite steps and a
+Finish in it.
 
-The three start from the same weights and see the same batches in the same order with
+The four start from the same weights and see the same batches in the same order with
 the same optimizer; two batches are poisoned (their logits made NaN in the training
 forward), so every loop must skip exactly those steps alike, and the run converges and
 Finishes before `total_steps`."""
@@ -27,6 +28,7 @@ from govtrain.audit.provenance import read_records  # noqa: E402
 from govtrain.audit.verify import LOG_FILE, verify_run  # noqa: E402
 from govtrain.formal.replay import replay  # noqa: E402
 from govtrain.pipeline import hf, lightning  # noqa: E402
+from govtrain.pipeline.accelerate import GovernedLoop  # noqa: E402
 from govtrain.pipeline.config import parse_config  # noqa: E402
 from govtrain.pipeline.models import build_model, per_sample_loss  # noqa: E402
 from govtrain.pipeline.trainer import GovernedTrainer  # noqa: E402
@@ -110,7 +112,7 @@ def three(tmp_path_factory) -> dict[str, Path]:
     """The same run through the three loops: each one's run directory."""
     cfg = config()
     base = tmp_path_factory.mktemp("one-driver")
-    runs = {name: base / name for name in ("trainer", "hf", "lightning")}
+    runs = {name: base / name for name in ("trainer", "hf", "lightning", "accelerate")}
 
     trainer = GovernedTrainer(cfg, runs["trainer"])
     batches = [trainer.corpus.batch(i, BATCH, cfg.seed) for i in range(STEPS)]
@@ -173,6 +175,28 @@ def three(tmp_path_factory) -> dict[str, Path]:
         enable_progress_bar=False,
         enable_model_summary=False,
     ).fit(module, DataLoader(torch.cat(batches), batch_size=BATCH))
+
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    gpt = model()
+    audit = hf.start_audit(runs["accelerate"], gpt, cfg.governance)
+    optimizer = torch.optim.AdamW(gpt.parameters(), lr=LR, weight_decay=0.0)
+    gpt, optimizer = accelerator.prepare(gpt, optimizer)
+    loop = GovernedLoop(
+        accelerator,
+        gpt,
+        optimizer,
+        cfg.governance,
+        probe=lambda m: per_sample_loss(m, probe_ids).mean(),
+        audit=audit,
+        seed=cfg.seed,
+        **options,
+    )
+    for batch in batches:
+        if loop.step(per_sample_loss(gpt, batch)).stop:
+            break
+    loop.close()
     return runs
 
 
@@ -198,19 +222,19 @@ def governed(run: Path) -> list[tuple]:
     return out
 
 
-def test_three_loops_take_the_same_decisions(three: dict[str, Path]) -> None:
+def test_every_loop_takes_the_same_decisions(three: dict[str, Path]) -> None:
     runs = {name: governed(run) for name, run in three.items()}
     reference = runs["trainer"]
     assert [s for kind, s, *_ in reference if kind == "nonfinite"] == list(POISONED)
     actions = [a for kind, _, *rest in reference if kind == "step" for a, _ in rest[0]]
     assert "Finish" in actions and len(reference) < STEPS  # a Finish ended it early
-    for name in ("hf", "lightning"):
+    for name in ("hf", "lightning", "accelerate"):
         assert len(runs[name]) == len(reference), name
         for ours, theirs in zip(reference, runs[name], strict=True):
             assert ours == theirs, (name, ours[:2])
 
 
-def test_three_loops_seal_the_same_log_shape(three: dict[str, Path]) -> None:
+def test_every_loop_seals_the_same_log_shape(three: dict[str, Path]) -> None:
     ends = {}
     for name, run in three.items():
         assert verify_run(run).closed, name
