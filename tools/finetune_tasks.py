@@ -110,7 +110,7 @@ def order_task(corpus: str, data_seed: int = 0) -> Task:
         split = _split_of("\n".join(chunk))
         for line in chunk:
             words = line.split()
-            if len(words) < 5:
+            if len(words) < 5 or len(set(words)) < 2:  # no other order exists: no example
                 continue
             if rng.random() < 0.5:
                 out[split].append(Example(line, None, 1))
