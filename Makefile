@@ -15,12 +15,16 @@ test: $(VENV)/.installed
 test-all: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
+# pyright reads [tool.pyright] in pyproject.toml; build/imports is its view of the package.
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/link_imports.py
+	$(BIN)/pyright --pythonpath $(BIN)/python
 
 $(VENV)/.installed: pyproject.toml constraints/ci.txt
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints/ci.txt -e '.[dev]'
+	$(BIN)/python tools/link_imports.py
 	touch $@

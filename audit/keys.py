@@ -229,8 +229,12 @@ def load_verifier_key(source: str | Path, name: str = DEFAULT_KEY_NAME) -> Verif
         return VerifierKey(_check_name(name), _pem_public(text, path or "the PEM text"))
     try:
         return VerifierKey.parse(text)
-    except KeyFileError as exc:
-        raise KeyFileError(f"{path}: {exc}" if path else str(exc)) from None
+    except KeyFileError:
+        where = path or "the key text"
+        raise KeyFileError(
+            f"{where} is not a public key: give a verifier key NAME+HASH+BASE64 (the run's "
+            f"keys/{PUBLIC_KEY_FILE}) or a PEM Ed25519 public key"
+        ) from None
 
 
 def _pem_public(text: str, where: Path | str) -> bytes:

@@ -312,6 +312,7 @@ class AuditLog:
         if self._state != "held":
             raise LogStateError(f"the audit log in {self.run_dir} is {self._state}, not held")
         report = self.verified
+        assert report is not None, "hold() sets `verified` whenever it leaves a log held"
         if checkpoint_every < 1 or fsync_every < 1:
             raise LogStateError("checkpoint_every and fsync_every must be at least 1")
         self._checkpoint_every = report.checkpoint_every or checkpoint_every

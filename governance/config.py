@@ -13,7 +13,7 @@ import re
 import stat
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -51,6 +51,7 @@ class StrictSection(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _numbers_as_written(cls, v: Any, info: ValidationInfo) -> Any:
+        assert info.field_name is not None, "a `*` field validator runs for a field"
         kind = cls.model_fields[info.field_name].annotation
         if kind in (int, int | None):
             if isinstance(v, bool | float):
@@ -297,7 +298,8 @@ class RouterConfig(StrictSection):
     learned: LearnedScorerConfig = Field(default_factory=LearnedScorerConfig)
 
 
-TIERS = ("Mastered", "Learning", "Struggling", "Failing")
+Tier = Literal["Mastered", "Learning", "Struggling", "Failing"]
+TIERS: tuple[Tier, ...] = get_args(Tier)
 
 
 class TiersConfig(StrictSection):
@@ -315,7 +317,7 @@ class TiersConfig(StrictSection):
     rescore_every: int = Field(default=50, ge=1)  # steps per period (one plan)
     # every sample is planned at least once in any `max_wait` consecutive periods
     max_wait: int = Field(default=16, ge=1)
-    weights: dict[Literal[TIERS], float] = Field(
+    weights: dict[Tier, float] = Field(
         default_factory=lambda: {
             "Mastered": 1.0,
             "Learning": 2.0,

@@ -1,18 +1,29 @@
-"""How a group's probe measurements become the (signal, wake) the core sees.
+"""Every convergence signal's pure side, and how its readings become the (signal, wake)
+the core sees.
 
-Every `probe_every` steps the pipeline measures groups on the probe batch
-(pipeline/geometry.py) and the step record carries the numbers
-(`measurements`); this module turns them into observations, and replay runs the
-same code on the recorded numbers, so an observation that does not follow
-from its measurements is a divergence.
+A signal is a class registered in `SIGNALS` (name -> class): what `train.signal` and
+`train.measure` accept (pipeline/config.py), what replay reads a run's measurements
+with, and what the pipeline's measuring side (pipeline/signals.py) extends. The class
+says whether a probe measures it and how its readings are read; it imports no torch,
+so an auditor's replay runs the same rule the run did.
 
-* Geometry signals (`train.signal`: one of GEOMETRY): a trainable group's signal
-  is the relative change of its measure between its last two readings since it
-  (re)activated (0 until it has two), held until the next reading: high while
-  its representation still reshapes, low once it holds still. A CONVERGED
-  group's wake, on a probe step, is the relative change of its measure since the
-  reading it converged on: the groups below it moved its inputs. No gradient
-  probe is needed.
+Every `probe_every` steps the pipeline measures the groups on the probe batch
+(pipeline/geometry.py) and the step record carries the numbers (`measurements`);
+`Readings` turns them into observations, and replay runs the same code on the
+recorded numbers, so an observation that does not follow from its measurements is a
+divergence.
+
+* `grad_norm`, `drift` (`Reading`'s defaults): nothing is measured at probes; the
+  pipeline's own per-step value is the signal and a CONVERGED group's wake comes from
+  the gradient probe. Replay cannot recompute them: the core's replay checks what
+  they decided.
+* Geometry signals (`RelativeChange`: effective_rank, participation_ratio, isotropy,
+  distance_cv): a trainable group's signal is the relative change of its measure
+  between its last two readings since it (re)activated (0 until it has two), held
+  until the next reading: high while its representation still reshapes, low once it
+  holds still. A CONVERGED group's wake, on a probe step, is the relative change of
+  its measure since the reading it converged on: the groups below it moved its
+  inputs. No gradient probe is needed.
 * `spectral`: the reading is already a change (the spectral norm of the group's
   update since the last probe over its weights' own), so it is the signal; wake
   comes from the gradient probe.
@@ -27,16 +38,13 @@ from its measurements is a divergence.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from govtrain.governance.config import GovernorConfig
+from govtrain.governance.errors import ConfigError
 from govtrain.governance.state import Phase
-
-GEOMETRY = ("effective_rank", "participation_ratio", "isotropy", "distance_cv")
-SPECTRAL = "spectral"
-GUARD_MEASURE = "effective_rank"
 
 
 def relative_change(old: float, new: float) -> float:
@@ -46,6 +54,132 @@ def relative_change(old: float, new: float) -> float:
 def collapsing(previous: float, now: float, tolerance: float) -> bool:
     """The representation's rank fell by more than `tolerance` of what it was."""
     return previous > 0 and (previous - now) / previous > tolerance
+
+
+class Reading:
+    """A signal's pure side: its name, whether a probe measures it, and its reading rule.
+
+    The defaults are a signal the pipeline reads every step (from gradients or
+    weights): that value is the signal, and a CONVERGED group's wake is the gradient
+    probe's relative change since it converged.
+    """
+
+    name: ClassVar[str]
+    # a probe measures it: the value goes into the step record's `measurements` under
+    # `name` (replay reads it there) and `train.measure` may record it without deciding
+    measured: ClassVar[bool] = False
+    # a CONVERGED group's wake comes from a gradient probe (else from its measurements)
+    gradient_wake: ClassVar[bool] = True
+
+    @staticmethod
+    def read(readings: Sequence[float], own: float) -> float:
+        """A trainable group's signal from its last two readings since (re)activation
+        (fewer until it has them) and the pipeline's own value this step."""
+        return own
+
+    @staticmethod
+    def wake(own: float, converged_on: float | None, now: float | None) -> float:
+        """A frozen group's wake from the gradient probe's (`own`, 0 without one) and,
+        on a probe step of a CONVERGED group, the reading it converged on and the
+        latest (None otherwise, or where there is none)."""
+        return own
+
+
+R = TypeVar("R", bound=type[Reading])
+
+SIGNALS: dict[str, type[Reading]] = {}
+
+
+def register(cls: R) -> R:
+    """Make a signal known under its name: to config validation, replay and the
+    pipeline, which registers its measuring side (pipeline/signals.py) against it."""
+    if cls.name in SIGNALS:
+        raise ValueError(f"signal {cls.name!r} is registered already")
+    SIGNALS[cls.name] = cls
+    return cls
+
+
+def signal_class(name: str) -> type[Reading]:
+    """The registered signal `name`; ConfigError naming the known ones otherwise."""
+    if name not in SIGNALS:
+        raise ConfigError(f"signal must be one of {', '.join(SIGNALS)}, got {name!r}")
+    return SIGNALS[name]
+
+
+def measures() -> tuple[str, ...]:
+    """What a probe can measure (`train.measure`): the registered measured signals."""
+    return tuple(name for name, cls in SIGNALS.items() if cls.measured)
+
+
+@register
+class GradNorm(Reading):
+    """Read every step from the groups' gradients (pipeline/signals.py)."""
+
+    name = "grad_norm"
+
+
+@register
+class Drift(Reading):
+    """Read every `window` of a group's own steps from its weights (pipeline/signals.py)."""
+
+    name = "drift"
+
+
+class RelativeChange(Reading):
+    """A measure that holds still once a group has learned: the signal is its relative
+    change between the last two readings, the wake its change since the reading the
+    group converged on, on probe steps only."""
+
+    measured = True
+    gradient_wake = False
+
+    @staticmethod
+    def read(readings: Sequence[float], own: float) -> float:
+        return relative_change(*readings) if len(readings) == 2 else 0.0
+
+    @staticmethod
+    def wake(own: float, converged_on: float | None, now: float | None) -> float:
+        if converged_on is None or now is None:
+            return 0.0
+        return relative_change(converged_on, now)
+
+
+@register
+class EffectiveRank(RelativeChange):
+    name = "effective_rank"
+
+
+@register
+class ParticipationRatio(RelativeChange):
+    name = "participation_ratio"
+
+
+@register
+class Isotropy(RelativeChange):
+    name = "isotropy"
+
+
+@register
+class DistanceCV(RelativeChange):
+    name = "distance_cv"
+
+
+SPECTRAL = "spectral"
+
+
+@register
+class Spectral(Reading):
+    """Its reading is already a change: the latest one is the signal (0 before any)."""
+
+    name = SPECTRAL
+    measured = True
+
+    @staticmethod
+    def read(readings: Sequence[float], own: float) -> float:
+        return readings[-1] if readings else 0.0
+
+
+GUARD_MEASURE = EffectiveRank.name
 
 
 @dataclass(frozen=True)
@@ -70,20 +204,15 @@ class Readings:
     ) -> None:
         """`extra`: measures recorded at every probe that decide nothing (`train.measure`);
         measurements are taken on the steps `probe_every` divides."""
-        self.signal, self.guard = signal, guard
+        self.signal, self.rule, self.guard = signal, signal_class(signal), guard
         self.probe_every = probe_every
         self.signal_threshold, self.wake_threshold = signal_threshold, wake_threshold
-        wanted = [signal] if signal in (*GEOMETRY, SPECTRAL) else []
+        wanted = [signal] if self.rule.measured else []
         wanted += [GUARD_MEASURE] if guard is not None else []
         self.measures: tuple[str, ...] = tuple(dict.fromkeys([*wanted, *extra]))
         self.history: dict[str, dict[str, list[float]]] = {g: {} for g in groups}
         self.converged_on: dict[str, dict[str, float]] = {}
         self.latest: dict[str, dict[str, float]] = {}
-
-    @property
-    def geometric(self) -> bool:
-        """The signal is a representation measure (and wake comes from it, not gradients)."""
-        return self.signal in GEOMETRY
 
     def read(
         self, measured: Mapping[str, Mapping[str, float]], phases: Mapping[str, Phase]
@@ -102,26 +231,20 @@ class Readings:
     ) -> tuple[float, float]:
         """The (signal, wake) the core sees, from the pipeline's own `signal`, `wake`."""
         if phase.frozen:
-            if self.geometric:  # no gradient probe: the measurements are the only wake
-                wake = 0.0
-            if phase is Phase.CONVERGED and probed:
-                wake = self._wake(group, wake)
-            return 0.0, wake
+            return 0.0, self._wake(group, wake, phase is Phase.CONVERGED and probed)
         hist = self.history[group]
-        if self.geometric:
-            values = hist.get(self.signal, [])
-            signal = relative_change(*values) if len(values) == 2 else 0.0
-        elif self.signal == SPECTRAL:
-            signal = hist.get(SPECTRAL, [0.0])[-1]
+        signal = self.rule.read(hist.get(self.signal, []), signal)
         ranks = hist.get(GUARD_MEASURE, [])
-        if self.guard is not None and len(ranks) == 2 and collapsing(*ranks, self.guard.collapse):
+        guard = self.guard
+        if guard is not None and len(ranks) == 2 and collapsing(ranks[0], ranks[1], guard.collapse):
             signal = max(signal, self.signal_threshold)
         return signal, wake
 
-    def _wake(self, group: str, wake: float) -> float:
+    def _wake(self, group: str, wake: float, at_probe: bool) -> float:
+        if not at_probe:
+            return self.rule.wake(wake, None, None)
         base, now = self.converged_on.get(group, {}), self.latest.get(group, {})
-        if self.geometric and self.signal in base and self.signal in now:
-            wake = relative_change(base[self.signal], now[self.signal])
+        wake = self.rule.wake(wake, base.get(self.signal), now.get(self.signal))
         if (
             self.guard is not None
             and GUARD_MEASURE in base

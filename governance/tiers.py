@@ -36,17 +36,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from govtrain.governance.config import TIERS, TiersConfig
+from govtrain.governance.config import TIERS, Tier, TiersConfig
 from govtrain.governance.errors import ConfigError
 
-LEARNING = "Learning"  # a sample's tier until it is first scored
+LEARNING: Tier = "Learning"  # a sample's tier until it is first scored
 # the actions, operators and invariants named alike here and in DataTiers.tla
 SPEC_NAMES = ("Observe", "Rescore", "Reserve", "WaitBounded", "PlanSize", "ReserveInPlan")
 
 
 @dataclass
 class TierState:
-    tiers: list[str]  # per sample
+    tiers: list[Tier]  # per sample
     recent: list[list[float]]  # per sample: its last `history` losses
     observed: set[int]  # samples that got a loss since the last re-scoring
     wait: list[int]  # per sample: whole periods since it was last drawn
@@ -153,7 +153,7 @@ def Observe(state: TierState, drawn: Sequence[int], losses: Sequence[float], cfg
         state.observed.add(s)
 
 
-def tier_of(ratio: float, cfg: TiersConfig) -> str:
+def tier_of(ratio: float, cfg: TiersConfig) -> Tier:
     if ratio < cfg.mastered:
         return "Mastered"
     if ratio > cfg.failing:

@@ -150,6 +150,7 @@ def draw(series: Series, status: Status) -> dict[str, bytes]:
     """Each figure as PNG bytes; figures a log cannot fill (no FLOPs) are left out."""
     matplotlib.use("Agg")  # files only, whatever display there is
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
     mark = "" if status.ok else "UNVERIFIED LOG: "
     steps = series.steps
@@ -189,7 +190,7 @@ def draw(series: Series, status: Status) -> dict[str, bytes]:
     ax.set_yticklabels([f"{n} (L{series.levels[n]})" for n in reversed(series.groups)])
     ax.set_xlabel("step")
     ax.set_title(f"{mark}governor phase per group")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in PHASE_COLOURS.values()]
+    handles = [Rectangle((0, 0), 1, 1, color=c) for c in PHASE_COLOURS.values()]
     ax.legend(handles, [p.value for p in PHASE_COLOURS], ncol=5, fontsize=8, loc="lower right")
     save("timeline", fig)
 

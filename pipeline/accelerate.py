@@ -84,7 +84,8 @@ class GovernedLoop:
         norm = None
         if clip is not None:
             params = self.driver.gov.all_params
-            norm = float(self.accelerator.clip_grad_norm_(params, clip))
+            total = self.accelerator.clip_grad_norm_(params, clip)
+            norm = None if total is None else float(total)  # None: DeepSpeed clips itself
         if self.driver.before_update(norm):
             self.optimizer.step()
         rate = lr if lr is not None else float(self.optimizer.param_groups[0]["lr"])

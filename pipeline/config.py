@@ -26,7 +26,7 @@ from govtrain.governance.config import (
     parse_yaml,
 )
 from govtrain.governance.errors import ConfigError
-from govtrain.pipeline.signals import MEASURES, SIGNALS
+from govtrain.governance.readings import SIGNALS, measures
 
 
 class ModelConfig(StrictSection):
@@ -109,20 +109,36 @@ class GovernOptions(StrictSection):
 
     probe_every: int = Field(default=10, ge=1)
     awaken_optimizer_state: Literal["reset", "keep"] = "reset"
-    # the convergence signal the pipeline measures (pipeline/signals.py; the geometry
-    # and spectral ones: governance/readings.py, pipeline/geometry.py)
-    signal: Literal[SIGNALS] = "grad_norm"
+    # the convergence signal the pipeline measures: a registered one (governance/
+    # readings.py's SIGNALS, measured by pipeline/signals.py), checked when validated
+    signal: str = "grad_norm"
     # guards from the probe batch's effective rank (governance/readings.py); off when null
     geometry_guard: GeometryGuardConfig | None = None
     # measures recorded at every probe without deciding anything (the run report draws
-    # them; a shadow run with them is how a threshold for a geometry signal is chosen)
-    measure: tuple[Literal[MEASURES], ...] = ()
+    # them; a shadow run with them is how a threshold for a geometry signal is chosen):
+    # registered signals a probe measures
+    measure: tuple[str, ...] = ()
     # power-iteration steps per probe for `spectral` (warm-started from the last probe's)
     power_iterations: int = Field(default=3, ge=1, le=100)
     # "observe": measure, decide and audit, but apply nothing (shadow mode; the
     # overhead benchmark's middle arm). Every sample reaches every group.
     mode: Literal["governed", "observe"] = "governed"
     max_nonfinite: int = Field(default=3, ge=1)
+
+    @field_validator("signal")
+    @classmethod
+    def _registered_signal(cls, v: str) -> str:
+        if v not in SIGNALS:
+            raise ValueError(f"must be a registered signal: one of {', '.join(SIGNALS)}")
+        return v
+
+    @field_validator("measure")
+    @classmethod
+    def _measured_signals(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [m for m in v if m not in measures()]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a measure: one of {', '.join(measures())}")
+        return v
 
     @property
     def enforce(self) -> bool:
@@ -206,23 +222,40 @@ class AuditConfig(StrictSection):
     fsync: Literal["always", "every_n", "checkpoint"] = "checkpoint"
 
 
-class RunConfig(StrictSection):
+class _Run(StrictSection):
+    """What every run config has; `RunConfig` adds the sections a training run needs,
+    which a governance-only config (explore, specs) may leave out."""
+
     # names the default run directory (runs/NAME-...): no path separators, no leading dot
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     # seeds derived from it (seed x 1_000_003 + step) must stay within torch's 64-bit seeds
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     governance: GovernanceConfig
+    audit: AuditConfig = AuditConfig()
+
+
+class RunConfig(_Run):
     model: ModelConfig | None = None
     data: DataConfig | None = None
     train: TrainConfig | None = None
-    audit: AuditConfig = AuditConfig()
 
-    def trainable(self) -> RunConfig:
+    def trainable(self) -> TrainableConfig:
         """This config, checked to have the sections a training run needs."""
         missing = [s for s in ("model", "data", "train") if getattr(self, s) is None]
         if missing:
             raise ConfigError(f"config {self.name!r} lacks section(s) needed to train: {missing}")
-        return self
+        # already validated: the same values, typed as present
+        return TrainableConfig.model_construct(
+            self.model_fields_set, **{k: getattr(self, k) for k in type(self).model_fields}
+        )
+
+
+class TrainableConfig(_Run):
+    """A RunConfig with every section `govtrain run` needs (`RunConfig.trainable`)."""
+
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
 
 
 def parse_config(data: Any, source: str = "config") -> RunConfig:
@@ -303,19 +336,24 @@ def apply_overrides(data: Any, overrides: Sequence[str]) -> dict:
         node: Any = data
         for depth, key in enumerate(keys):
             where = ".".join(keys[:depth]) or "the top level"
+            last = depth == len(keys) - 1
             if isinstance(node, list):
                 if not key.isdigit() or int(key) >= len(node):
                     raise ConfigError(
                         f"override {field}: {where} is a list of {len(node)}, "
                         f"{key!r} is not an index of it"
                     )
-                key = int(key)
-            elif not isinstance(node, dict):
+                if last:
+                    node[int(key)] = value
+                else:
+                    node = node[int(key)]
+                continue
+            if not isinstance(node, dict):
                 raise ConfigError(f"override {field}: {where} is a value, not a section")
-            if depth == len(keys) - 1:
+            if last:
                 node[key] = value
             else:
-                if isinstance(node, dict) and node.get(key) is None:
+                if node.get(key) is None:
                     node[key] = {}
                 node = node[key]
     return data

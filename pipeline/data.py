@@ -81,7 +81,7 @@ def dedup(corpus: Corpus, cfg: DedupConfig) -> tuple[Corpus, dict[str, Any]]:
         # LSH finds candidates; the MinHash estimate confirms them
         found = []
         for key in lsh.query(m):
-            kind, j = key.split(":")
+            kind, j = str(key).split(":")  # the keys inserted above: "train:N", "eval:N"
             other = evals[int(j)] if kind == "eval" else trains[int(j)]
             if (similar := m.jaccard(other)) >= cfg.threshold:
                 found.append((kind != "eval", int(j), similar, key))

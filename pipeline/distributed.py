@@ -120,7 +120,9 @@ def join(timeout_s: float, cuda: bool) -> World:
     return World(dist.get_rank(), dist.get_world_size(), local_rank, backend)
 
 
-def _attempt_store(rank: int, size: int, timeout: timedelta) -> dist.Store:
+# torch documents Store, TCPStore and PrefixStore as public, but re-exports them from its
+# C extension without `as`, which pyright reads as private
+def _attempt_store(rank: int, size: int, timeout: timedelta) -> dist.Store:  # pyright: ignore[reportPrivateImportUsage]
     """The rendezvous store, its keys prefixed by torchrun's restart count.
 
     torchrun's agent keeps one store across restarts of the worker group, so a
@@ -130,12 +132,12 @@ def _attempt_store(rank: int, size: int, timeout: timedelta) -> dist.Store:
     each attempt's keys apart.
     """
     agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == str(True)
-    store = dist.TCPStore(
+    store = dist.TCPStore(  # pyright: ignore[reportPrivateImportUsage]
         os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), size,
         is_master=rank == 0 and not agent, timeout=timeout,
     )  # fmt: skip
     attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    return dist.PrefixStore(f"govtrain/attempt_{attempt}", store)
+    return dist.PrefixStore(f"govtrain/attempt_{attempt}", store)  # pyright: ignore[reportPrivateImportUsage]
 
 
 def leave() -> None:
@@ -278,7 +280,9 @@ def shard(model: nn.Module) -> None:
     tied head) the root's."""
     from torch.distributed.fsdp import fully_shard
 
-    for block in model.transformer.h:
+    blocks = model.get_submodule("transformer.h")
+    assert isinstance(blocks, nn.ModuleList)  # GPT-2's blocks (pipeline/models.py)
+    for block in blocks:
         fully_shard(block)
     fully_shard(model)
 

@@ -86,14 +86,6 @@ def distance_cv(hidden: Tensor) -> float:
     return float(d.std(correction=0) / mean) if mean > 0 else 0.0
 
 
-GEOMETRY: dict[str, Callable[[Tensor], float]] = {
-    "effective_rank": effective_rank,
-    "participation_ratio": participation_ratio,
-    "isotropy": isotropy,
-    "distance_cv": distance_cv,
-}
-
-
 def top_singular_value(
     matrix: Tensor, vector: Tensor | None, iterations: int
 ) -> tuple[float, Tensor | None]:
@@ -171,11 +163,15 @@ def hidden_states(model: nn.Module, tops: dict[str, list[str]]) -> Iterator[dict
             h.remove()
 
 
-def require_outputs(seen: dict[str, Tensor], groups: list[str], measures: list[str]) -> None:
+def require_outputs(
+    seen: dict[str, Tensor], groups: list[str], measures: list[str], instead: list[str]
+) -> None:
+    """Every group left hidden states to measure; else the error names the signals
+    that read none (`instead`)."""
     missing = [g for g in groups if g not in seen]
     if missing:
         raise GovtrainError(
             f"group(s) {', '.join(missing)} have no module output over the probe batch to "
-            f"measure {', '.join(measures)} on (hidden states): use signal 'grad_norm', "
-            "'drift' or 'spectral'"
+            f"measure {', '.join(measures)} on (hidden states): use signal "
+            + ", ".join(repr(n) for n in instead)
         )

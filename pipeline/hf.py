@@ -295,7 +295,7 @@ class GovernanceCallback(TrainerCallback):
         control: TrainerControl,
         optimizer: torch.optim.Optimizer | None = None,
         **kwargs: Any,
-    ) -> TrainerControl:
+    ) -> None:
         driver = self._driver()
         if not self._routed:
             raise HFGovernanceError(
@@ -311,7 +311,6 @@ class GovernanceCallback(TrainerCallback):
         outcome = driver.end(float(self._loss), float(optimizer.param_groups[0]["lr"]))
         if outcome.stop:
             control.should_training_stop = True
-        return control
 
     def on_pre_optimizer_step(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -340,6 +339,7 @@ class GovernanceCallback(TrainerCallback):
     ) -> None:
         if self.audit is None or self.driver is None or self.driver.closed:
             return
+        assert args.output_dir is not None  # the Trainer saves only into its output_dir
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         files = sorted(
             p

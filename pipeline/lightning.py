@@ -60,7 +60,8 @@ return `per_sample_loss` for a batch of `router.batch_size` samples.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, MutableMapping
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,7 @@ class LightningGovernanceError(GovtrainError):
 def start_audit(run_dir: Path, model: nn.Module, cfg: GovernanceConfig, **options: Any) -> AuditLog:
     """Create `run_dir`'s audit log for a Lightning run (call it before `fit`); `options`
     are `create_run_log`'s (seed, data_files, signer, checkpoint_every, fsync)."""
-    loop = {"trainer": "lightning.Trainer", "lightning": L.__version__}
+    loop = {"trainer": "lightning.Trainer", "lightning": version("lightning")}
     return create_run_log(run_dir, model, cfg, loop, **options)
 
 
@@ -235,7 +236,7 @@ class GovernanceCallback(L.Callback):
             driver = self._driver()
             if not driver.gov.observing:
                 return out
-            per_sample = out.get(PER_SAMPLE) if isinstance(out, Mapping) else None
+            per_sample = out.get(PER_SAMPLE) if isinstance(out, MutableMapping) else None
             if not isinstance(per_sample, Tensor):
                 got = "nothing" if per_sample is None else type(per_sample).__name__
                 raise LightningGovernanceError(

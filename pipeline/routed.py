@@ -77,7 +77,8 @@ class _RoutedAffine(torch.autograd.Function):
         return out.view(*x.shape[:-1], w.shape[1])
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx, *grads):
+        (g,) = grads  # one output, one incoming gradient
         x, weight = ctx.saved_tensors
         w_slot, b_slot = ctx.slots
         gx = gw = gb = None
@@ -109,7 +110,8 @@ class _RoutedLayerNorm(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx, *grads):
+        (g,) = grads  # one output, one incoming gradient
         x, mean, rstd, weight, bias = ctx.saved_tensors
         w_slot, b_slot = ctx.slots
         gx = gw = gb = None
@@ -135,7 +137,8 @@ class _RoutedEmbedding(torch.autograd.Function):
         return F.embedding(ids, weight)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx, *grads):
+        (g,) = grads  # one output, one incoming gradient
         (ids,) = ctx.saved_tensors
         slot = ctx.slot
         if not ctx.needs_input_grad[1]:
@@ -161,32 +164,32 @@ class RoutedConv1D(Conv1D):
 class RoutedLinear(nn.Linear):
     route: dict[str, RouteSlot]
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, input: Tensor) -> Tensor:
         if _native(self.route):
-            return super().forward(x)
+            return super().forward(input)
         return _RoutedAffine.apply(
-            x, self.weight, self.bias, self.route["weight"], self.route.get("bias", _ALL), False
+            input, self.weight, self.bias, self.route["weight"], self.route.get("bias", _ALL), False
         )
 
 
 class RoutedLayerNorm(nn.LayerNorm):
     route: dict[str, RouteSlot]
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, input: Tensor) -> Tensor:
         if _native(self.route):
-            return super().forward(x)
+            return super().forward(input)
         return _RoutedLayerNorm.apply(
-            x, self.weight, self.bias, self.eps, self.route["weight"], self.route["bias"]
+            input, self.weight, self.bias, self.eps, self.route["weight"], self.route["bias"]
         )
 
 
 class RoutedEmbedding(nn.Embedding):
     route: dict[str, RouteSlot]
 
-    def forward(self, ids: Tensor) -> Tensor:
+    def forward(self, input: Tensor) -> Tensor:
         if _native(self.route):
-            return super().forward(ids)
-        return _RoutedEmbedding.apply(ids, self.weight, self.route["weight"])
+            return super().forward(input)
+        return _RoutedEmbedding.apply(input, self.weight, self.route["weight"])
 
 
 _ROUTED: dict[type[nn.Module], type[nn.Module]] = {
@@ -250,5 +253,6 @@ def make_routable(model: nn.Module, group_of: dict[str, str]) -> RoutingPlan:
                 f"{sorted(own)} but has no routed implementation"
             )
         module.__class__ = routed
-        module.route = {p: owners.get(id(t), _ALL) for p, t in own.items()}
+        # a plain attribute (nn.Module.__setattr__'s types name only tensors and modules)
+        setattr(module, "route", {p: owners.get(id(t), _ALL) for p, t in own.items()})  # noqa: B010
     return plan

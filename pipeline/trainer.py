@@ -66,7 +66,7 @@ from govtrain.pipeline.distributed import (
     split,
     trainable_digest,
 )
-from govtrain.pipeline.driver import Driver, Outcome
+from govtrain.pipeline.driver import Driver, Outcome, RunLog
 from govtrain.pipeline.flops import FlopMeter
 from govtrain.pipeline.models import (
     build_model,
@@ -127,17 +127,16 @@ class GovernedTrainer:
 
     def __init__(
         self,
-        cfg: RunConfig,
+        config: RunConfig,
         run_dir: Path,
         *,
         key_path: Path | None = None,
         world: World | None = None,
     ) -> None:
-        self.cfg = cfg.trainable()
+        self.cfg = cfg = config.trainable()
         self.run_dir = Path(run_dir)
         self.key_path, self.world = key_path, world
         gcfg, tcfg = cfg.governance, cfg.train
-        assert tcfg is not None and cfg.model is not None and cfg.data is not None
         seed_everything(cfg.seed)
         if tcfg.deterministic:
             # process-wide by torch's design; cuBLAS reads this before its first use
@@ -176,7 +175,7 @@ class GovernedTrainer:
         self.gov = self.driver.gov
         flop_ids = self.corpus.train[: gcfg.router.batch_size].to(self.device)
         self.flops = FlopMeter(self.gov, lambda m: per_sample_loss(m, flop_ids))
-        self.audit: AuditLog | _Unlogged | None = None
+        self.audit: RunLog | None = None
         self.step = 0
         self.grad_bytes = 0  # gradient bytes all-reduced across ranks, over the run
         self.backward_flops = 0
@@ -199,7 +198,7 @@ class GovernedTrainer:
         self._checkpoint()
         log.info("run_start", run_dir=str(self.run_dir), groups=self.gov.names)
 
-    def _create_log(self, params_digest: str) -> AuditLog:
+    def _create_log(self, params_digest: str) -> RunLog:
         if self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise RunError(f"run directory {self.run_dir} exists; pass --resume to continue it")
         sinks = sinks_for(self.cfg, self.run_dir)
@@ -275,6 +274,7 @@ class GovernedTrainer:
             trainer, facts = cls._restore(run_dir, audit, key_path, world)
 
             def resumed():  # trackers first: one that cannot start leaves the log untouched
+                assert isinstance(audit, AuditLog)  # on rank 0, which holds the log
                 sinks = sinks_for(trainer.cfg, run_dir)
                 log = audit.resume(
                     facts,
@@ -322,7 +322,7 @@ class GovernedTrainer:
                 "sha256": ckpts[-1]["sha256"],
             }
         if world is not None:
-            facts["distributed"] = world.describe(config.train.engine)
+            facts["distributed"] = world.describe(trainer.cfg.train.engine)
         return trainer, facts
 
     def train(self, stop_after: int | None = None, progress: bool = True) -> RunSummary:
@@ -427,6 +427,7 @@ class GovernedTrainer:
         if self.tiers is None:
             return self.corpus.batch(self.step, batch, seed)
         tcfg = self.cfg.data.tiers
+        assert tcfg is not None  # self.tiers exists only with data.tiers
         if tiers.due(self.step, tcfg) and self.tiers.period < self.step // tcfg.rescore_every:
             event = tiers.Rescore(self.tiers, tcfg, batch, seed)
             self.audit.append("rescore", {"step": self.step, **event})
@@ -440,6 +441,7 @@ class GovernedTrainer:
         if self.tiers is None:
             return None
         values = losses.detach().float().tolist()
+        assert self.cfg.data.tiers is not None  # self.tiers exists only with data.tiers
         tiers.Observe(self.tiers, self.rows, values, self.cfg.data.tiers)
         return {"rows": list(self.rows), "losses": values}
 

@@ -104,9 +104,12 @@ def test_a_pubkey_of_another_kind_is_one_line_naming_the_key_to_give(tmp_path: P
     ecdsa.write_text(_pem(ec.generate_private_key(ec.SECP256R1()).public_key()))
     broken = tmp_path / "broken.pem"
     broken.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    prose = tmp_path / "README.md"
+    prose.write_text("# a project\n\nnot a key at all, + and + inside\n" * 20)
     for key, why in (
         (ecdsa, "is not an Ed25519 public key"),
         (broken, "is not a PEM public key"),
+        (prose, "is not a public key: give a verifier key NAME+HASH+BASE64"),
     ):
         result = govtrain("audit", "verify", tmp_path / "run", "--pubkey", key)
         assert result.exit_code == 1 and result.output.count("\n") == 1, result.output

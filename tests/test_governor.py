@@ -10,8 +10,8 @@ from govtrain.pipeline.config import GovernOptions, parse_config
 from govtrain.pipeline.data import load_corpus
 from govtrain.pipeline.flops import FlopMeter
 from govtrain.pipeline.governor import Governor
-from govtrain.pipeline.models import build_model
-from govtrain.pipeline.trainer import per_sample_loss
+from govtrain.pipeline.models import build_model, per_sample_loss
+from govtrain.pipeline.observe import Observer
 from tests.conftest import tiny_run
 
 pytestmark = pytest.mark.torch
@@ -20,7 +20,20 @@ HIGH, LOW = GroupObservation(1.0), GroupObservation(0.0)
 WAKE = GroupObservation(0.0, wake=10.0)
 
 
-def setup(optimizer: str, awaken: str = "reset", **overrides):
+class Scripted(Observer):
+    """Observations from a script: the decisions are under test, not the measurements.
+    A step with none scripted observes nothing (every signal low, no wake), as the
+    tiny run's own signals read in its first steps."""
+
+    def __init__(self, groups: int) -> None:
+        self.groups = groups
+        self.script: list[tuple[GroupObservation, ...]] = []
+
+    def observe(self, step, phases) -> list[GroupObservation]:
+        return list(self.script.pop(0)) if self.script else [LOW] * self.groups
+
+
+def setup(optimizer: str, awaken="reset", scripted=False, options=None, **overrides):
     cfg = parse_config(tiny_run(**overrides))
     torch.manual_seed(cfg.seed)
     corpus = load_corpus(cfg.data, cfg.seed)
@@ -35,14 +48,18 @@ def setup(optimizer: str, awaken: str = "reset", **overrides):
         model,
         opt,
         cfg.governance,
-        GovernOptions(awaken_optimizer_state=awaken),
+        GovernOptions(awaken_optimizer_state=awaken, **(options or {})),
         probe=lambda m: per_sample_loss(m, corpus.train[:4]).mean(),
+        observer=Scripted(len(cfg.governance.groups)) if scripted else None,
     )
     return cfg, corpus, model, opt, gov
 
 
 def train(gov, model, opt, corpus, steps: int, script=None) -> None:
-    """Real steps; `script` (a list of per-group observations) replaces the measured ones."""
+    """Real steps; with a scripted observer, `script` (per-group observations, one per
+    step) is what the core sees."""
+    if script:
+        gov.observer.script.extend(script)
     for _ in range(steps):
         ids = corpus.batch(gov.step, 8, 0)
         losses = per_sample_loss(model, ids)
@@ -50,9 +67,6 @@ def train(gov, model, opt, corpus, steps: int, script=None) -> None:
         if losses.requires_grad:
             losses.mean().backward()
             opt.step()
-        if script:
-            obs = script.pop(0)
-            gov._observe = lambda obs=obs: list(obs)  # the measurement, not the decision
         gov.commit(loss=losses.mean().item(), lr=1e-2)
         opt.zero_grad(set_to_none=True)
 
@@ -74,7 +88,7 @@ def test_dormant_group_is_frozen_from_the_start(optimizer: str) -> None:
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
 def test_converged_group_stays_bit_identical(optimizer: str) -> None:
-    _, corpus, model, opt, gov = setup(optimizer)
+    _, corpus, model, opt, gov = setup(optimizer, scripted=True)
     train(gov, model, opt, corpus, 3)  # build momentum / Adam moments for embed
     assert all(opt.state[p] for p in gov.params["embed"])
     script = [(HIGH, HIGH, LOW), (LOW, HIGH, LOW), (LOW, HIGH, LOW), (LOW, HIGH, LOW)]
@@ -90,7 +104,7 @@ def test_converged_group_stays_bit_identical(optimizer: str) -> None:
 
 @pytest.mark.parametrize(("policy", "kept"), [("reset", False), ("keep", True)])
 def test_awakening_optimizer_state_policy(policy: str, kept: bool) -> None:
-    _, corpus, model, opt, gov = setup("adamw", awaken=policy)
+    _, corpus, model, opt, gov = setup("adamw", awaken=policy, scripted=True)
     train(gov, model, opt, corpus, 2)
     script = [(HIGH, HIGH, LOW)] + [(LOW, HIGH, LOW)] * 3
     train(gov, model, opt, corpus, 4, script)
@@ -108,6 +122,51 @@ def test_awakening_optimizer_state_policy(policy: str, kept: bool) -> None:
         assert all(not opt.state.get(p) for p in gov.params["embed"])
     train(gov, model, opt, corpus, 1, [(HIGH, HIGH, LOW)])  # trains again, fresh or kept
     assert all(opt.state[p]["step"] > 0 for p in gov.params["embed"])
+
+
+def format_1(sd: dict) -> dict:
+    """A Governor state as format 1 laid it out (before signals were classes)."""
+    observer, kept = sd["observer"], sd["observer"]["signals"]
+    drift = kept.get("drift", {"own_steps": {}, "snapshots": {}, "drift": {}})
+    spectral = kept.get("spectral", {"at_probe": {}, "vectors": {}})
+    norms = kept.get("grad_norm", {"norms": {}})["norms"]
+    return {
+        **{k: sd[k] for k in ("step", "state", "decision")},
+        "meter": {"norms": norms, "drift": drift["drift"], "baseline": observer["baseline"]},
+        "own_steps": drift["own_steps"],
+        "snapshots": drift["snapshots"],
+        "readings": observer["readings"],
+        "at_probe": spectral["at_probe"],
+        "vectors": spectral["vectors"],
+    }
+
+
+def same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
+    return a == b
+
+
+@pytest.mark.parametrize("signal", ["grad_norm", "drift"])
+def test_a_format_1_state_is_read_by_its_number(signal: str) -> None:
+    from govtrain.governance.errors import GovtrainError
+
+    options = {"signal": signal, "measure": ("spectral",), "probe_every": 2}
+    _, corpus, model, opt, gov = setup("adamw", options=options, governance__governor__window=2)
+    train(gov, model, opt, corpus, 8)
+    saved = gov.state_dict()
+    kept = saved["observer"]["signals"]
+    held = kept["drift"]["snapshots"] if signal == "drift" else kept["grad_norm"]["norms"]["embed"]
+    assert held and kept["spectral"]["at_probe"] and kept["spectral"]["vectors"]
+    restored = setup("adamw", options=options, governance__governor__window=2)[-1]
+    restored.load_state_dict(format_1(saved))
+    assert same(restored.state_dict(), saved)
+    with pytest.raises(GovtrainError, match="governor state format 3"):
+        restored.load_state_dict({**saved, "format": 3})
 
 
 def test_quota_routes_the_highest_loss_samples() -> None:

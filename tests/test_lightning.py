@@ -77,7 +77,7 @@ def test_a_lightning_fit_is_governed_as_the_governors_own_loop(tmp_path: Path) -
     x, y = next(iter(data()))
     torch.nn.functional.cross_entropy(model(x), y).backward()
     assert all(p.grad is not None for p in model.parameters())
-    assert not any(callback.gov._sq.values())
+    assert not any(callback.gov.observer.signal.pending.values())
 
 
 def test_resume_from_a_lightning_checkpoint_is_bit_exact(tmp_path: Path) -> None:
@@ -92,7 +92,7 @@ def test_resume_from_a_lightning_checkpoint_is_bit_exact(tmp_path: Path) -> None
         whole_cb.gov.state,
         whole_cb.gov.decision,
     )
-    assert resumed_cb.gov.meter.state_dict() == whole_cb.gov.meter.state_dict()
+    assert resumed_cb.gov.observer.state_dict() == whole_cb.gov.observer.state_dict()
     assert digest(resumed) == digest(whole)
     assert any(g.phase.frozen for g in whole_cb.gov.state.groups)  # something was frozen
 

@@ -230,7 +230,10 @@ def test_input_not_text_too_big_or_too_deep_is_one_line(proofs: Proofs, tmp_path
             _with(proofs.inclusion, "seq", "9" * 5000),
             (f"{path}: an integer of 5000 digits is out of range"),
         ),
-        (json.dumps({**proofs.inclusion, "record": DEEP}), "the proof's record: nests too deeply to be a record"),
+        (
+            json.dumps({**proofs.inclusion, "record": DEEP}),
+            "the proof's record: nests too deeply to be a record",
+        ),
         (
             proofs.tlog.replace(_tlog_line(proofs, 2), "extra " + deep_extra),
             "the proof's record: nests too deeply to be a record",

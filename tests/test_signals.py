@@ -1,4 +1,6 @@
-"""Signals: the drift reading separates steady motion from noise; the schedule is cosine."""
+"""Signals: each registered class reads what it should from a step, the registry is the
+one list of signals, and a new one is one registered class that governs a run (the
+example of docs/signals.md). Also: the LR schedule is cosine."""
 
 from __future__ import annotations
 
@@ -7,11 +9,23 @@ import math
 import random
 
 import pytest
+import torch
 
-from govtrain.pipeline.config import TrainConfig
-from govtrain.pipeline.signals import SignalMeter, drift_reading
+from govtrain.governance import readings
+from govtrain.governance.errors import ConfigError
+from govtrain.governance.state import Phase
+from govtrain.pipeline import signals
+from govtrain.pipeline.config import GovernOptions, TrainConfig, parse_options
+from govtrain.pipeline.signals import Context, Drift, GradNorm, Spectral, drift_reading
 
 pytestmark = pytest.mark.torch
+
+A, C = {"a": Phase.ACTIVE}, {"a": Phase.CONVERGED}
+
+
+def _context(*params: torch.Tensor, window: int = 2, iterations: int = 3) -> Context:
+    weights = [torch.nn.Parameter(p.clone()) for p in params]
+    return Context({"a": weights}, window, True, iterations, torch.device("cpu"))
 
 
 def _walk(steps: int, drift: float, noise: float, seed: int = 0) -> list[list[float]]:
@@ -39,23 +53,76 @@ def test_steady_drift_reads_high_and_a_random_walk_low() -> None:
     assert drift_reading(0.0, 5.0) == 0.0  # a group that did not move at all
 
 
-def test_drift_meter_holds_the_last_reading_and_forgets_on_reset() -> None:
-    meter = SignalMeter(["a"], window=5, kind="drift")
-    assert meter.signal("a") == 0.0
-    meter.record_drift("a", 0.7)
-    meter.record("a", 3.0)  # gradient norms do not move a drift meter
-    assert meter.signal("a") == 0.7
-    restored = SignalMeter(["a"], window=5, kind="drift")
-    restored.load_state_dict(meter.state_dict())
-    assert restored.signal("a") == 0.7
-    meter.reset("a")
-    assert meter.signal("a") == 0.0
-    with pytest.raises(ValueError, match="signal must be one of"):
-        SignalMeter(["a"], window=5, kind="rank")
+def test_drift_reads_its_group_every_window_of_own_steps_and_forgets_on_reset() -> None:
+    ctx = _context(torch.zeros(64), window=2)
+    drift, (w,) = Drift(ctx), ctx.params["a"]
+    for _ in range(4):  # two windows of a steady drift: two snapshots, no reading yet
+        with torch.no_grad():
+            w += 0.1
+        drift.step(A)
+    assert drift.value("a") == 0.0
+    for phases in (C, C, A, A):  # frozen steps are not its own: the weights hold still
+        with torch.no_grad():
+            w += 0.1 if phases is A else 0.0
+        drift.step(phases)
+    assert drift.value("a") == pytest.approx(1.0)  # d2 = 2 d1: a steady drift
+    restored = Drift(ctx)
+    restored.load_state_dict(drift.state_dict())
+    assert restored.value("a") == drift.value("a")
+    drift.reset("a")
+    assert drift.value("a") == 0.0 and not drift.state_dict()["snapshots"]
+
+
+def test_grad_norm_compares_its_windows_and_a_skipped_step_leaves_nothing() -> None:
+    grad_norm = GradNorm(_context(torch.zeros(2), window=1))
+    grad_norm.gradient("a", torch.tensor([3.0, 4.0]))  # norm 5
+    grad_norm.step(A)
+    grad_norm.gradient("a", torch.tensor([100.0, 0.0]))
+    grad_norm.skip()  # its update was skipped: that gradient is not the group's
+    grad_norm.gradient("a", torch.tensor([0.0, 6.0]))
+    grad_norm.gradient("a", torch.tensor([8.0, 0.0]))  # two tensors: norm 10
+    grad_norm.step(A)
+    assert grad_norm.value("a") == pytest.approx(1.0)  # |10 - 5| / 5
+    grad_norm.gradient("a", torch.tensor([7.0, 0.0]))
+    grad_norm.step(C)  # a frozen group's window stands still
+    assert grad_norm.value("a") == pytest.approx(1.0)
+    grad_norm.reset("a")
+    assert grad_norm.value("a") == 0.0
+
+
+def test_spectral_reads_the_update_over_the_weights_from_the_second_probe() -> None:
+    spectral = Spectral(_context(torch.diag(torch.tensor([2.0, 1.0])), iterations=50))
+    (w,) = spectral.ctx.params["a"]
+    assert spectral.measure("a", Phase.ACTIVE, None) is None  # nothing to compare with
+    with torch.no_grad():
+        w[0, 0] += 0.2  # sigma_max(update) 0.2, sigma_max(weights) 2.2
+    assert spectral.measure("a", Phase.ACTIVE, None) == pytest.approx(0.2 / 2.2)
+    assert spectral.measure("a", Phase.CONVERGED, None) is None  # frozen: not measured
+
+
+def test_the_registry_is_the_one_list_of_signals() -> None:
+    assert set(signals.SIGNALS) == set(readings.SIGNALS)
+    for name, cls in signals.SIGNALS.items():
+        assert issubclass(cls, readings.SIGNALS[name])  # the measuring side extends the rule
+    for name in readings.SIGNALS:
+        assert GovernOptions(signal=name).signal == name
+    assert GovernOptions(measure=readings.measures()).measure == signals.MEASURES
+    with pytest.raises(ConfigError, match="must be a registered signal"):
+        parse_options({"signal": "rank"}, "options")
+    with pytest.raises(ConfigError, match="'drift' is not a measure"):
+        parse_options({"measure": ["drift"]}, "options")
+
+    class Unruled(signals.Signal):  # a measuring side without a pure side
+        name = "unruled"
+
+    with pytest.raises(ValueError, match="register its pure side first"):
+        signals.register(Unruled)
+    with pytest.raises(ValueError, match="registered already"):
+        readings.register(readings.GradNorm)
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero() -> None:
-    from govtrain.pipeline.trainer import scheduled_lr
+    from govtrain.pipeline.schedule import scheduled_lr
 
     cfg = TrainConfig(lr=1.0, lr_schedule="cosine", warmup_steps=10)
     lrs = [scheduled_lr(cfg, s, 110) for s in range(110)]
@@ -66,3 +133,59 @@ def test_cosine_schedule_warms_up_then_decays_to_zero() -> None:
     constant = TrainConfig(lr=0.3)
     assert {scheduled_lr(constant, s, 50) for s in range(50)} == {0.3}
     assert math.isclose(scheduled_lr(cfg, 35, 110), 0.5 * (1 + math.cos(math.pi * 0.25)))
+
+
+# -- a new signal, end to end (docs/signals.md) ------------------------------------------
+
+
+class WeightNormRule(readings.RelativeChange):
+    """Pure side (in governance/readings.py for a shipped signal): read like geometry."""
+
+    name = "weight_norm"
+
+
+class WeightNorm(WeightNormRule, signals.Signal):
+    """Measuring side (pipeline/signals.py): the L2 norm of the group's weights."""
+
+    def measure(self, group, phase, hidden):
+        weights = torch.cat([p.detach().flatten() for p in self.ctx.params[group]])
+        return float(torch.linalg.vector_norm(weights))
+
+
+@pytest.fixture
+def weight_norm():
+    """`weight_norm`, registered for one test."""
+    readings.register(WeightNormRule)
+    signals.register(WeightNorm)
+    yield WeightNorm.name
+    del signals.SIGNALS[WeightNorm.name], readings.SIGNALS[WeightNorm.name]
+
+
+def test_a_new_signal_is_one_registered_class_that_governs_and_replays(
+    tmp_path, weight_norm
+) -> None:
+    from govtrain.audit.provenance import read_records
+    from govtrain.formal.replay import replay
+    from tests.conftest import altered
+    from tools.tiny import train_tiny
+
+    # embed's weight norm changes by 8-13% per probe at first, under 9.5% by step 35
+    train_tiny(
+        tmp_path / "run", train__signal=weight_norm, governance__governor__signal_threshold=0.095
+    )
+    records = read_records(tmp_path / "run" / "audit.jsonl")
+    steps = [r for r in records if r.kind == "step"]
+    converged = [
+        (r.body["step"], t["group"])
+        for r in steps
+        for t in r.body["transitions"]
+        if t["action"] == "Converge"
+    ]
+    assert converged == [(37, "embed")]
+    assert replay(records).ok  # replay reads the measurements by the registered rule
+    probe = next(r for r in steps if r.body["step"] == 35)
+    forged = altered(
+        records, probe.seq, lambda b: b["measurements"]["embed"].update({weight_norm: 2.0})
+    )
+    report = replay(forged)
+    assert not report.ok and report.divergence.step == 35

@@ -109,11 +109,11 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_full_run, tmp_path: Path, 
         full_dir = tmp_path / "full"
         full = train_tiny(full_dir, **extra)
         if variant == "drift_cosine":
-            assert any(full.gov.meter.drift.values())  # the drift signal was really read
+            assert any(full.gov.observer.signal.drift.values())  # drift was really read
         elif variant == "dropout":
             assert full.model.config.resid_pdrop == 0.1  # dropout really on
         else:  # readings were taken, and some group converged on them
-            assert full.gov.readings.converged_on
+            assert full.gov.observer.readings.converged_on
     else:
         full_dir, full = tiny_full_run
     part = tmp_path / "part"

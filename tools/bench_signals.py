@@ -126,7 +126,7 @@ def calibrate(
 
 def timed_probes(arm: GovernedArm) -> dict[str, float]:
     """Count the seconds and calls of the governor's probes (measurements, gradient probe)."""
-    gov, spent = arm.trainer.gov, {"seconds": 0.0, "probes": 0}
+    gov, spent = arm.trainer.gov.observer, {"seconds": 0.0, "probes": 0}
     for name in ("_measure", "_probe"):
         original = getattr(gov, name)
 

@@ -70,7 +70,7 @@ def explore(config: Path, overrides: tuple[str, ...], max_states: int, concrete:
     shipped configs); --concrete visits every concrete state. FIELD=VALUE overrides a
     field of CONFIG first (e.g. governance.governor.patience=3).
     """
-    from govtrain.governance.abstraction import explore_abstract
+    from govtrain.governance.abstraction import AbstractExploration, explore_abstract
     from govtrain.governance.explore import explore as explore_concrete
     from govtrain.pipeline.config import load_config
 
@@ -80,15 +80,15 @@ def explore(config: Path, overrides: tuple[str, ...], max_states: int, concrete:
     states, edges = result.graph.number_of_nodes(), result.graph.number_of_edges()
     shape = f"groups={len(cfg.groups)}, levels={cfg.hierarchy.levels}"
     if result.violation is None:
-        if concrete:
-            click.echo(f"reachable states: {states}  transitions: {edges}  ({shape})")
-        else:
+        if isinstance(result, AbstractExploration):
             clock = ", ".join(map(str, result.clock.points))
             click.echo(
                 f"abstract states: {states}  transitions: {edges}  ({shape}; clock from "
                 f"{clock}); one governor: {result.governor_states} states; decisions: "
                 f"{result.decisions} phase/need vectors"
             )
+        else:
+            click.echo(f"reachable states: {states}  transitions: {edges}  ({shape})")
         click.echo(f"all invariants hold ({', '.join(result.checked)})")
         return
     click.echo(f"explored {states} states, {edges} transitions before the violation", err=True)

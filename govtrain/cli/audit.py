@@ -245,14 +245,14 @@ def prove_command(
     """Print, with the signed checkpoint it is for, the inclusion proof of record SEQ
     (JSON or C2SP tlog-proof) or the consistency proof from the signed checkpoint of size
     OLD_SIZE (JSON)."""
-    if (seq is None) == (old_size is None):
-        raise click.UsageError("give one of --seq and --consistency")
-    if seq is None:
+    if seq is None and old_size is not None:
         if form != "json":
             raise click.UsageError("a consistency proof is written as JSON only")
         bundle = prove_consistency(path, old_size, pubkey=_key(pubkey), size=size)
         _emit(json.dumps(bundle, indent=2), output)
         return
+    if seq is None or old_size is not None:
+        raise click.UsageError("give one of --seq and --consistency")
     bundle = prove(path, seq, pubkey=_key(pubkey), size=size)
     if form == "tlog-proof":
         text = tlog_proof(bundle)
