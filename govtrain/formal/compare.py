@@ -485,7 +485,9 @@ def conform_budget(
     """Every decided request of FederatedBudget.tla against budget.allocate, case by
     case; the first case that differs is the one reported."""
     start = time.monotonic()
-    seen = 0
+    if not cases:
+        raise ValueError("conform_budget needs at least one case")
+    seen, out, result = 0, None, None
     for case in cases:
         constants = {
             "Groups": set(range(1, case.groups + 1)),
@@ -500,6 +502,7 @@ def conform_budget(
         seen += out.left_states
         if not out.ok:
             break
+    assert out is not None and result is not None  # there was a first case
     if out.ok:  # the requests of every case, on both sides
         out.left_states = out.right_states = seen
     out.seconds, out.tlc = time.monotonic() - start, result
