@@ -20,6 +20,10 @@
 (* rejected.  ChainIntact also covers open runs, where only the prefix up  *)
 (* to the latest checkpoint is protected: records after it carry no        *)
 (* signature yet, and a hash chain alone cannot reveal their truncation.   *)
+(*                                                                         *)
+(* Its models: MCAuditChain.tla with MCAuditChain*.cfg; the broken         *)
+(* verifiers are operators of MCAuditChain.tla that a model's .cfg swaps   *)
+(* in.                                                                     *)
 (***************************************************************************)
 EXTENDS Naturals
 
@@ -28,10 +32,7 @@ Sq == INSTANCE Sequences   \* not EXTENDed: its Append would clash with the acti
 CONSTANTS
     Payloads,     \* what a record may say (abstracted)
     MaxRecords,   \* how many records the writer appends at most
-    MaxTampers,   \* how many changes the adversary makes at most
-    Bug           \* "none", or one of BugVariants: a deliberately broken verifier
-
-BugVariants == {"none", "NoPrevCheck", "NoCheckpoint", "NoSizeCheck", "RootOfWholeLog"}
+    MaxTampers    \* how many changes the adversary makes at most
 
 ASSUME /\ Payloads # {}
        /\ MaxRecords \in Nat
@@ -58,16 +59,22 @@ Extend(s, payload) == Record(Sq!Len(s) + 1, Root(s), payload)
 -----------------------------------------------------------------------------
 (* The verifier.                                                           *)
 
-Linked(s, i) == s[i].seq = i /\ (Bug = "NoPrevCheck" \/ s[i].prev = Root(Prefix(s, i - 1)))
+\* Record i has its sequence number and links to the record before it.
+Linked(s, i) == s[i].seq = i /\ s[i].prev = Root(Prefix(s, i - 1))
 ChainValid(s) == \A i \in 1..Sq!Len(s) : Linked(s, i)
 
-CheckpointMatches(s) ==
-    LET n == IF Bug = "RootOfWholeLog" THEN Sq!Len(s) ELSE checkpoint.size IN
-    /\ checkpoint.size <= Sq!Len(s)
-    /\ Root(Prefix(s, n)) = checkpoint.root
-    /\ closed /\ Bug # "NoSizeCheck" => Sq!Len(s) = checkpoint.size
+\* The part of the log the latest checkpoint covers: its first size records.
+Checkpointed(s) == Prefix(s, checkpoint.size)
 
-Accepts(s) == ChainValid(s) /\ (Bug = "NoCheckpoint" \/ CheckpointMatches(s))
+\* A closed run's log ends at its final checkpoint.
+SizeMatches(s) == closed => Sq!Len(s) = checkpoint.size
+
+CheckpointMatches(s) ==
+    /\ checkpoint.size <= Sq!Len(s)
+    /\ Root(Checkpointed(s)) = checkpoint.root
+    /\ SizeMatches(s)
+
+Accepts(s) == ChainValid(s) /\ CheckpointMatches(s)
 
 -----------------------------------------------------------------------------
 (* The writer.                                                             *)

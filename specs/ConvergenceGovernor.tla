@@ -14,18 +14,16 @@
 (* that function that carry a given name, and GovernedTraining.tla applies *)
 (* the same function to every group at once, so the single governor and   *)
 (* the composition cannot drift apart.                                     *)
+(*                                                                         *)
+(* Its models: MCConvergenceGovernor.tla with MCConvergenceGovernor*.cfg.  *)
+(* The broken variants, which show that each invariant can fail, are       *)
+(* operators of MCConvergenceGovernor.tla that a model's .cfg swaps in.    *)
 (***************************************************************************)
 EXTENDS Naturals
 
 CONSTANTS
     Patience,       \* governor.patience: lows observed while COOLING before CONVERGED
-    MaxAwakenings,  \* governor.max_awakenings
-    Bug             \* "none", or one of BugVariants: a deliberately broken governor
-
-(* Broken variants, each refuted by TLC in a model of its own (see         *)
-(* specs/manifest.yaml): they show that the invariants can fail.           *)
-BugVariants == {"none", "NoColdGuard", "AwakenBoundOffByOne", "LowsNotReset",
-                "CoolForgetsLows", "ActivateWarm"}
+    MaxAwakenings   \* governor.max_awakenings
 
 ASSUME /\ Patience \in Nat \ {0}
        /\ MaxAwakenings \in Nat
@@ -44,22 +42,21 @@ GroupStates == [phase : Phases, seenHigh : BOOLEAN, lows : Nat, awakenings : Nat
 (* The guards, named as in convergence.py.                                 *)
 
 \* NoCoolingFromCold: a group that never learned since activation cannot cool.
-MayBeginCooling(g) == IF Bug = "NoColdGuard" THEN TRUE ELSE g.seenHigh
+MayBeginCooling(g) == g.seenHigh
 
 \* COOLING converges on the Patience-th consecutive low observed while cooling.
 PatienceReached(l) == l >= Patience
 
 \* AwakeningsBounded: at most MaxAwakenings wakes, so nothing oscillates forever.
-MayAwaken(g) == IF Bug = "AwakenBoundOffByOne" THEN g.awakenings <= MaxAwakenings
-                                                ELSE g.awakenings < MaxAwakenings
+MayAwaken(g) == g.awakenings < MaxAwakenings
 
 \* Activate: a DORMANT group whose level became active starts learning from cold.
-\* Bug "ActivateWarm": it starts as if it had learned, so the guard lets it cool
-\* at once, and NoCoolingFromCold, reading the same flag, cannot tell.
-Activated(g) == GroupState("ACTIVE", Bug = "ActivateWarm", 0, g.awakenings)
+Activated(g) == GroupState("ACTIVE", FALSE, 0, g.awakenings)
 
-CountLow(g) == IF Bug = "CoolForgetsLows" THEN g.lows ELSE g.lows + 1
-ConvergedLows(l) == IF Bug = "LowsNotReset" THEN l ELSE 0
+\* Cool counts the low it observed; Converge resets the count (lows counts
+\* only while COOLING).
+CountLow(g) == g.lows + 1
+ConvergedLows(l) == 0
 
 (* One step of one governor: the next group record and the name of the     *)
 (* action taken, "None" when the observation changes nothing.              *)

@@ -14,6 +14,9 @@
 (* sample from starving.  With R = ceil(N / MaxWait), no sample waits      *)
 (* MaxWait periods (WaitBounded), so each is drawn again within MaxWait    *)
 (* re-scorings (EverySampleDrawn).                                         *)
+(*                                                                         *)
+(* Its models: MCDataTiers.tla with MCDataTiers*.cfg; the broken variants  *)
+(* are operators of MCDataTiers.tla that a model's .cfg swaps in.          *)
 (***************************************************************************)
 EXTENDS Naturals, FiniteSets
 
@@ -21,19 +24,14 @@ CONSTANTS
     N,        \* training samples 1..N
     Slots,    \* a period's plan: data.tiers.rescore_every x router.batch_size
     MaxWait,  \* data.tiers.max_wait
-    Tiers,    \* the tiers a sample may take (Python: TIERS); "Learning" first
-    Bug       \* "none", or one of BugVariants
-
-BugVariants == {"none", "NoReserve", "ReserveByIndex", "ReserveRoundsDown", "RetierUnseen"}
+    Tiers     \* the tiers a sample may take (Python: TIERS); "Learning" first
 
 Samples == 1..N
 Min(a, b) == IF a <= b THEN a ELSE b
 CeilDiv(a, b) == (a + b - 1) \div b
 
-\* The reserve's size (Python: reserve_size).  Bugs: none at all; rounded down.
-R == CASE Bug = "NoReserve" -> 0
-       [] Bug = "ReserveRoundsDown" -> N \div MaxWait
-       [] OTHER -> CeilDiv(N, MaxWait)
+\* The reserve's size (Python: reserve_size).
+R == CeilDiv(N, MaxWait)
 
 ASSUME /\ N \in Nat \ {0}
        /\ Slots \in 1..N
@@ -49,9 +47,8 @@ VARIABLES
 vars == <<tier, wait, plan, observed>>
 
 \* Sample t is served before sample s: it has waited longer, or as long with a
-\* lower index (Bug "ReserveByIndex": the lower index, whatever the wait).
-Before(t, s, w) == IF Bug = "ReserveByIndex" THEN t < s
-                   ELSE w[t] > w[s] \/ (w[t] = w[s] /\ t < s)
+\* lower index.
+Before(t, s, w) == w[t] > w[s] \/ (w[t] = w[s] /\ t < s)
 
 \* The R samples that have waited longest.
 Reserve(w) == {s \in Samples : Cardinality({t \in Samples : Before(t, s, w)}) < R}
@@ -72,9 +69,11 @@ Observe(s) == /\ s \in plan \ observed
               /\ observed' = observed \cup {s}
               /\ UNCHANGED <<tier, wait, plan>>
 
+\* The samples a re-scoring may move to another tier: those it has a loss for.
+Rescored == observed
+
 \* End the period: re-tier what was observed, age the waits, plan the next.
-\* (Bug "RetierUnseen": any sample may change tier.)
-Rescore == /\ \E t \in [(IF Bug = "RetierUnseen" THEN Samples ELSE observed) -> Tiers] :
+Rescore == /\ \E t \in [Rescored -> Tiers] :
                  tier' = [s \in Samples |-> IF s \in DOMAIN t THEN t[s] ELSE tier[s]]
            /\ wait' = [s \in Samples |-> IF s \in plan THEN 0 ELSE Min(wait[s] + 1, MaxWait)]
            /\ plan' \in Plans(wait')

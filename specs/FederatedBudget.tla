@@ -18,6 +18,10 @@
 (* fractions.Fraction.  Allocation(w, e) is the same decision as one       *)
 (* function; GovernedTraining.tla uses it, and HandoutIsDHondt checks that *)
 (* the unit-by-unit process here ends in exactly that decision.            *)
+(*                                                                         *)
+(* Its models: MCFederatedBudget.tla with MCFederatedBudget*.cfg; the      *)
+(* broken variants are operators of MCFederatedBudget.tla that a model's   *)
+(* .cfg swaps in.                                                          *)
 (***************************************************************************)
 EXTENDS Naturals, FiniteSets
 
@@ -26,11 +30,7 @@ CONSTANTS
     Master,    \* budget.master: units per step
     Floor,     \* budget.floor
     Ceiling,   \* budget.ceiling
-    Weights,   \* the weights a request may carry (the environment's choices)
-    Bug        \* "none", or one of BugVariants
-
-BugVariants == {"none", "FloorsWhenInfeasible", "NoCeiling", "ProportionalFloor",
-                "FrozenKeepsFloor", "SainteLague"}
+    Weights    \* the weights a request may carry (the environment's choices)
 
 ASSUME /\ Groups \subseteq Nat
        /\ Master \in Nat \ {0} /\ Floor \in Nat /\ Ceiling \in Nat \ {0}
@@ -51,20 +51,21 @@ Total(u) == SumOver(u, DOMAIN u)
 
 Zero == [g \in Groups |-> 0]
 
-\* Floors fit in the master budget (FrozenKeepsFloor: the broken allocator
-\* counts, and floors, every group, frozen or not).
-Floored(e) == IF Bug = "FrozenKeepsFloor" THEN Groups ELSE e
+\* The groups that get a floor: the eligible ones (NoBudgetForFrozen).
+Floored(e) == e
+
+\* Floors fit in the master budget.
 Feasible(e) == Cardinality(Floored(e)) * Floor <= Master
 
 Floors(e) == [g \in Groups |-> IF g \in Floored(e) THEN Floor ELSE 0]
 
 \* Open groups may still win a unit.
-Open(u, e) == {g \in e : Bug = "NoCeiling" \/ u[g] < Ceiling}
+Open(u, e) == {g \in e : u[g] < Ceiling}
 
 \* g takes the next unit before h: larger weight / (won + 1), then fewer
-\* won, then the lower index (won = units beyond the floor).  Bug
-\* "SainteLague": the divisors 1, 3, 5, ... of another divisor method.
-Divisor(won) == IF Bug = "SainteLague" THEN 2 * won + 1 ELSE won + 1
+\* won, then the lower index (won = units beyond the floor): D'Hondt's
+\* divisors 1, 2, 3, ...
+Divisor(won) == won + 1
 Before(g, h, u, w) ==
     LET dg == Divisor(u[g] - Floor)
         dh == Divisor(u[h] - Floor)
@@ -75,23 +76,15 @@ Before(g, h, u, w) ==
 Best(u, w, S) == CHOOSE g \in S : \A h \in S \ {g} : Before(g, h, u, w)
 
 \* Every unit that can be handed out has been.
-HandoutDone(u, e) == Total(u) >= Master \/ Open(u, e) = {} \/ Bug = "ProportionalFloor"
+HandoutDone(u, e) == Total(u) >= Master \/ Open(u, e) = {}
 
 RECURSIVE Handout(_, _, _)
 Handout(u, w, e) ==
     IF HandoutDone(u, e) THEN u
     ELSE LET g == Best(u, w, Open(u, e)) IN Handout([u EXCEPT ![g] = @ + 1], w, e)
 
-\* The broken allocator of integer-division fame: proportional shares,
-\* rounded down, and the rounding remainder is lost.
-Proportional(w, e) ==
-    LET rest == Master - Cardinality(e) * Floor
-        total == SumOver(w, e)
-    IN [g \in Groups |-> IF g \in e
-                         THEN Floor + (IF total = 0 THEN 0 ELSE (rest * w[g]) \div total)
-                         ELSE 0]
-
-StartAllocate(w, e) == IF Bug = "ProportionalFloor" THEN Proportional(w, e) ELSE Floors(e)
+\* Allocate starts from the floors; the hand-out does the rest.
+StartAllocate(w, e) == Floors(e)
 
 \* Ration: equal shares, the remainder one unit each to the heaviest.
 Rank(g, w, e) == Cardinality({h \in e : w[h] > w[g] \/ (w[h] = w[g] /\ h < g)})
@@ -101,7 +94,8 @@ Rationed(w, e) ==
                       THEN Master \div n + (IF Rank(g, w, e) < Master % n THEN 1 ELSE 0)
                       ELSE 0]
 
-UseRation(e) == ~Feasible(e) /\ Bug # "FloorsWhenInfeasible"
+\* Ration exactly when the floors do not fit.
+UseRation(e) == ~Feasible(e)
 
 \* The whole decision for one request: [units |-> ..., action |-> "Allocate" or "Ration"].
 Allocation(w, e) ==

@@ -21,6 +21,13 @@
 (* ConvergenceGovernor's Observe, HierarchyActivator's NextLevel and       *)
 (* Woken, FederatedBudget's Allocation, GradientRouter's Quota, and the    *)
 (* components' own invariant predicates.                                   *)
+(*                                                                         *)
+(* Its models: MCGovernedTraining*.tla with MCGovernedTraining*.cfg        *)
+(* (MCGovernedTraining.tla, generated, holds configs/small.yaml's          *)
+(* constants).  A broken variant, its own or a component's, is an operator *)
+(* of MCGovernedTrainingBroken.tla that a model's .cfg swaps in; a         *)
+(* component's goes into that component's instances, e.g.                  *)
+(*   MayBeginCooling <- [ConvergenceGovernor] NoColdGuard_MayBeginCooling  *)
 (***************************************************************************)
 EXTENDS Naturals, Sequences, FiniteSets, TLC
 
@@ -38,11 +45,7 @@ CONSTANTS
     Floor,              \* budget.floor
     Ceiling,            \* budget.ceiling
     Multiplier,         \* governor.multipliers: [ACTIVE |-> m, COOLING |-> m, AWAKENED |-> m]
-    Needs,              \* the learning needs a group may report (naturals, see README)
-    Bug                 \* "none", or a Bug variant of one of the components
-
-\* Its own broken variant (the components' apply through their instances).
-BugVariants == {"none", "FinishWhileCooling"}
+    Needs               \* the learning needs a group may report (naturals, see README)
 
 ASSUME /\ DOMAIN GroupNames = DOMAIN Level
        /\ DOMAIN Multiplier = {"ACTIVE", "COOLING", "AWAKENED"}
@@ -73,10 +76,9 @@ Name(g) == GroupNames[g]
 Labels(f) == SelectSeq([g \in Groups |-> f[g]], LAMBDA s : s # "")
 
 \* Nothing left to train after a step that reached level lvl and phases ph.
-\* Bug "FinishWhileCooling": a COOLING group (still training) counts too.
 NothingToTrain(ph, lvl) ==
     /\ lvl = MaxLevel
-    /\ \A g \in Groups : ph[g] = "CONVERGED" \/ (Bug = "FinishWhileCooling" /\ ph[g] = "COOLING")
+    /\ \A g \in Groups : ph[g] = "CONVERGED"
 
 \* The quiet count after a step (q before it) and whether the step finishes the run.
 Quiet(q, ph, lvl, wake) ==

@@ -7,6 +7,10 @@
 (* observation-only warmup, else min(units, Batch).  Route then picks the  *)
 (* quota's highest-scoring samples of the batch, ties to the lower index,  *)
 (* so every rank that sees the same scores routes the same samples.        *)
+(*                                                                         *)
+(* Its models: MCGradientRouter.tla with MCGradientRouter*.cfg; the broken *)
+(* variants are operators of MCGradientRouter.tla that a model's .cfg      *)
+(* swaps in.                                                               *)
 (***************************************************************************)
 EXTENDS Naturals, FiniteSets
 
@@ -14,10 +18,7 @@ CONSTANTS
     Batch,     \* router.batch_size; samples are 1..Batch
     Warmup,    \* router.warmup_steps
     MaxUnits,  \* the largest allocation the environment may hand the router
-    Scores,    \* the relevance scores a sample may have (per-sample loss, abstracted)
-    Bug        \* "none", or one of BugVariants
-
-BugVariants == {"none", "NoBatchClamp", "WarmupRoutesFrozen", "TiesToHigherIndex"}
+    Scores     \* the relevance scores a sample may have (per-sample loss, abstracted)
 
 ASSUME /\ Batch \in Nat \ {0}
        /\ Warmup \in Nat
@@ -41,16 +42,12 @@ InWarmup(c) == c < Warmup
 
 \* FrozenGetsNoGradient; QuotaWithinBatch.
 Quota(fr, u, c) ==
-    CASE Bug = "WarmupRoutesFrozen" /\ InWarmup(c) -> Batch
-      [] fr -> 0
+    CASE fr -> 0
       [] InWarmup(c) -> Batch
-      [] Bug = "NoBatchClamp" -> u
       [] OTHER -> Min(u, Batch)
 
-\* Sample i comes before sample j: higher score, then lower index (Bug
-\* "TiesToHigherIndex": the higher index).
-Outranks(i, j, s) == s[i] > s[j] \/ (s[i] = s[j] /\ IF Bug = "TiesToHigherIndex" THEN i > j
-                                                                      ELSE i < j)
+\* Sample i comes before sample j: higher score, then lower index.
+Outranks(i, j, s) == s[i] > s[j] \/ (s[i] = s[j] /\ i < j)
 
 \* The k highest-scoring samples: those outranked by fewer than k others.
 TopK(s, k) == {i \in Samples : Cardinality({j \in Samples : Outranks(j, i, s)}) < k}

@@ -12,6 +12,10 @@
 (* every non-DORMANT group in any non-DORMANT phase), so the invariants    *)
 (* hold whatever the governors do.  GovernedTraining.tla uses NextLevel    *)
 (* and Woken with the real governors.                                      *)
+(*                                                                         *)
+(* Its models: MCHierarchyActivator.tla with MCHierarchyActivator*.cfg;    *)
+(* the broken variants are operators of MCHierarchyActivator.tla that a    *)
+(* model's .cfg swaps in.                                                  *)
 (***************************************************************************)
 EXTENDS Naturals
 
@@ -19,11 +23,7 @@ CONSTANTS
     Level,              \* Level[g]: group g's hierarchy level; groups are 1..N
     TotalSteps,         \* total_steps of the run
     EmergencyFraction,  \* hierarchy.emergency_fraction as <<numerator, denominator>>
-    Warmup,             \* router.warmup_steps (the clock saturates past it too)
-    Bug                 \* "none", or one of BugVariants
-
-BugVariants == {"none", "RollbackOnAwaken", "CascadeLevels", "ActivateBelowOnly",
-                "GateIgnoresCooling", "NoEmergency"}
+    Warmup              \* router.warmup_steps (the clock saturates past it too)
 
 Groups == DOMAIN Level
 Max(a, b) == IF a >= b THEN a ELSE b
@@ -61,32 +61,22 @@ Tick(c) == IF c + 1 > Horizon THEN Horizon ELSE c + 1
 (* The activator's decision, as functions of the moved phases.             *)
 
 \* ActivationGated: every group at or below `lvl` has converged.
-GateOpen(ph, lvl) ==
-    \A g \in Groups : Level[g] <= lvl =>
-        \/ ph[g] = "CONVERGED"
-        \/ Bug = "GateIgnoresCooling" /\ ph[g] = "COOLING"
+GateOpen(ph, lvl) == \A g \in Groups : Level[g] <= lvl => ph[g] = "CONVERGED"
 
-Emergency(c, k) == Bug # "NoEmergency" /\ c >= Deadline(k)
+\* The run is far enough along that level k must start learning regardless.
+Emergency(c, k) == c >= Deadline(k)
 
-RECURSIVE Cascade(_, _, _)
-Cascade(ph, lvl, c) ==   \* a broken activator that keeps going while levels are due
-    IF lvl < MaxLevel /\ (GateOpen(ph, lvl) \/ Emergency(c, lvl + 1))
-    THEN Cascade(ph, lvl + 1, c) ELSE lvl
+\* The level above lvl is due: the gate is open or its deadline has come.
+LevelDue(ph, lvl, c) == lvl < MaxLevel /\ (GateOpen(ph, lvl) \/ Emergency(c, lvl + 1))
 
-\* The active level after this step.
-NextLevel(ph, lvl, c) ==
-    CASE Bug = "RollbackOnAwaken" /\ lvl > 0
-           /\ \E g \in Groups : Level[g] < lvl /\ ph[g] = "AWAKENED" -> lvl - 1
-      [] Bug = "CascadeLevels" -> Cascade(ph, lvl, c)
-      [] lvl < MaxLevel /\ (GateOpen(ph, lvl) \/ Emergency(c, lvl + 1)) -> lvl + 1
-      [] OTHER -> lvl
+\* The active level after this step: one more when it is due.
+NextLevel(ph, lvl, c) == IF LevelDue(ph, lvl, c) THEN lvl + 1 ELSE lvl
 
 \* The DORMANT groups that Activate when `lvl` becomes the active level.
-Woken(ph, lvl) ==
-    {g \in Groups : ph[g] = "DORMANT" /\ IF Bug = "ActivateBelowOnly" THEN Level[g] < lvl
-                                                                     ELSE Level[g] <= lvl}
+Woken(ph, lvl) == {g \in Groups : ph[g] = "DORMANT" /\ Level[g] <= lvl}
 
-\* Groups frozen again when the level falls (only RollbackOnAwaken does that).
+\* The groups above `lvl` that are not DORMANT, frozen again if the level
+\* ever fell (it never does: DormantAboveLevel, LevelsMonotone).
 Refrozen(ph, lvl) == {g \in Groups : ph[g] # "DORMANT" /\ Level[g] > lvl}
 
 AfterActivation(ph, lvl) ==

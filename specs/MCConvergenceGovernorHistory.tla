@@ -8,7 +8,7 @@
 (* the flag wrongly (ActivateWarm) is refuted although NoCoolingFromCold   *)
 (* holds.                                                                  *)
 (***************************************************************************)
-EXTENDS ConvergenceGovernor
+EXTENDS MCConvergenceGovernor
 
 VARIABLE learned
 hvars == <<vars, learned>>

@@ -14,7 +14,7 @@
 (* and moves the level by HierarchyActivator's rules (never down, at most  *)
 (* one level, only when NextLevel says so).                                *)
 (***************************************************************************)
-EXTENDS MCGovernedTraining
+EXTENDS MCGovernedTrainingBroken
 
 Typed == /\ clock \in 0..Horizon
          /\ activeLevel \in 0..MaxLevel

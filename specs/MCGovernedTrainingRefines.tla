@@ -14,4 +14,9 @@ Abstract == INSTANCE GovernedTrainingAbstract
 \* Abstract!ASpec, as its two conjuncts, so that TLC names the one that fails.
 AbstractInit == Abstract!AInit
 AbstractSteps == [][Abstract!ANext]_(Abstract!vars)
+
+\* The broken abstraction (Ends <- [GovernedTrainingAbstract] LowEndOnly_Ends): steps
+\* taken from the lowest value of an interval only, never from its last, so no step
+\* crosses into the next interval by itself and the refinement fails.
+LowEndOnly_Ends(points, r) == {r}
 =============================================================================

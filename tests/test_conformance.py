@@ -8,6 +8,7 @@ import networkx as nx
 
 from govtrain.formal import compare as conf
 from govtrain.formal import vocabulary as voc
+from govtrain.formal.manifest import load_manifest, run_comparison
 from govtrain.formal.output import StateGraph, parse_dot
 from govtrain.formal.toolchain import find_toolchain
 from govtrain.governance.state import GroupState, Phase
@@ -15,6 +16,20 @@ from tests.conftest import needs_tlc
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "tlc"
+MANIFEST = load_manifest(ROOT / "specs" / "manifest.yaml")
+
+
+def target(name: str, variant: str | None = None) -> conf.Target:
+    """What the manifest's comparison `name` runs TLC on (with a model's variant)."""
+    entry = MANIFEST.comparison(name)
+    if variant is None:
+        return MANIFEST.target(entry)
+    ((_, swapped),) = [(c, t) for c, t in MANIFEST.variant_targets(variant) if c == entry]
+    return swapped
+
+
+def bounds(name: str) -> dict:
+    return dict(MANIFEST.comparison(name).bounds)
 
 
 def copy(graph: nx.MultiDiGraph) -> nx.MultiDiGraph:
@@ -186,7 +201,7 @@ def test_constant_names_cover_the_spec(small_cfg):
     assert tuple(voc.training_constants(small_cfg)) == voc.CONSTANT_NAMES
     spec = (ROOT / "specs" / "GovernedTraining.tla").read_text()
     declared = spec[spec.index("CONSTANTS") : spec.index("ASSUME")]
-    for name in (*voc.CONSTANT_NAMES, "Bug"):
+    for name in voc.CONSTANT_NAMES:
         assert f"    {name}," in declared or f"    {name} " in declared
 
 
@@ -220,23 +235,43 @@ def test_other_models_use_small_yaml_bounds(small_cfg):
 
 
 @needs_tlc
-def test_spec_and_code_agree(small_cfg):
-    """TLC's graphs of ConvergenceGovernor and GovernedTraining (configs/small.yaml) and the
-    budget's decisions equal the Python core's; a broken spec variant does not."""
+def test_spec_and_code_agree():
+    """Every comparison of the manifest (TLC's graphs of ConvergenceGovernor and
+    GovernedTraining at configs/small.yaml, the budget's decisions, the router's routes)
+    finds spec and code equal; a broken spec variant does not."""
     toolchain = find_toolchain()
-    for comparison in (
-        conf.conform_governor(small_cfg, toolchain, timeout=120),
-        conf.conform_training(small_cfg, toolchain, timeout=300),
-        conf.conform_budget(toolchain, timeout=120),
-    ):
+    results = {
+        c.name: run_comparison(c, MANIFEST.target(c), toolchain=toolchain, timeout=300)
+        for c in MANIFEST.comparisons
+    }
+    for comparison in results.values():
         assert comparison.ok, comparison.difference and comparison.difference.describe()
-    router = conf.conform_router(small_cfg, toolchain, timeout=120)
-    assert router.ok and router.left_states == router.right_states == 2 * 2 * 6 * 3**4
-    broken = conf.conform_governor(small_cfg, toolchain, bug="NoColdGuard", timeout=120)
+        assert comparison.variant is None
+    router = results["GradientRouter"]
+    assert router.left_states == router.right_states == 2 * 2 * 6 * 3**4
+    entry = MANIFEST.comparison("ConvergenceGovernor")
+    ((_, swapped),) = MANIFEST.variant_targets("ConvergenceGovernor_NoColdGuard")
+    broken = run_comparison(entry, swapped, toolchain=toolchain, timeout=120)
+    assert broken.variant == "NoColdGuard" and broken.as_dict()["variant"] == "NoColdGuard"
     assert broken.difference is not None
     assert broken.difference.kind == "transition only in TLA+"
     assert "--BeginCooling-->" in broken.difference.detail
     assert broken.difference.path == ("Activate",)
+
+
+@needs_tlc
+def test_a_component_variant_reaches_the_composed_comparison(small_cfg):
+    """A budget variant swapped into GovernedTraining's instances moves every state as
+    before (the graphs agree) and decides differently: the plans' comparison, run on the
+    same broken module, names a decision."""
+    broken = conf.conform_training(
+        small_cfg,
+        find_toolchain(),
+        target("GovernedTraining", "GovernedTraining_ProportionalFloor"),
+        timeout=300,
+    )
+    assert broken.variant == "ProportionalFloor"
+    assert broken.difference is not None and broken.difference.kind == "different decision"
 
 
 @needs_tlc
@@ -246,7 +281,9 @@ def test_a_python_invariant_violation_is_reported_as_such(small_cfg, monkeypatch
     from govtrain.governance import convergence
 
     monkeypatch.setattr(convergence, "may_begin_cooling", lambda g: True)
-    out = conf.conform_training(small_cfg, find_toolchain(), timeout=300)
+    out = conf.conform_training(
+        small_cfg, find_toolchain(), target("GovernedTraining"), timeout=300
+    )
     assert not out.ok
     assert out.difference.kind == "invariant violated in Python"
     assert "NoCoolingFromCold" in out.difference.detail
@@ -270,7 +307,9 @@ def test_the_composed_comparison_checks_every_decision(small_cfg, monkeypatch):
         return Decision(alloc.units, quotas, alloc.action, routing.in_warmup(state, cfg))
 
     monkeypatch.setattr(conf, "decide", without_multipliers)
-    out = conf.conform_training(small_cfg, find_toolchain(), timeout=300)
+    out = conf.conform_training(
+        small_cfg, find_toolchain(), target("GovernedTraining"), timeout=300
+    )
     assert not out.ok and out.difference.kind == "different decision"
     assert "needs (1, 1, 1): Python {'units': [3, 3, 0]" in out.difference.detail
     assert "TLA+ {'units': (4, 2, 0)" in out.difference.detail
@@ -287,7 +326,10 @@ def test_the_router_comparison_catches_a_tie_broken_the_other_way(small_cfg, mon
         return tuple(sorted(sorted(range(len(scores)), key=lambda i: (-scores[i], -i))[:k]))
 
     monkeypatch.setattr(routing, "route", ties_to_higher)
-    diff = conf.conform_router(small_cfg, find_toolchain(), timeout=120).difference
+    router = target("GradientRouter")
+    diff = conf.conform_router(
+        small_cfg, find_toolchain(), router, timeout=120, **bounds("GradientRouter")
+    ).difference
     assert diff is not None and diff.kind == "different route"
     assert "Python (quota, samples) (1, (3,)), TLA+ (1, (0,))" in diff.detail
 
@@ -310,7 +352,9 @@ def test_the_budget_comparison_catches_another_divisor_sequence(monkeypatch):
     exec(compile(mutant, "sainte_lague", "exec"), scope)  # the repository's own source
     sainte_lague = scope["sl"]
     monkeypatch.setattr(budget, "allocate", sainte_lague)
-    toolchain = find_toolchain()
-    assert conf.conform_budget(toolchain, cases=conf.BUDGET_CASES[:1], timeout=120).ok
-    diff = conf.conform_budget(toolchain, timeout=120).difference
+    toolchain, spec, cases = find_toolchain(), target("FederatedBudget"), bounds("FederatedBudget")
+    assert len(cases["cases"]) == 2  # MCFederatedBudget's requests, then the Divisors model's
+    first = conf.conform_budget(None, toolchain, spec, cases=cases["cases"][:1], timeout=120)
+    assert first.ok
+    diff = conf.conform_budget(None, toolchain, spec, timeout=120, **cases).difference
     assert diff is not None and diff.kind == "different decision"

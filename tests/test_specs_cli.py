@@ -40,6 +40,20 @@ def test_unknown_model_name_is_an_error_even_without_tlc():
     assert "no model matches NoSuchModel" in result.output
 
 
+def test_sets_and_variants_are_checked_before_tlc():
+    result = CliRunner().invoke(main, ["specs", "check", "--set", "nightly"], env=NO_TLC)
+    assert result.exit_code == 1 and "no set nightly (sets: default, slow)" in result.output
+    for args in (["--set", "slow"], ["--all"], ["--slow"]):
+        result = CliRunner().invoke(main, ["specs", "check", *args], env=NO_TLC)
+        assert result.exit_code == 2 and "TLC not found: SKIPPED" in result.output
+    result = CliRunner().invoke(main, ["specs", "conform-graph", "--bug", "Nope"], env=NO_TLC)
+    assert result.exit_code == 1 and "no broken variant Nope" in result.output
+    result = CliRunner().invoke(
+        main, ["specs", "conform-graph", "--bug", "AuditChain_NoPrevCheck"], env=NO_TLC
+    )
+    assert result.exit_code == 1 and "no spec-vs-code comparison runs that spec" in result.output
+
+
 def test_gen_model_renders_the_checked_in_module(tmp_path):
     result = CliRunner().invoke(main, ["specs", "gen-model", str(ROOT / "configs" / "small.yaml")])
     assert result.exit_code == 0
@@ -72,7 +86,7 @@ def test_a_result_that_differs_from_the_manifest_fails(tmp_path):
     specs = ROOT / "specs"
     manifest.write_text(
         "models:\n"
-        f"  - name: Governor\n    module: {specs / 'ConvergenceGovernor.tla'}\n"
+        f"  - name: Governor\n    module: {specs / 'MCConvergenceGovernor.tla'}\n"
         f"    config: {specs / 'MCConvergenceGovernor_NoColdGuard.cfg'}\n"
         "    expect: holds\n    distinct_states: 4\n"
     )
@@ -82,6 +96,28 @@ def test_a_result_that_differs_from_the_manifest_fails(tmp_path):
     assert result.exit_code == 1
     assert "MISMATCH" in result.output
     assert "expected holds, TLC says invariant-violated (NoCoolingFromCold)" in result.output
+
+
+@needs_tlc
+def test_conform_graph_against_a_broken_variant():
+    """--bug names a manifest model: the comparison of its spec runs with its variant swapped
+    in, and reports the difference (exit 1)."""
+    result = CliRunner().invoke(
+        main, ["specs", "conform-graph", "--bug", "ConvergenceGovernor_NoColdGuard", "--json"]
+    )
+    assert result.exit_code == 1, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["name"] == "ConvergenceGovernor" and row["variant"] == "NoColdGuard"
+    assert row["difference"]["kind"] == "transition only in TLA+"
+    assert row["difference"]["path"] == ["Activate"]
+
+
+@needs_tlc
+def test_check_a_comparison_by_name():
+    result = CliRunner().invoke(main, ["specs", "check", "conform:ConvergenceGovernor", "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["results"]
+    assert row["name"] == "ConvergenceGovernor" and row["ok"] and row["variant"] is None
 
 
 def test_gen_model_abstract_renders_the_checked_in_module():

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from govtrain.formal.manifest import Expectation, ModelEntry, judge, load_manifest
+from govtrain.formal.manifest import (
+    Expectation,
+    ModelEntry,
+    check_signature,
+    judge,
+    load_manifest,
+)
 from govtrain.formal.output import (
     EXIT_CODES,
     ModelValue,
@@ -27,6 +33,7 @@ from govtrain.formal.output import (
     parse_value,
 )
 from govtrain.formal.toolchain import TLCNotFound, find_jar, find_toolchain, run_tlc
+from govtrain.governance.errors import GovtrainError
 from tests.conftest import needs_tlc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -311,17 +318,73 @@ def test_manifest_loads_and_selects(tmp_path):
         "models:\n"
         "  - {name: A, module: A.tla, config: A.cfg, expect: holds, distinct_states: 3}\n"
         "  - {name: A_Big, module: A.tla, config: A.cfg, expect: holds, distinct_states: 9,\n"
-        "     slow: true, seconds: 99}\n"
+        "     set: slow, seconds: 99}\n"
         "  - {name: A_Bug, module: A.tla, config: A.cfg, expect: {property: P},\n"
         "     distinct_states: 2}\n"
     )
     m = load_manifest(tmp_path / "manifest.yaml")
-    assert [x.name for x in m.select()] == ["A", "A_Bug"]
-    assert [x.name for x in m.select(include_slow=True)] == ["A", "A_Big", "A_Bug"]
-    assert [x.name for x in m.select(["A_*"])] == ["A_Bug"]
-    assert [x.name for x in m.select(["A_Big"])] == ["A_Big"]  # named exactly: runs
+
+    def names(*args, **kwargs):
+        return [x.name for x in m.select(*args, **kwargs).models]
+
+    assert names() == ["A", "A_Bug"]
+    assert names(sets=None) == ["A", "A_Big", "A_Bug"]
+    assert names(sets=["slow"]) == ["A_Big"]
+    assert names(["A_*"]) == ["A_Bug"]
+    assert names(["A_*"], sets=None) == ["A_Big", "A_Bug"]
+    assert names(["A_Big"]) == ["A_Big"]  # named exactly: runs whatever its set
+    assert m.sets == ["default", "slow"]
     assert m.models[2].expect == Expectation(Outcome.PROPERTY_VIOLATED, "P")
     assert m.models[2].workers == 1 and m.models[0].workers == 2
+    with pytest.raises(GovtrainError, match="no set nightly"):
+        m.select(sets=["nightly"])
+    with pytest.raises(GovtrainError, match="no model matches B"):
+        m.select(["B"])
+
+
+def test_a_variant_is_read_from_its_config(tmp_path):
+    (tmp_path / "A.tla").write_text("")
+    (tmp_path / "A.cfg").write_text(
+        "CONSTANTS\n    N = 3\n    Guard <- [Comp] Loose_Guard\n    Step <- Loose_Step\n"
+        "    Other <- Tight_Other\n"
+    )
+    entry = "{name: A, module: A.tla, config: A.cfg, expect: {invariant: I}, distinct_states: 2"
+    (tmp_path / "manifest.yaml").write_text(f"models:\n  - {entry}, variant: Loose}}\n")
+    (model,) = load_manifest(tmp_path / "manifest.yaml").models
+    assert model.variant == "Loose"
+    assert model.overrides == ("Guard <- [Comp] Loose_Guard", "Step <- Loose_Step")
+    (tmp_path / "manifest.yaml").write_text(f"models:\n  - {entry}, variant: Wrong}}\n")
+    with pytest.raises(GovtrainError, match="swaps in no Wrong_<Operator>"):
+        load_manifest(tmp_path / "manifest.yaml")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{name: C, module: A.tla, python: a.b, config: s.yaml}", "missing keys \\['compare'\\]"),
+        ("{name: C, module: A.tla, compare: x, python: a.b, config: s.yaml}", "dotted"),
+        ("{name: C, module: B.tla, compare: a.b, python: a.b, config: s.yaml}", "B.tla"),
+        ("{name: C, module: A.tla, compare: a.b, python: a.b, config: s, bounds: 1}", "bounds"),
+    ],
+)
+def test_comparison_errors_name_the_entry(tmp_path, line, message):
+    (tmp_path / "A.tla").write_text("")
+    (tmp_path / "manifest.yaml").write_text(f"models: []\ncomparisons:\n  - {line}\n")
+    with pytest.raises(GovtrainError, match=message):
+        load_manifest(tmp_path / "manifest.yaml")
+
+
+def test_a_comparator_of_another_signature_is_refused(tmp_path):
+    (tmp_path / "A.tla").write_text("")
+    (tmp_path / "manifest.yaml").write_text(
+        "models: []\ncomparisons:\n  - {name: C, module: A.tla, config: small.yaml,\n"
+        "     compare: govtrain.formal.compare.conform_router, python: a.b,\n"
+        "     bounds: {levels: 3}}\n"
+    )
+    (entry,) = load_manifest(tmp_path / "manifest.yaml").comparisons
+    assert entry.row == "conform:C"
+    with pytest.raises(GovtrainError, match="does not take"):
+        check_signature(entry)
 
 
 @pytest.mark.parametrize(
@@ -344,7 +407,7 @@ def test_manifest_errors_name_the_entry(tmp_path, line, message):
 
 def test_the_projects_manifest_loads():
     m = load_manifest(ROOT / "specs" / "manifest.yaml")
-    assert len(m.models) >= 30
+    assert len(m.models) >= 30 and len(m.comparisons) == 4
 
 
 # --------------------------------------------------------------------------- running TLC
@@ -353,7 +416,7 @@ def test_the_projects_manifest_loads():
 @needs_tlc
 def test_run_tlc_on_a_failing_model():
     r = run_tlc(
-        ROOT / "specs" / "ConvergenceGovernor.tla",
+        ROOT / "specs" / "MCConvergenceGovernor.tla",
         ROOT / "specs" / "MCConvergenceGovernor_NoColdGuard.cfg",
         workers=1,
         timeout=120,

@@ -685,21 +685,16 @@ CATALOGUE: tuple[SeededBug, ...] = (
     ),
 )
 
-# the trainer's call of commit, as optimizer_step_after_commit moves it
-COMMIT_ARGS = (
-    "            loss=loss.item(),\n"
-    '            lr=self.optimizer.param_groups[0]["lr"],\n'
-    "            grad_bytes=grad_bytes,\n"
-    "            flops=(step_flops, self.flops.dense),\n"
-    "            samples=self._observe_samples(losses if shard is None else shard.losses),\n"
-    "        )\n"
+# the trainer's update, which optimizer_step_after_commit moves after the driver's end
+UPDATE = (
+    "                self.optimizer.step()\n"
+    "                self.changed_since_eval = True\n"
+    "                # router.scorer learned: the batch's loss drop trains the scorer (a forward,\n"
+    "                # on learn steps only; not in the backward FLOPs, in the step's wall-clock)\n"
+    "                self.gov.learn_router(lambda: per_sample_loss(self.model, ids))\n"
 )
-
-# the trainer's lines right after optimizer.step() (router.scorer: learned)
-LEARN_ROUTER = (
-    "            # router.scorer learned: the batch's loss drop trains the scorer (a forward, on\n"
-    "            # learn steps only; not in the backward FLOPs, in the step's wall-clock)\n"
-    "            self.gov.learn_router(lambda: per_sample_loss(self.model, ids))\n"
+END_STEP = (
+    '        outcome = self.driver.end(loss, self.optimizer.param_groups[0]["lr"], **measured)\n'
 )
 
 GAPS: tuple[SeededBug, ...] = (
@@ -738,18 +733,13 @@ GAPS: tuple[SeededBug, ...] = (
         layer="pipeline",
         title="decisions applied a step early (commit before optimizer.step)",
         patches=(
+            Patch("pipeline/trainer.py", UPDATE, ""),
             Patch(
                 "pipeline/trainer.py",
-                "            self.optimizer.step()\n"
-                "            self.changed_since_eval = True\n"
-                + LEARN_ROUTER
-                + "        result = self.gov.commit(\n"
-                + COMMIT_ARGS,
-                "        result = self.gov.commit(\n"
-                + COMMIT_ARGS
-                + "        if local.requires_grad:\n"
-                "            self.optimizer.step()\n"
-                "            self.changed_since_eval = True\n" + LEARN_ROUTER,
+                END_STEP,
+                END_STEP
+                + "        if local.requires_grad and not outcome.skipped:\n"
+                + "".join(line[4:] + "\n" for line in UPDATE.splitlines()),
             ),
         ),
         symptom="Step t's freezing is applied before step t's update: a group that "

@@ -1,16 +1,18 @@
 """`govtrain specs ...`: model-check the TLA+ specs with TLC and compare them with the Python core.
 
-    govtrain specs check [NAME ...] [--json] [--slow] [--no-conform]
-    govtrain specs conform-graph [--config FILE] [--json]
+    govtrain specs check [NAME ...] [--set NAME | --all] [--json] [--no-conform]
+    govtrain specs conform-graph [--config FILE] [--bug MODEL] [--json]
     govtrain specs gen-model CONFIG [--out FILE]
     govtrain specs conform RUN_DIR [--json]
 
 `check` runs the models of specs/manifest.yaml (each must hold or fail exactly
 as the manifest says, with its number of distinct states) and then the
-spec-vs-code comparisons of govtrain.formal.compare (named `conform:<Spec>`),
-and prints one table. Exit status: 0 when everything matches, 1 when anything
-does not, 2 when there is no Java or no tla2tools.jar ("TLC not found:
-SKIPPED"), so CI can tell "not checked" from "broken".
+spec-vs-code comparisons it declares (named `conform:<Name>`), and prints one
+table; which models and comparisons exist, and in which set, is the
+manifest's business (govtrain.formal.manifest), not this module's. Exit
+status: 0 when everything matches, 1 when anything does not, 2 when there is
+no Java or no tla2tools.jar ("TLC not found: SKIPPED"), so CI can tell "not
+checked" from "broken".
 
 `conform` validates one recorded run against the specs: the Python replay of
 govtrain.formal.replay always, TLC trace validation (specs/TraceGovernedTraining.tla)
@@ -25,7 +27,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +42,6 @@ if TYPE_CHECKING:
 
 MANIFEST = manifest_path()
 SMALL = config_path("small.yaml")
-CONFORM = ("ConvergenceGovernor", "GovernedTraining", "FederatedBudget", "GradientRouter")
 EXIT_MISMATCH, EXIT_SKIPPED = 1, 2
 
 
@@ -102,21 +103,21 @@ def _conform_row(name: str, run: Callable[[], Any]) -> _Row:
         comparison = run()
     except (TLCOutputError, GovtrainError) as exc:
         return _Row(
-            f"conform:{name}",
+            name,
             "error",
             "equal",
             "-",
             time.monotonic() - start,
             False,
             [str(exc)],
-            {"name": name, "ok": False, "error": str(exc)},
+            {"name": name.removeprefix("conform:"), "ok": False, "error": str(exc)},
         )
     states = f"{comparison.left_states:,}"
     if comparison.right_states != comparison.left_states:
         states = f"{comparison.left_states:,} py / {comparison.right_states:,} tla"
     problems = [comparison.difference.describe()] if comparison.difference else []
     return _Row(
-        f"conform:{name}",
+        name,
         "equal" if comparison.ok else "differs",
         "equal",
         states,
@@ -127,20 +128,22 @@ def _conform_row(name: str, run: Callable[[], Any]) -> _Row:
     )
 
 
-def _conformers(config: Path, toolchain, names: tuple[str, ...], bug: str = "none"):
-    from govtrain.formal import compare as conformance
-    from govtrain.pipeline.config import load_config
+def _comparison_jobs(pairs, toolchain, config: Path | None, timeout: float):
+    """One job per (comparison, target): a row `conform:<name>` (with the variant, if any)."""
+    from govtrain.formal.manifest import run_comparison
 
-    cfg = load_config(config).governance
-    runs = {
-        "ConvergenceGovernor": lambda: conformance.conform_governor(cfg, toolchain, bug=bug),
-        "GovernedTraining": lambda: conformance.conform_training(
-            cfg, toolchain, source=_shown(config), bug=bug
-        ),
-        "FederatedBudget": lambda: conformance.conform_budget(toolchain, bug=bug),
-        "GradientRouter": lambda: conformance.conform_router(cfg, toolchain, bug=bug),
-    }
-    return [(n, runs[n]) for n in names]
+    source = None if config is None else _shown(config)
+    jobs = []
+    for entry, target in pairs:
+        name = entry.row if target.variant is None else f"{entry.row} [{target.variant}]"
+
+        def run(entry=entry, target=target):
+            return run_comparison(
+                entry, target, toolchain=toolchain, config=config, source=source, timeout=timeout
+            )
+
+        jobs.append((name, lambda name=name, run=run: _conform_row(name, run)))
+    return jobs
 
 
 def _shown(path: Path) -> str:
@@ -174,40 +177,59 @@ def _table(rows: list[_Row], title: str) -> None:
             console.print(f"[bold red]{row.name}[/]: {problem}", highlight=False)
 
 
-def _run_all(jobs: list[tuple[str, Callable[[], _Row]]], quiet: bool) -> list[_Row]:
+def _run_all(
+    jobs: list[tuple[str, Callable[[], _Row]]],
+    quiet: bool,
+    at_once: int = 1,
+    first: Collection[str] = (),
+) -> list[_Row]:
+    """Run the jobs, `at_once` of them at a time (each a TLC process, or a comparison),
+    those named in `first` (the long ones) started first; the rows come back in the
+    jobs' order."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    rows: list[_Row] = []
-    if quiet:
-        return [job() for _, job in jobs]
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as progress:
-        task = progress.add_task("TLC", total=len(jobs))
-        for name, job in jobs:
-            progress.update(task, description=f"TLC {name}")
-            rows.append(job())
-            progress.advance(task)
-    return rows
+    order = sorted(range(len(jobs)), key=lambda i: jobs[i][0] not in first)
+    with ThreadPoolExecutor(max_workers=max(1, at_once)) as pool:
+        futures = {i: pool.submit(jobs[i][1]) for i in order}
+        if not quiet:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            ) as progress:
+                task = progress.add_task("TLC", total=len(jobs))
+                names = {future: jobs[i][0] for i, future in futures.items()}
+                for done in as_completed(names):
+                    progress.update(task, description=f"TLC {names[done]} done")
+                    progress.advance(task)
+        return [futures[i].result() for i in range(len(jobs))]
 
 
 @specs.command()
 @click.argument("names", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@click.option("--slow", is_flag=True, help="Also run the models the manifest marks slow.")
-@click.option("--no-conform", is_flag=True, help="Skip the spec-vs-code graph comparisons.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="NAME",
+    help="Run the manifest's set NAME instead of `default` (e.g. `slow`); repeatable.",
+)
+@click.option("--all", "every_set", is_flag=True, help="Run every set of the manifest.")
+@click.option("--slow", "every_set", is_flag=True, hidden=True)  # the former name of --all
+@click.option("--no-conform", is_flag=True, help="Skip the spec-vs-code comparisons.")
 @click.option(
     "--config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=SMALL,
-    show_default=True,
-    help="Run config whose bounds the graph comparisons use.",
+    default=None,
+    help="Run config whose bounds the comparisons use [default: each comparison's, "
+    "configs/small.yaml].",
 )
 @click.option(
     "--manifest",
@@ -216,52 +238,42 @@ def _run_all(jobs: list[tuple[str, Callable[[], _Row]]], quiet: bool) -> list[_R
     show_default=True,
 )
 @click.option("--timeout", default=600, show_default=True, help="Seconds per TLC run.")
+@click.option(
+    "--jobs", default=2, show_default=True, help="TLC runs (models, comparisons) at a time."
+)
 def check(
     names: tuple[str, ...],
     as_json: bool,
-    slow: bool,
+    sets: tuple[str, ...],
+    every_set: bool,
     no_conform: bool,
-    config: Path,
+    config: Path | None,
     manifest: Path,
     timeout: int,
+    jobs: int,
 ) -> None:
-    """Run the manifest's TLC models (NAMEs or fnmatch patterns; all when none) and the
-    spec-vs-code comparisons (conform:ConvergenceGovernor, conform:GovernedTraining,
-    conform:FederatedBudget, conform:GradientRouter); exit 0 only if every result is as
-    expected."""
-    from fnmatch import fnmatchcase
-
+    """Run the models and spec-vs-code comparisons (conform:NAME) of specs/manifest.yaml:
+    its default set, or the NAMEs / fnmatch patterns given (an exact name runs whatever its
+    set); exit 0 only if every result is as expected."""
     from govtrain.formal.manifest import check_model, load_manifest
 
     loaded = load_manifest(manifest)
-    models = loaded.select(names, include_slow=slow)
-    conform_names = tuple(
-        n
-        for n in CONFORM
-        if not no_conform and (not names or any(fnmatchcase(f"conform:{n}", p) for p in names))
-    )
-    unmatched = [
-        p
-        for p in names
-        if not any(fnmatchcase(m.name, p) for m in loaded.models)
-        and not any(fnmatchcase(f"conform:{n}", p) for n in CONFORM)
-    ]
-    if unmatched:
-        raise GovtrainError(f"no model matches {', '.join(unmatched)} (see {_shown(manifest)})")
+    chosen = loaded.select(names, sets=None if every_set else (sets or ("default",)))
+    comparisons = [] if no_conform else chosen.comparisons
     toolchain = _toolchain_or_skip(as_json)
     start = time.monotonic()
-    jobs: list[tuple[str, Callable[[], _Row]]] = [
+    runs: list[tuple[str, Callable[[], _Row]]] = [
         (
             m.name,
             (lambda m=m: _model_row(check_model(m, loaded, toolchain=toolchain, timeout=timeout))),
         )
-        for m in models
+        for m in chosen.models
     ]
-    jobs += [
-        (f"conform:{n}", (lambda n=n, run=run: _conform_row(n, run)))
-        for n, run in _conformers(config, toolchain, conform_names)
-    ]
-    rows = _run_all(jobs, quiet=as_json)
+    pairs = [(c, loaded.target(c)) for c in comparisons]
+    runs += _comparison_jobs(pairs, toolchain, config, timeout)
+    # models that hold explore their whole graph: with the comparisons, the long runs
+    long = [m.name for m in chosen.models if m.workers > 1] + [c.row for c in comparisons]
+    rows = _run_all(runs, quiet=as_json, at_once=jobs, first=long)
     elapsed = time.monotonic() - start
     bad = [r for r in rows if not r.ok]
     if as_json:
@@ -277,7 +289,7 @@ def check(
         )
     else:
         _table(rows, f"TLC {toolchain.jar}")
-        summary = f"{len(models)} models, {len(conform_names)} comparisons, {elapsed:.0f} s: "
+        summary = f"{len(chosen.models)} models, {len(comparisons)} comparisons, {elapsed:.0f} s: "
         click.echo(summary + ("all as expected" if not bad else f"{len(bad)} MISMATCH"))
     if bad:
         sys.exit(EXIT_MISMATCH)
@@ -287,34 +299,44 @@ def check(
 @click.option(
     "--config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=SMALL,
-    show_default=True,
-    help="Run config whose bounds both sides use.",
+    default=None,
+    help="Run config whose bounds both sides use [default: each comparison's, configs/small.yaml].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the comparisons as JSON.")
 @click.option(
     "--bug",
-    default="none",
-    show_default=True,
-    help="Compare against a broken spec variant (a Bug name of specs/README.md) to see how a "
-    "difference is reported.",
+    default=None,
+    metavar="MODEL",
+    help="Compare a broken spec variant instead, to see how a difference is reported: a "
+    "manifest model with a variant (ConvergenceGovernor_NoColdGuard), or a variant "
+    "(NoColdGuard: every comparison of a spec with a model of it).",
 )
-def conform_graph(config: Path, as_json: bool, bug: str) -> None:
-    """Compare TLC's state graphs of ConvergenceGovernor, GovernedTraining, FederatedBudget
-    and GradientRouter with the Python core's at the same bounds; report the first
-    difference, if any."""
+@click.option(
+    "--manifest",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=MANIFEST,
+    show_default=True,
+)
+def conform_graph(config: Path | None, as_json: bool, bug: str | None, manifest: Path) -> None:
+    """Run every spec-vs-code comparison of specs/manifest.yaml (TLC's state graphs and
+    decisions against the Python core's at the same bounds); report the first difference
+    of each, if any."""
+    from govtrain.formal.manifest import load_manifest
+
+    loaded = load_manifest(manifest)
+    if bug is None:
+        pairs = [(c, loaded.target(c)) for c in loaded.comparisons]
+    else:
+        pairs = loaded.variant_targets(bug)
     toolchain = _toolchain_or_skip(as_json)
-    rows = _run_all(
-        [
-            (f"conform:{n}", (lambda n=n, run=run: _conform_row(n, run)))
-            for n, run in _conformers(config, toolchain, CONFORM, bug=bug)
-        ],
-        quiet=as_json,
+    rows = _run_all(_comparison_jobs(pairs, toolchain, config, 600), quiet=as_json, at_once=2)
+    title = "spec vs code at the bounds of " + (
+        _shown(config) if config else "each comparison's config"
     )
     if as_json:
         click.echo(json.dumps([r.data for r in rows], indent=2))
     else:
-        _table(rows, f"spec vs code at the bounds of {_shown(config)}")
+        _table(rows, title)
     if not all(r.ok for r in rows):
         sys.exit(EXIT_MISMATCH)
 

@@ -1,29 +1,39 @@
 """Spec and code agree: TLC's reachable state graph against the Python core's, at the same bounds.
 
-Four comparisons, each from one run config (default `configs/small.yaml`):
+The comparisons `specs/manifest.yaml` declares (its `comparisons:`), each a
+function of this module with the signature of `govtrain.formal.manifest.Comparator`:
+a run config (default `configs/small.yaml`), the MC module TLC runs (with a broken
+variant's definition overrides, to see what a difference looks like) and the
+entry's bounds.
 
-* **ConvergenceGovernor**: TLC's state graph of `specs/ConvergenceGovernor.tla`
-  (Patience and MaxAwakenings from the config) against the graph the Python
-  functions `convergence.observe` and `convergence.activate` span from a
-  DORMANT group. Nodes map field by field (`phase`, `seenHigh`->`seen_high`,
-  `lows`, `awakenings`); edges are labelled with TLC's action names, which are
-  the names `observe` returns (a Python step that returns no action changes
-  nothing and is TLA+ stuttering, so it is not an edge).
-* **GovernedTraining**: TLC's state graph of `specs/GovernedTrainingLabelled.tla`
-  with constants rendered from the config (`render_training_module`) against
-  `governance.explore.explore(cfg)`. Nodes map to `GovernanceState` (`clock`,
-  `activeLevel`->`active_level`, group i's fields from position i+1 of the
-  TLA+ tuples); the history variable `actions` is dropped from the node and
-  becomes the edge's label: its elements joined by `|`, or `Stutter` when
-  empty, exactly the explorer's edge keys (`Learn(embed)|ActivateLevel(1)`).
-* **FederatedBudget**: every decided request of `specs/FederatedBudget.tla`
-  (the final states of its state graph) against `budget.allocate` on the same
-  weights, over the requests of `BudgetCase` (MCFederatedBudget's bounds,
-  where both Allocate and Ration happen).
-* **GradientRouter**: every routed batch of `specs/GradientRouter.tla` at the
-  config's batch and warmup (allocations up to one past the batch, three score
-  levels, so samples tie) against `routing.quota` and `routing.route` on the
-  same clock, frozen flag, units and scores: the same quota and the same samples.
+* **ConvergenceGovernor** (`conform_governor`): TLC's state graph of
+  `specs/ConvergenceGovernor.tla` (Patience and MaxAwakenings from the config)
+  against the graph the Python functions `convergence.observe` and
+  `convergence.activate` span from a DORMANT group. Nodes map field by field
+  (`phase`, `seenHigh`->`seen_high`, `lows`, `awakenings`); edges are labelled
+  with TLC's action names, which are the names `observe` returns (a Python step
+  that returns no action changes nothing and is TLA+ stuttering, so it is not
+  an edge).
+* **GovernedTraining** (`conform_training`): TLC's state graph of
+  `specs/GovernedTrainingLabelled.tla` with constants rendered from the config
+  (`render_training_module`) against `governance.explore.explore(cfg)`. Nodes
+  map to `GovernanceState` (`clock`, `activeLevel`->`active_level`, group i's
+  fields from position i+1 of the TLA+ tuples); the history variable `actions`
+  is dropped from the node and becomes the edge's label: its elements joined by
+  `|`, or `Stutter` when empty, exactly the explorer's edge keys
+  (`Learn(embed)|ActivateLevel(1)`). Then `step.decide` in every explored state
+  against the spec's DecisionFor (`compare_plans`).
+* **FederatedBudget** (`conform_budget`): every decided request of
+  `specs/FederatedBudget.tla` (the final states of its state graph) against
+  `budget.allocate` on the same weights, over the requests of each `BudgetCase`
+  the manifest lists (MCFederatedBudget's bounds, where both Allocate and Ration
+  happen, and MCFederatedBudget_Divisors', where divisor sequences differ).
+* **GradientRouter** (`conform_router`): every routed batch of
+  `specs/GradientRouter.tla` at the config's batch and warmup (allocations up
+  to one past the batch, the manifest's score levels, so samples tie) against
+  `routing.quota` and `routing.route` on the same clock, frozen flag, units and
+  scores: the same quota and the same samples. TLC runs MCGradientRouter's
+  `RouteOnceSpec`, which reaches exactly Spec's routed states, each by one Route.
 
 Each comparison reports the first difference in breadth-first order from the
 initial state, with the path that reaches it, or none.
@@ -37,13 +47,14 @@ import shutil
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
+from govtrain.formal.manifest import Target
 from govtrain.formal.output import Outcome, StateGraph, TLCOutputError, TLCResult, parse_dot
 from govtrain.formal.toolchain import Toolchain, run_tlc
 from govtrain.formal.vocabulary import (
@@ -56,6 +67,7 @@ from govtrain.formal.vocabulary import (
 )
 from govtrain.governance import budget, convergence, routing
 from govtrain.governance.config import BudgetConfig, GovernanceConfig, GovernorConfig
+from govtrain.governance.errors import GovtrainError
 from govtrain.governance.explore import explore, render
 from govtrain.governance.state import GovernanceState, GroupState, Phase
 from govtrain.governance.step import decide
@@ -88,6 +100,7 @@ class Comparison:
     difference: Difference | None
     seconds: float = 0.0
     tlc: TLCResult | None = field(default=None, repr=False)
+    variant: str | None = None  # the broken spec variant compared, None for the real spec
 
     @property
     def ok(self) -> bool:
@@ -98,6 +111,7 @@ class Comparison:
         return {
             "name": self.name,
             "ok": self.ok,
+            "variant": self.variant,
             "states": {self.left: self.left_states, self.right: self.right_states},
             "transitions": {self.left: self.left_transitions, self.right: self.right_transitions},
             "difference": None
@@ -217,15 +231,17 @@ def render_training_module(
     extends: str = "GovernedTraining",
     source: str = "",
     needs: Sequence[float] = NEEDS,
+    prefix: str = "MC_",
 ) -> str:
-    """An MC module defining MC_<Constant> for every constant of GovernedTraining."""
+    """An MC module defining <prefix><Constant> (MC_GroupNames, ...) for every constant of
+    GovernedTraining; `extends` is the EXTENDS list."""
     consts = training_constants(cfg, needs)
     bar = "-" * max(4, (75 - len(module) - 12) // 2)
     lines = [f"{bar} MODULE {module} {bar}"]
     lines.append(f"(* Generated from {source or 'a governance config'} by govtrain.formal.compare;")
     lines.append("   do not edit: `govtrain specs gen-model` rewrites it. *)")
     lines.append(f"EXTENDS {extends}")
-    lines += [f"MC_{name} == {tla(value)}" for name, value in consts.items()]
+    lines += [f"{prefix}{name} == {tla(value)}" for name, value in consts.items()]
     lines.append("=" * 77)
     return "\n".join(lines) + "\n"
 
@@ -281,14 +297,20 @@ def show_state(s: Hashable) -> str:
 @dataclass(frozen=True)
 class BudgetCase:
     """The requests the budget comparison covers: every eligible subset of `groups`
-    groups with every weight in `weights`. The default is MCFederatedBudget's: four
-    eligible groups do not fit their floors (Ration), fewer do (Allocate)."""
+    groups with every weight in `weights` (the manifest's `cases`)."""
 
-    groups: int = 4
-    master: int = 7
-    floor: int = 2
-    ceiling: int = 4
-    weights: tuple[int, ...] = (0, 1, 2, 3)
+    groups: int
+    master: int
+    floor: int
+    ceiling: int
+    weights: tuple[int, ...]
+
+    @classmethod
+    def of(cls, raw: Mapping[str, Any]) -> BudgetCase:
+        try:
+            return cls(**{**raw, "weights": tuple(raw["weights"])})
+        except (TypeError, KeyError) as exc:
+            raise GovtrainError(f"budget case {dict(raw)}: {exc}") from None
 
     @property
     def config(self) -> BudgetConfig:
@@ -320,6 +342,11 @@ def _cfg(spec: str, constants: Iterable[str], deadlock: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _swapped(target: Target) -> list[str]:
+    """The target's definition overrides, as lines of a CONSTANTS section."""
+    return [f"    {line}" for line in target.overrides]
+
+
 def _run_dump(
     work: _Workdir, module: Path, cfg: Path, toolchain: Toolchain, timeout: float
 ) -> tuple[StateGraph, TLCResult]:
@@ -332,58 +359,82 @@ def _run_dump(
 
 
 def _dump_spec(
-    module: str, constants: dict[str, Any], toolchain: Toolchain, timeout: float
+    target: Target,
+    constants: dict[str, Any],
+    toolchain: Toolchain,
+    timeout: float,
+    spec: str = "Spec",
 ) -> tuple[StateGraph, TLCResult]:
-    """TLC's state graph of specs/MODULE.tla's `Spec` at `constants` (values as TLA+)."""
+    """TLC's state graph of the target module's `spec` at `constants` (values as TLA+)."""
     work = _Workdir()
     try:
         lines = [f"    {name} = {tla(value)}" for name, value in constants.items()]
-        conf = work.write(f"Conform{module}.cfg", _cfg("Spec", lines))
-        return _run_dump(work, work.path / f"{module}.tla", conf, toolchain, timeout)
+        conf = work.write(f"Conform{target.module.stem}.cfg", _cfg(spec, lines + _swapped(target)))
+        return _run_dump(work, work.path / target.module.name, conf, toolchain, timeout)
     finally:
         work.close()
 
 
+def _finish(out: Comparison, start: float, result: TLCResult, target: Target) -> Comparison:
+    out.seconds, out.tlc, out.variant = time.monotonic() - start, result, target.variant
+    return out
+
+
 def conform_governor(
-    cfg: GovernanceConfig, toolchain: Toolchain, *, bug: str = "none", timeout: float = 600
+    cfg: GovernanceConfig,
+    toolchain: Toolchain,
+    target: Target,
+    *,
+    timeout: float = 600,
+    source: str = "",
 ) -> Comparison:
+    """TLC's graph of one governor against the graph convergence.observe and activate span."""
     start = time.monotonic()
     gov = cfg.governor
-    constants = {"Patience": gov.patience, "MaxAwakenings": gov.max_awakenings, "Bug": bug}
-    dump, result = _dump_spec("ConvergenceGovernor", constants, toolchain, timeout)
+    constants = {"Patience": gov.patience, "MaxAwakenings": gov.max_awakenings}
+    dump, result = _dump_spec(target, constants, toolchain, timeout)
     theirs, their_init = graph_from_tlc(dump, group_state, lambda _s, _d, action: action)
     mine, my_init = governor_graph(gov)
     out = compare("ConvergenceGovernor", mine, my_init, theirs, their_init, show=show_group)
-    out.seconds, out.tlc = time.monotonic() - start, result
-    return out
+    return _finish(out, start, result, target)
+
+
+# Constants of a generated module that EXTENDS the target module too: MCGovernedTraining's
+# MC_ names are taken there.
+_PREFIX = "Conform_"
+
+
+def _model_module(
+    work: _Workdir, name: str, cfg: GovernanceConfig, extends: str, target: Target, source: str
+) -> Path:
+    """A generated module EXTENDing `extends` and the target's module, with cfg's constants."""
+    text = render_training_module(
+        cfg, name, extends=f"{extends}, {target.module.stem}", source=source, prefix=_PREFIX
+    )
+    return work.write(f"{name}.tla", text)
+
+
+def _constants(target: Target) -> list[str]:
+    return [f"    {n} <- {_PREFIX}{n}" for n in CONSTANT_NAMES] + _swapped(target)
 
 
 def conform_training(
     cfg: GovernanceConfig,
     toolchain: Toolchain,
+    target: Target,
     *,
-    source: str = "",
-    bug: str = "none",
     timeout: float = 600,
+    source: str = "",
     max_states: int = 200_000,
 ) -> Comparison:
+    """TLC's graph of GovernedTrainingLabelled against governance.explore, then every
+    decision of every explored state against the spec's DecisionFor."""
     start = time.monotonic()
     work = _Workdir()
     try:
-        module = work.write(
-            "ConformGovernedTraining.tla",
-            render_training_module(
-                cfg, "ConformGovernedTraining", extends="GovernedTrainingLabelled", source=source
-            ),
-        )
-        conf = work.write(
-            "ConformGovernedTraining.cfg",
-            _cfg(
-                "LabelledSpec",
-                [f"    {n} <- MC_{n}" for n in CONSTANT_NAMES] + [f"    Bug = {tla(bug)}"],
-                deadlock=True,
-            ),
-        )
+        name = "ConformGovernedTraining"
+        module = _model_module(work, name, cfg, "GovernedTrainingLabelled", target, source)
+        conf = work.write(f"{name}.cfg", _cfg("LabelledSpec", _constants(target), deadlock=True))
         dump, result = _run_dump(work, module, conf, toolchain, timeout)
     finally:
         work.close()
@@ -398,7 +449,7 @@ def conform_training(
         show=show_state,
     )
     if out.difference is None and exploration.violation is None:
-        out.difference = compare_plans(exploration.graph.nodes, cfg, toolchain, timeout)
+        out.difference = compare_plans(exploration.graph.nodes, cfg, toolchain, timeout, target)
     if exploration.violation is not None:
         # the explorer stopped at a broken invariant: its graph is partial, and the
         # violation, not the missing rest of the graph, is what to report
@@ -409,16 +460,7 @@ def conform_training(
             "; ".join(f"{name}: {reason}" for name, reason in v.broken),
             tuple("|".join(step.actions) or "Stutter" for step in v.path),
         )
-    out.seconds, out.tlc = time.monotonic() - start, result
-    return out
-
-
-# MCFederatedBudget's requests (Allocate and Ration), then MCFederatedBudget_Divisors'
-# (a group wins up to five units, where divisor sequences differ).
-BUDGET_CASES = (
-    BudgetCase(),
-    BudgetCase(groups=3, master=6, floor=0, ceiling=5, weights=(0, 1, 2, 3, 4, 5)),
-)
+    return _finish(out, start, result, target)
 
 
 def compare_plans(
@@ -426,6 +468,7 @@ def compare_plans(
     cfg: GovernanceConfig,
     toolchain: Toolchain,
     timeout: float,
+    target: Target,
     needs: Sequence[int] = NEEDS,
 ) -> Difference | None:
     """decide() in every given state, for every vector of `needs`, against the spec's
@@ -446,12 +489,8 @@ def compare_plans(
     work = _Workdir()
     try:
         data = work.write("cases.ndjson", "".join(json.dumps(c) + "\n" for _, c in cases))
-        module = work.write(
-            "ConformPlans.tla",
-            render_training_module(cfg, "ConformPlans", extends="PlanConformance"),
-        )
-        lines = [f"    {n} <- MC_{n}" for n in CONSTANT_NAMES]
-        lines += [f"    PlanFile = {tla(str(data))}", '    Bug = "none"']
+        module = _model_module(work, "ConformPlans", cfg, "PlanConformance", target, "")
+        lines = [*_constants(target), f"    PlanFile = {tla(str(data))}"]
         conf = work.write(
             "ConformPlans.cfg",
             _cfg("PlanSpec", lines) + "INVARIANT PlansAgree\nALIAS PlanAlias\n",
@@ -476,28 +515,31 @@ def compare_plans(
 
 
 def conform_budget(
+    cfg: GovernanceConfig,
     toolchain: Toolchain,
+    target: Target,
     *,
-    cases: Sequence[BudgetCase] = BUDGET_CASES,
-    bug: str = "none",
+    cases: Sequence[BudgetCase | Mapping[str, Any]],
     timeout: float = 600,
+    source: str = "",
 ) -> Comparison:
     """Every decided request of FederatedBudget.tla against budget.allocate, case by
-    case; the first case that differs is the one reported."""
+    case (the manifest's bounds, not the run config's); the first case that differs is
+    the one reported."""
     start = time.monotonic()
     if not cases:
         raise ValueError("conform_budget needs at least one case")
     seen, out, result = 0, None, None
-    for case in cases:
+    for raw in cases:
+        case = raw if isinstance(raw, BudgetCase) else BudgetCase.of(raw)
         constants = {
             "Groups": set(range(1, case.groups + 1)),
             "Master": case.master,
             "Floor": case.floor,
             "Ceiling": case.ceiling,
             "Weights": set(case.weights),
-            "Bug": bug,
         }
-        dump, result = _dump_spec("FederatedBudget", constants, toolchain, timeout)
+        dump, result = _dump_spec(target, constants, toolchain, timeout)
         out = compare_decisions(dump, case)
         seen += out.left_states
         if not out.ok:
@@ -505,8 +547,7 @@ def conform_budget(
     assert out is not None and result is not None  # there was a first case
     if out.ok:  # the requests of every case, on both sides
         out.left_states = out.right_states = seen
-    out.seconds, out.tlc = time.monotonic() - start, result
-    return out
+    return _finish(out, start, result, target)
 
 
 def compare_decisions(dump: StateGraph, case: BudgetCase) -> Comparison:
@@ -590,11 +631,11 @@ def _weight_vectors(n: int, weights: Sequence[int]) -> Iterable[tuple[int, ...]]
 class RouterCase:
     """The batches the router comparison covers: the config's batch and warmup, every
     allocation up to one past the batch (so the clamp matters) and every vector of
-    `scores` (three levels: ties and strict orders)."""
+    `scores` (the manifest's bounds: three levels give ties and strict orders)."""
 
     batch: int
     warmup: int
-    scores: tuple[int, ...] = (0, 1, 2)
+    scores: tuple[int, ...]
 
     @property
     def max_units(self) -> int:
@@ -602,22 +643,28 @@ class RouterCase:
 
 
 def conform_router(
-    cfg: GovernanceConfig, toolchain: Toolchain, *, bug: str = "none", timeout: float = 600
+    cfg: GovernanceConfig,
+    toolchain: Toolchain,
+    target: Target,
+    *,
+    scores: Sequence[int],
+    timeout: float = 600,
+    source: str = "",
 ) -> Comparison:
-    """Every routed batch of GradientRouter.tla against routing.quota and routing.route."""
+    """Every routed batch of GradientRouter.tla (MCGradientRouter's RouteOnceSpec: the
+    routed states of Spec, each reached by one Route) against routing.quota and
+    routing.route."""
     start = time.monotonic()
-    case = RouterCase(cfg.router.batch_size, cfg.router.warmup_steps)
+    case = RouterCase(cfg.router.batch_size, cfg.router.warmup_steps, tuple(scores))
     constants = {
         "Batch": case.batch,
         "Warmup": case.warmup,
         "MaxUnits": case.max_units,
         "Scores": set(case.scores),
-        "Bug": bug,
     }
-    dump, result = _dump_spec("GradientRouter", constants, toolchain, timeout)
+    dump, result = _dump_spec(target, constants, toolchain, timeout, spec="RouteOnceSpec")
     out = compare_routes(dump, cfg, case)
-    out.seconds, out.tlc = time.monotonic() - start, result
-    return out
+    return _finish(out, start, result, target)
 
 
 def compare_routes(dump: StateGraph, cfg: GovernanceConfig, case: RouterCase) -> Comparison:

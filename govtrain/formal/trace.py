@@ -124,7 +124,6 @@ def trace_config(trace_file: Path) -> str:
     lines = ["CONSTANTS", f'    TraceFile = "{path}"']
     lines += [f"    {name} <- {definition}" for name, definition in TRACE_CONSTANTS]
     lines += [
-        '    Bug = "none"',
         "SPECIFICATION TraceSpec",
         "VIEW TraceView",
         "ALIAS TraceAlias",

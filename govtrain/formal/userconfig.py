@@ -51,7 +51,6 @@ def check_config(
             "CONSTANTS\n"
             f"    Patience = {cfg.governor.patience}\n"
             f"    MaxAwakenings = {cfg.governor.max_awakenings}\n"
-            '    Bug = "none"\n'
             "SPECIFICATION Spec\nCHECK_DEADLOCK FALSE\n"
             f"INVARIANTS {GOVERNOR_INVARIANTS}\n",
         )
@@ -62,7 +61,7 @@ def check_config(
         constants = [f"    {name} <- MC_{name}" for name in training_constants(cfg, needs)]
         composed = work.write(
             "UserAbstract.cfg",
-            "\n".join(["CONSTANTS", *constants, '    Bug = "none"'])
+            "\n".join(["CONSTANTS", *constants])
             + "\nSPECIFICATION ASpec\nVIEW CountedView\nCHECK_DEADLOCK FALSE\n"
             f"INVARIANTS {ABSTRACT_INVARIANTS}\nPROPERTIES {ABSTRACT_PROPERTIES}\n",
         )

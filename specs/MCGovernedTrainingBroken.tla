@@ -1,0 +1,37 @@
+--------------------- MODULE MCGovernedTrainingBroken ---------------------
+(***************************************************************************)
+(* The broken variants GovernedTraining's models check at the bounds of    *)
+(* configs/small.yaml (MCGovernedTraining_<Variant>.cfg): its own,         *)
+(* FinishWhileCooling, and the components' that show their invariants can  *)
+(* fail inside the composition.  A component's variant is the operator its *)
+(* MC module defines, reached through an instance of that module; the      *)
+(* model's .cfg swaps it into the component's instances, e.g.              *)
+(*   MayBeginCooling <- [ConvergenceGovernor] NoColdGuard_MayBeginCooling  *)
+(* (MCGovernedTrainingInductive.tla extends this module for its variant.)  *)
+(***************************************************************************)
+EXTENDS MCGovernedTraining
+
+\* The run's end counts a COOLING group (still training) as done: refutes
+\* FinishOnlyWhenAllConverged.
+FinishWhileCooling_NothingToTrain(ph, lvl) ==
+    /\ lvl = MaxLevel
+    /\ \A g \in Groups : ph[g] \in {"CONVERGED", "COOLING"}
+
+(* The components' MC modules, for their variants (no state is read).      *)
+GovernorMC == INSTANCE MCConvergenceGovernor
+HierarchyMC == INSTANCE MCHierarchyActivator WITH pending <- FALSE
+BudgetMC == INSTANCE MCFederatedBudget
+                WITH eligible <- {}, weight <- [g \in Groups |-> 0],
+                     units <- [g \in Groups |-> 0], stage <- "request",
+                     Weights <- WeightValues
+RouterMC == INSTANCE MCGradientRouter
+                WITH frozen <- FALSE, units <- 0, quota <- 0, routed <- {},
+                     scores <- [i \in 1..Batch |-> 0], stage <- "routed",
+                     MaxUnits <- Ceiling, Scores <- {0}
+
+NoColdGuard_MayBeginCooling(g) == GovernorMC!NoColdGuard_MayBeginCooling(g)
+GateIgnoresCooling_GateOpen(ph, lvl) == HierarchyMC!GateIgnoresCooling_GateOpen(ph, lvl)
+ProportionalFloor_StartAllocate(w, e) == BudgetMC!ProportionalFloor_StartAllocate(w, e)
+ProportionalFloor_HandoutDone(u, e) == BudgetMC!ProportionalFloor_HandoutDone(u, e)
+NoBatchClamp_Quota(fr, u, c) == RouterMC!NoBatchClamp_Quota(fr, u, c)
+=============================================================================
