@@ -161,7 +161,13 @@ class Driver:
                 f"router.batch_size is {batch}: quotas are samples of a full batch (drop the "
                 "short last batch: dataloader_drop_last=True / drop_last=True)"
             )
-        if self.gov.nonfinite(everyone):
+        # the gathered global batch is alike on every rank (no collective needed to agree);
+        # a rank's own batch is not
+        if shard is not None:
+            bad = not bool(torch.isfinite(everyone.detach()).all())
+        else:
+            bad = self.gov.nonfinite(everyone)
+        if bad:
             self.gov.plan.route_all()
             self._skip = {"loss": float(everyone.detach().float().mean())}
             self.routed = {}
