@@ -264,3 +264,18 @@ class Driver:
             body |= {"finished_at": self.gov.step, "steps_saved": saved}
             log.info("finish", step=self.gov.step, steps_saved=body["steps_saved"])
         self.audit.close(body)
+
+
+class Driven:
+    """What an integration built on a `Driver` shows its user once governance started:
+    the Governor (`gov`) and every transition of the run in order (`transitions`)."""
+
+    driver: Driver | None = None
+
+    @property
+    def gov(self) -> Governor | None:
+        return None if self.driver is None else self.driver.gov
+
+    @property
+    def transitions(self) -> list[Transition]:
+        return [] if self.driver is None else self.driver.transitions

@@ -103,11 +103,9 @@ from govtrain.audit.log import AuditLog
 from govtrain.audit.provenance import file_sha256
 from govtrain.governance.config import GovernanceConfig
 from govtrain.governance.errors import GovtrainError
-from govtrain.governance.state import Transition
 from govtrain.pipeline.config import parse_options
 from govtrain.pipeline.distributed import current_world
-from govtrain.pipeline.driver import Driver
-from govtrain.pipeline.governor import Governor
+from govtrain.pipeline.driver import Driven, Driver
 from govtrain.pipeline.runlog import create_run_log
 
 log = structlog.get_logger("govtrain")
@@ -207,7 +205,7 @@ def start_audit(
 # -- the callback --------------------------------------------------------------------------
 
 
-class GovernanceCallback(TrainerCallback):
+class GovernanceCallback(Driven, TrainerCallback):
     """Governs an HF Trainer's model through a `Driver`; one instance per training run.
 
     `probe_batch`: model inputs with `labels` for the Governor's probe (wake signals
@@ -238,14 +236,6 @@ class GovernanceCallback(TrainerCallback):
         self._batch: int | None = None
         self._loss: Tensor | None = None
         self._routed = False
-
-    @property
-    def gov(self) -> Governor | None:
-        return None if self.driver is None else self.driver.gov
-
-    @property
-    def transitions(self) -> list[Transition]:
-        return [] if self.driver is None else self.driver.transitions
 
     # -- events ----------------------------------------------------------------------------
 

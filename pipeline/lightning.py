@@ -74,11 +74,10 @@ from torch import Tensor, nn
 from govtrain.audit.log import AuditLog
 from govtrain.governance.config import GovernanceConfig
 from govtrain.governance.errors import GovtrainError
-from govtrain.governance.state import Transition
 from govtrain.pipeline.config import parse_options
 from govtrain.pipeline.distributed import current_world
-from govtrain.pipeline.driver import Driver
-from govtrain.pipeline.governor import Governor, ProbeLoss
+from govtrain.pipeline.driver import Driven, Driver
+from govtrain.pipeline.governor import ProbeLoss
 from govtrain.pipeline.runlog import create_run_log
 
 log = structlog.get_logger("govtrain.lightning")
@@ -97,7 +96,7 @@ def start_audit(run_dir: Path, model: nn.Module, cfg: GovernanceConfig, **option
     return create_run_log(run_dir, model, cfg, loop, **options)
 
 
-class GovernanceCallback(L.Callback):
+class GovernanceCallback(Driven, L.Callback):
     """Governs a LightningModule's parameters through a `Driver`; one instance per fit.
 
     `probe`: the loss of a fixed batch, `probe(module) -> scalar`, for wake signals
@@ -123,14 +122,6 @@ class GovernanceCallback(L.Callback):
         self._original: Callable[..., Any] | None = None
         self._wrapped = False
         self._step_input: tuple[float, float] | None = None  # this batch's (loss, lr)
-
-    @property
-    def gov(self) -> Governor | None:
-        return None if self.driver is None else self.driver.gov
-
-    @property
-    def transitions(self) -> list[Transition]:
-        return [] if self.driver is None else self.driver.transitions
 
     # -- checkpoints -----------------------------------------------------------------------
 
