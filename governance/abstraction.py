@@ -48,7 +48,7 @@ from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
-from govtrain.governance import convergence
+from govtrain.governance import convergence, hierarchy
 from govtrain.governance.config import GovernanceConfig
 from govtrain.governance.errors import GovtrainError
 from govtrain.governance.explore import Exploration, PathStep, Violation, inputs, path_to
@@ -199,6 +199,10 @@ def _choices(
     per_run = []
     for run in runs:
         options = sorted(moves[state.groups[run[0]].phase])
+        cooling = state.groups[run[0]].phase is Phase.COOLING
+        if cooling and not hierarchy.converge_after_lower(state, run[0], cfg):
+            # ConvergeAfterLower reads only phases, which the abstraction keeps exactly
+            options = [o for o in options if o[0] is not Phase.CONVERGED]
         per_run.append(list(itertools.combinations_with_replacement(options, len(run))))
     n = len(state.groups)
     for picked in itertools.product(*per_run):

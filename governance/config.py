@@ -246,6 +246,23 @@ class HierarchyConfig(StrictSection):
 
     levels: int = Field(ge=1)
     emergency_fraction: float = Field(gt=0, le=1)
+    # what a DORMANT level costs (governance/growth.py): `frozen` runs its blocks without
+    # gradients; `bypass` does not run them (each is the identity of its residual stream)
+    dormant: Literal["frozen", "bypass"] = "frozen"
+    # how a bypassed level's blocks start when it activates: copies of the trained blocks
+    # below (`stack`), function-preserving (`identity`), or their initial weights (`none`)
+    grow: Literal["stack", "identity", "none"] = "none"
+    # ConvergeAfterLower (governance/hierarchy.py): a group converges only once every group
+    # at a lower level has; until then a patient group keeps cooling
+    converge_after_lower: bool = False
+
+    @model_validator(mode="after")
+    def _grow_needs_bypass(self) -> HierarchyConfig:
+        if self.grow != "none" and self.dormant != "bypass":
+            raise ValueError(
+                f"grow {self.grow!r} initialises bypassed blocks: it needs dormant 'bypass'"
+            )
+        return self
 
     @property
     def emergency_ratio(self) -> Fraction:

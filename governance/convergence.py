@@ -36,9 +36,10 @@ def activate(group: GroupState) -> GroupState:
 
 
 def observe(
-    group: GroupState, high: bool, wake: bool, cfg: GovernorConfig
+    group: GroupState, high: bool, wake: bool, cfg: GovernorConfig, settled_below: bool = True
 ) -> tuple[GroupState, str | None]:
-    """One step of one governor: the new state and the action taken (None: no change)."""
+    """One step of one governor: the new state and the action taken (None: no change).
+    `settled_below`: ConvergeAfterLower allows this group to converge now (step.py)."""
     match group.phase:
         case Phase.ACTIVE | Phase.AWAKENED:
             if high:
@@ -51,7 +52,11 @@ def observe(
                 return group.with_(phase=Phase.ACTIVE, lows=0), "Reheat"
             lows = group.lows + 1
             if patience_reached(lows, cfg.patience):
-                return group.with_(phase=Phase.CONVERGED, lows=0), "Converge"
+                if settled_below:
+                    return group.with_(phase=Phase.CONVERGED, lows=0), "Converge"
+                # patient, but the groups below still train: it waits one low short of
+                # converging, still cooling (and training)
+                return group, None
             return group.with_(lows=lows), "Cool"
         case Phase.CONVERGED:
             if wake and may_awaken(group, cfg.max_awakenings):

@@ -22,6 +22,20 @@ def gate_open(state: GovernanceState, cfg: GovernanceConfig) -> bool:
     )
 
 
+def converge_after_lower(state: GovernanceState, group: int, cfg: GovernanceConfig) -> bool:
+    """ConvergeAfterLower (with `hierarchy.converge_after_lower`): a group may converge
+    only once every group at a lower level has. A group frozen while the groups it was
+    activated after still train keeps adapting to features that no longer exist (AutoFreeze
+    and PipeTransformer freeze bottom-up for the same reason); the groups below settle
+    first, and the levels' own order says which those are."""
+    if not cfg.hierarchy.converge_after_lower:
+        return True
+    level = cfg.level_of(group)
+    return all(
+        g.phase is Phase.CONVERGED for i, g in enumerate(state.groups) if cfg.level_of(i) < level
+    )
+
+
 def emergency(state: GovernanceState, level: int, cfg: GovernanceConfig) -> bool:
     """The run is far enough along that `level` must start learning regardless."""
     return state.clock >= cfg.deadline(level)

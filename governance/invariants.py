@@ -180,6 +180,27 @@ def FrozenGetsNoGradient(c: Checked) -> str | None:
     )
 
 
+def ConvergeAfterLower(c: Checked) -> str | None:
+    """With `hierarchy.converge_after_lower`, a group that converged this step did so
+    while every group at a lower level was already CONVERGED."""
+    if c.pre is None or not c.cfg.hierarchy.converge_after_lower:
+        return None
+    pre = c.pre
+
+    def early(i: int) -> bool:
+        converged = c.post.groups[i].phase is Phase.CONVERGED
+        if not converged or pre.groups[i].phase is not Phase.COOLING:
+            return False
+        level = c.cfg.level_of(i)
+        return any(
+            g.phase is not Phase.CONVERGED
+            for j, g in enumerate(pre.groups)
+            if c.cfg.level_of(j) < level
+        )
+
+    return _first(c, early, "converged while a group at a lower level was still training")
+
+
 INVARIANTS: dict[str, Invariant] = {
     f.__name__: f
     for f in (
@@ -197,6 +218,7 @@ INVARIANTS: dict[str, Invariant] = {
         NoBudgetForFrozen,
         QuotaWithinBatch,
         FrozenGetsNoGradient,
+        ConvergeAfterLower,
     )
 }
 

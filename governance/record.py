@@ -73,6 +73,13 @@ class StepRecord:
     # with `router.scorer: learned`: SHA-256 (hex) of the scorer parameters that scored this
     # step (before the step's own learning; step 0's: the seeded initial ones)
     scorer: str | None = None
+    # on a step that activated a bypassed level: how its blocks grew (governance/growth.py)
+    growth: Mapping[str, Any] | None = None
+    # with `hierarchy.dormant: bypass`: the blocks the next step does not run, as the
+    # model has them after this step's decision was applied
+    bypassed: Sequence[str] | None = None
+    # with `hierarchy.dormant: bypass`, on step 0: every block and its group's index
+    blocks: Sequence[Sequence[Any]] | None = None
 
     def to_dict(self, names: Sequence[str]) -> dict[str, Any]:
         extra = {
@@ -84,6 +91,9 @@ class StepRecord:
                 "measurements",
                 "samples",
                 "scorer",
+                "growth",
+                "bypassed",
+                "blocks",
             )
             if getattr(self, f) is not None
         }
@@ -139,6 +149,9 @@ class StepRecord:
                 measurements=body.get("measurements"),
                 samples=body.get("samples"),
                 scorer=_hex_digest(body.get("scorer")),
+                growth=body.get("growth"),
+                bypassed=body.get("bypassed"),
+                blocks=body.get("blocks"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordSchemaError(f"malformed step record: {type(exc).__name__}: {exc}") from None

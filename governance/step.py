@@ -80,9 +80,10 @@ def govern(
     groups: list[GroupState] = []
     transitions: list[Transition] = []
     woke: list[bool] = []
-    for spec, g, obs in zip(cfg.groups, state.groups, observations, strict=True):
+    for i, (spec, g, obs) in enumerate(zip(cfg.groups, state.groups, observations, strict=True)):
         high, wake = abstract(obs, cfg)
-        new, action = convergence.observe(g, high, wake, cfg.governor)
+        settled = hierarchy.converge_after_lower(state, i, cfg)
+        new, action = convergence.observe(g, high, wake, cfg.governor, settled)
         groups.append(new)
         woke.append(wake)
         if action is not None:

@@ -49,7 +49,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from govtrain.governance import routing, taxonomy
+from govtrain.governance import growth, routing, taxonomy
 from govtrain.governance.config import GovernanceConfig
 from govtrain.governance.errors import GovtrainError
 from govtrain.governance.record import StepRecord, decision_from_dict, decision_to_dict
@@ -64,6 +64,7 @@ from govtrain.governance.step import Decision, StepResult, decide, govern, initi
 from govtrain.pipeline import geometry
 from govtrain.pipeline.config import GovernOptions
 from govtrain.pipeline.distributed import Shard, World
+from govtrain.pipeline.growth import Blocks
 from govtrain.pipeline.observe import (
     Measurements,
     Observer,
@@ -119,6 +120,9 @@ class Governor:
                 self.params[group_of[name]].append(p)
         self.plan: RoutingPlan = make_routable(model, group_of)
         self.tops = geometry.top_modules(model, group_of)
+        # hierarchy.dormant 'bypass': the residual blocks a DORMANT group owns are not run
+        self.blocks = Blocks(model, group_of, cfg) if cfg.hierarchy.dormant == "bypass" else None
+        self._grown: dict[str, Any] | None = None  # this step's growth, for its record
         if observer is None:
             observer = SignalObserver(
                 model, self.params, self.all_params, self.plan, self.tops, cfg.governor, options,
@@ -206,11 +210,13 @@ class Governor:
         phases: dict[str, Phase] = {n: g.phase for n, g in groups}
         observations = self.observer.observe(self.step, phases)
         result = govern(self.state, observations, self.cfg)
+        self._grow(self.state, result.state)
         self.state, self.decision = result.state, result.decision
         self._apply(result)
         if self.audit is not None:
             record = self._record(loss, lr, observations, result, grad_bytes, flops, samples)
             self.audit.append("step", record)
+        self._grown = None
         self.step += 1
         return result
 
@@ -283,6 +289,8 @@ class Governor:
         self.plan.route_all()
         for name in self.names:
             self.plan.set_native(name, True)
+        if self.blocks is not None:
+            self.blocks.set_computed((True,) * len(self.names))
         for ps in self.params.values():
             for p in ps:
                 p.requires_grad_(True)
@@ -324,6 +332,13 @@ class Governor:
 
     # -- applying --------------------------------------------------------------------
 
+    def _grow(self, before: GovernanceState, after: GovernanceState) -> None:
+        """A level activated while bypassed: initialise its blocks by `hierarchy.grow`
+        (governance/growth.py) before they first run."""
+        if self.blocks is not None and self.enforce and growth.grows(before, after, self.cfg):
+            plan = growth.plan(after.active_level, self.blocks.owners, self.cfg)
+            self._grown = self.blocks.grow(plan)
+
     def _apply(self, result: StepResult) -> None:
         """The observer learns the transitions; an awakened group's optimizer state is
         dropped (stale moments from before convergence would be applied to a changed
@@ -337,7 +352,13 @@ class Governor:
         self._apply_freezing()
 
     def _apply_freezing(self) -> None:
-        """requires_grad follows the state; a group the next step routes fully runs natively."""
+        """requires_grad follows the state; a group the next step routes fully runs natively;
+        a bypassed DORMANT group's blocks do not run."""
+        if self.blocks is not None:
+            everything = (True,) * len(self.names)
+            self.blocks.set_computed(
+                growth.computed(self.state, self.cfg) if self.enforce else everything
+            )
         batch = self.cfg.router.batch_size
         for i, name in enumerate(self.names):
             k = routing.applied_quota(self.state, i, self.decision.quotas[i], batch, self.enforce)
@@ -378,6 +399,9 @@ class Governor:
             measurements=self.observer.measured,
             samples=samples,
             scorer=self._scored_by,
+            growth=self._grown,
+            bypassed=None if self.blocks is None else sorted(self.blocks.bypassed()),
+            blocks=self.blocks.owned() if self.blocks is not None and self.step == 0 else None,
         ).to_dict(self.names)
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,25 +1,36 @@
 """Governed vs. baseline training, and governance overhead, side by side in one run.
 
-Three arms train the same model from the same initial weights on the same
-batches with the same optimiser:
+The arms train the same model from the same initial weights on the same batches
+with the same optimiser:
 
 * baseline: a plain PyTorch loop (no govtrain in the step at all);
-* governed: the GovernedTrainer (routing, freezing, budget, audit log);
-* observe:  the GovernedTrainer in shadow mode (`train.mode: observe`):
-            signals, decisions and the audit log, but nothing applied, so
+* governed: the GovernedTrainer on the config as written (dormant levels frozen);
+* growth:   the same config with `hierarchy.dormant: bypass`, `hierarchy.grow`
+            (`--grow`, default stack) and `hierarchy.converge_after_lower`:
+            dormant levels are not computed and start, when activated, from the
+            trained blocks below (governance/growth.py), and no group converges
+            before the groups below it; `--full-depth-at F` moves the top level's
+            emergency deadline to F of the run;
+* observe:  (`--observe`) the GovernedTrainer in shadow mode (`train.mode:
+            observe`): signals, decisions and the audit log, nothing applied, so
             observe / baseline is the cost of governing itself.
 
-The arms are stepped alternately in one process (one step of each in turn), so
-whatever else runs on the machine slows them alike. Reported per arm: final
-eval loss, wall-clock of the training steps (evals excluded), backward FLOPs
-(torch.utils.flop_counter); for governed, the wall-clock and backward FLOPs it
-took to first reach the baseline's final eval loss within +1%. The last line is
-one JSON object.
+The arms are stepped alternately in one process (one step of each in turn, the
+order reversed every step), so whatever else runs on the machine slows them
+alike. Reported per arm: final eval loss, wall-clock of the training steps
+(evals excluded), forward and backward FLOPs (torch.utils.flop_counter, of what
+really ran); per governed arm, the wall-clock it took to first reach the
+baseline's final eval loss within +1%, and its equal-quality speed-up: the
+wall-clock the baseline needed to first reach the arm's own final eval loss,
+divided by the arm's whole wall-clock (> 1: the arm got there sooner; below the
+baseline's curve the baseline's whole run counts, a lower bound). The last line
+is one JSON object.
 
-    python tools/bench_training.py                    # configs/bench_shakespeare.yaml
-    python tools/bench_training.py --quick            # smoke run, seconds
-    python tools/bench_training.py --config FILE --steps N --plot curve.png
-    python tools/bench_training.py --overhead-only --steps 100   # baseline vs observe
+    python -m tools.bench_training                    # configs/bench_shakespeare.yaml
+    python -m tools.bench_training --quick            # smoke run, seconds
+    python -m tools.bench_training --corpus pycode --steps 1800   # tools/corpora.py
+    python -m tools.bench_training --config FILE --steps N --plot curve.png
+    python -m tools.bench_training --overhead-only --steps 100   # baseline vs observe
 """
 
 from __future__ import annotations
@@ -74,6 +85,9 @@ class PlainArm:
             loss.backward()
         self.model.zero_grad(set_to_none=True)
         self.step_flops = counter.get_total_flops()  # every plain step: the same dense backward
+        with torch.no_grad(), FlopCounterMode(display=False) as forward:
+            per_sample_loss(self.model, corpus.train[: self.batch].to(self.device))
+        self.step_forward = forward.get_total_flops()
         self.step, self.seconds = 0, 0.0
 
     def train_step(self) -> None:
@@ -95,6 +109,10 @@ class PlainArm:
     def flops(self) -> int:
         return self.step_flops * self.step
 
+    @property
+    def forward_flops(self) -> int:
+        return self.step_forward * self.step
+
     def evaluate(self) -> float:
         return evaluate(self.model, self.corpus, self.cfg, self.device)
 
@@ -112,9 +130,13 @@ class GovernedArm:
         # timed loop), so the time the meter spends inside the loop is left out.
         self._metered = self.trainer.flops.seconds
         self.seconds = 0.0
+        self.forward_flops = 0
 
     def train_step(self) -> None:
         device = self.trainer.device
+        # the blocks this step runs (the meter counts once per bypassed set, untimed)
+        self.forward_flops += self.trainer.flops.forward_flops()
+        self._metered = self.trainer.flops.seconds
         _sync(device)
         t0 = time.perf_counter()
         self.trainer.train_step()
@@ -137,6 +159,7 @@ class GovernedArm:
             "skipped_share": s.skipped_share,
             "final_state": s.final_state,
             "transitions": dict(s.transitions),
+            "active_level": s.active_level,
         }
 
 
@@ -156,6 +179,7 @@ def race(arms: dict[str, PlainArm | GovernedArm], cfg: RunConfig) -> dict[str, d
             "curve": curves[name],
             "seconds": arm.seconds,
             "flops": arm.flops,
+            "forward_flops": arm.forward_flops,
             "eval": curves[name][-1][3],
             **arm.close(),
         }
@@ -192,6 +216,26 @@ def reach(curve: list, target: float) -> tuple[int, float, int] | None:
         if loss <= target:
             return step, seconds, flops
     return None
+
+
+def speedup(base: dict, arm: dict) -> float:
+    """Equal-quality speed-up: the baseline's wall-clock to first reach the arm's final
+    eval loss over the arm's whole wall-clock (the baseline's whole run if it never did:
+    then a lower bound)."""
+    reached = reach(base["curve"], arm["eval"])
+    return (base["seconds"] if reached is None else reached[1]) / arm["seconds"]
+
+
+def growth_config(cfg: RunConfig, grow: str, full_depth_at: float | None = None) -> RunConfig:
+    """`cfg` with its dormant levels bypassed and grown by `grow` when they activate, each
+    group converging only after the groups below it (`converge_after_lower`), and the top
+    level's emergency deadline at `full_depth_at` of the run (None: as configured)."""
+    gov = cfg.governance
+    update: dict = {"dormant": "bypass", "grow": grow, "converge_after_lower": True}
+    if full_depth_at is not None:
+        update["emergency_fraction"] = full_depth_at
+    hierarchy = gov.hierarchy.model_copy(update=update)
+    return cfg.model_copy(update={"governance": gov.model_copy(update={"hierarchy": hierarchy})})
 
 
 def quick_config(cfg: RunConfig) -> RunConfig:
@@ -233,12 +277,18 @@ def bench_arguments(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "bench_shakespeare.yaml")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--corpus", help="train on this corpus of tools/corpora.py instead")
     return parser
 
 
 def bench_config(args: argparse.Namespace) -> RunConfig:
     """The config those options ask for (`--quick`: the smoke run, 30 steps by default)."""
     cfg = load_config(args.config)
+    if getattr(args, "corpus", None):
+        from tools.corpora import corpus_path
+
+        data = cfg.data.model_copy(update={"source": "text", "path": corpus_path(args.corpus)})
+        cfg = cfg.model_copy(update={"data": data})
     if args.quick:
         cfg = quick_config(cfg)
         args.steps = args.steps or 30
@@ -253,6 +303,13 @@ def main() -> None:
     parser.add_argument(
         "--overhead-only", action="store_true", help="only the baseline and observe arms"
     )
+    parser.add_argument("--grow", default="stack", choices=("stack", "identity", "none"))
+    parser.add_argument("--observe", action="store_true", help="add the shadow-mode arm")
+    parser.add_argument(
+        "--full-depth-at",
+        type=float,
+        help="growth arm: the fraction of the run by which every level is active",
+    )
     args = parser.parse_args()
     cfg = bench_config(args)
     from govtrain.pipeline.data import load_corpus
@@ -263,72 +320,65 @@ def main() -> None:
         if args.overhead_only:
             overhead(cfg, observe_cfg, corpus, Path(tmp) / "observe")
             return
-        results = race(
-            {
-                "baseline": PlainArm(cfg, corpus),
-                "governed": GovernedArm(cfg, Path(tmp) / "governed"),
-                "observe": GovernedArm(observe_cfg, Path(tmp) / "observe"),
-            },
-            cfg,
-        )
-    base, gov, obs = results["baseline"], results["governed"], results["observe"]
-    target = base["eval"] * TOLERANCE
-    reached = reach(gov["curve"], target)
-    if args.plot is not None:
-        curves = {
-            n: [(c[1], c[3]) for c in a["curve"]]
-            for n, a in (("baseline", base), ("governed", gov))
+        arms: dict[str, PlainArm | GovernedArm] = {
+            "baseline": PlainArm(cfg, corpus),
+            "governed": GovernedArm(cfg, Path(tmp) / "governed"),
+            "growth": GovernedArm(
+                growth_config(cfg, args.grow, args.full_depth_at), Path(tmp) / "growth"
+            ),
         }
+        if args.observe:
+            arms["observe"] = GovernedArm(observe_cfg, Path(tmp) / "observe")
+        results = race(arms, cfg)
+    base = results["baseline"]
+    target = base["eval"] * TOLERANCE
+    if args.plot is not None:
+        curves = {n: [(c[1], c[3]) for c in a["curve"]] for n, a in results.items()}
         plot_curves(curves, target, "baseline final +1%", "eval loss", args.plot)
         print(f"wrote {args.plot}")
     device = resolve_device(cfg.train.device)
     print(
         f"device {device.type}, {cfg.governance.total_steps} steps, model {cfg.model.n_layer}x"
-        f"{cfg.model.n_embd}, batch {cfg.governance.router.batch_size} x {cfg.data.seq_len}"
+        f"{cfg.model.n_embd}, batch {cfg.governance.router.batch_size} x {cfg.data.seq_len}, "
+        f"corpus {args.corpus or cfg.data.path or cfg.data.source}, grow {args.grow}"
     )
-    for name, arm in (("baseline", base), ("governed", gov), ("observe", obs)):
+    for name, arm in results.items():
         print(
             f"{name:9s} eval {arm['eval']:.4f}  train {arm['seconds']:.1f}s  "
-            f"backward {arm['flops'] / 1e12:.3f} TFLOP"
+            f"forward {arm['forward_flops'] / 1e12:.3f}  backward {arm['flops'] / 1e12:.3f} TFLOP"
         )
-    ratios = {
-        "eval_loss_governed_over_baseline": gov["eval"] / base["eval"],
-        "wallclock_governed_over_baseline": gov["seconds"] / base["seconds"],
-        "backward_flops_governed_over_baseline": gov["flops"] / base["flops"],
-        "overhead_observe_over_baseline": obs["seconds"] / base["seconds"],
+    report: dict = {
+        "device": device.type,
+        "steps": cfg.governance.total_steps,
+        "corpus": args.corpus,
+        "grow": args.grow,
+        "baseline": {k: base[k] for k in ("eval", "seconds", "flops", "forward_flops")},
     }
-    if reached is not None:
-        ratios["wallclock_to_baseline_loss_ratio"] = reached[1] / base["seconds"]
-        ratios["flops_to_baseline_loss_ratio"] = reached[2] / base["flops"]
-    for k, v in ratios.items():
-        print(f"{k:42s} {v:.3f}")
-    if reached is None:
-        print(f"governed never reached the baseline's final eval loss +1% ({target:.4f})")
-    else:
-        print(f"governed reached {target:.4f} (baseline final +1%) at step {reached[0]}")
-    print(
-        json.dumps(
-            {
-                "device": device.type,
-                "steps": cfg.governance.total_steps,
-                "baseline": {k: base[k] for k in ("eval", "seconds", "flops")},
-                "governed": {
-                    k: gov[k]
-                    for k in (
-                        "eval",
-                        "seconds",
-                        "flops",
-                        "skipped_share",
-                        "final_state",
-                        "transitions",
-                    )
-                },
-                "observe": {k: obs[k] for k in ("eval", "seconds", "flops")},
-                "reached_baseline_at_step": None if reached is None else reached[0],
-                **{k: round(v, 4) for k, v in ratios.items()},
-            }
-        )
-    )
+    for name in ("governed", "growth", "observe"):
+        if name not in results:
+            continue
+        arm = results[name]
+        ratios = {
+            "eval_over_baseline": arm["eval"] / base["eval"],
+            "wallclock_over_baseline": arm["seconds"] / base["seconds"],
+            "backward_flops_over_baseline": arm["flops"] / base["flops"],
+            "forward_flops_over_baseline": arm["forward_flops"] / base["forward_flops"],
+        }
+        if name != "observe":
+            ratios["equal_quality_speedup"] = speedup(base, arm)
+            reached = reach(arm["curve"], target)
+            if reached is not None:
+                ratios["wallclock_to_baseline_plus_1pct"] = reached[1] / base["seconds"]
+        print(f"{name}:")
+        for k, v in ratios.items():
+            print(f"  {k:36s} {v:.3f}")
+        keep = ("eval", "seconds", "flops", "forward_flops", "skipped_share", "final_state")
+        report[name] = {
+            **{k: arm[k] for k in keep if k in arm},
+            "transitions": arm.get("transitions"),
+            **{k: round(v, 4) for k, v in ratios.items()},
+        }
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

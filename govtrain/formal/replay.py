@@ -28,6 +28,14 @@ data pipeline from the step records' sample rows and losses: every step's rows
 must be its place in the plan, and every `rescore` record must be exactly the
 re-scoring the tier rules give (counts, moves, reserve, the tiers' and the next
 plan's digests), with DataTiers.tla's invariants holding.
+
+With `hierarchy.dormant: bypass`, step 0 records the model's blocks and their
+groups, and every step the blocks the next step does not run (`bypassed`), which
+must be exactly those of the groups the rule does not compute (governance/growth.py).
+A step that activates a level must record its growth and only such a step may:
+the operator, level, groups and block pairs must be the plan the rule gives for
+the recorded blocks, and under `stack` the grown blocks' SHA-256 must equal their
+sources'.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from govtrain.audit.records import Record
-from govtrain.governance import completion, routing, tiers
+from govtrain.governance import completion, growth, routing, tiers
 from govtrain.governance.config import GovernanceConfig, TiersConfig, parse_governance
 from govtrain.governance.errors import GovtrainError
 from govtrain.governance.invariants import Checked, violations
@@ -99,6 +107,7 @@ def replay(records: Sequence[Record]) -> ReplayReport:
         -1: (state, decision, readings.state_dict())
     }
     steps = transitions = due = 0  # `due`: the step number the next step record must carry
+    owners: list[tuple[str, int]] | None = None  # the blocks and their groups (bypass)
     for rec in records[1:]:
         body = rec.body
         if rec.kind in ("step", "nonfinite") and body.get("step") != due:
@@ -130,6 +139,10 @@ def replay(records: Sequence[Record]) -> ReplayReport:
         )
         if isinstance(problem, str):
             return ReplayReport(steps, transitions, Divergence(rec.seq, body.get("step"), problem))
+        blocks = _check_blocks(body, problem[0], cfg, enforced, owners)
+        if isinstance(blocks, str):
+            return ReplayReport(steps, transitions, Divergence(rec.seq, body.get("step"), blocks))
+        owners = blocks
         state, decision, taken = problem
         for t in body["transitions"]:
             if t["group"] is not None:
@@ -321,10 +334,88 @@ def _check_step(
     decided = decision_to_dict(result.decision, names)
     if body["decision"] != decided:
         return _differs("decision", body["decision"], decided, "the core decides")
+    grown = _check_growth(body.get("growth"), state, result.state, cfg, enforced)
+    if grown is not None:
+        return grown
     broken = violations(Checked(state, result.state, result.decision, cfg))
     if broken:
         return "invariant " + "; invariant ".join(f"{n} violated: {r}" for n, r in broken)
     return result.state, result.decision, len(result.transitions)
+
+
+def _check_blocks(
+    body: dict[str, Any],
+    after: GovernanceState,
+    cfg: GovernanceConfig,
+    enforced: bool,
+    owners: list[tuple[str, int]] | None,
+) -> str | list[tuple[str, int]] | None:
+    """The step's bypassed blocks against the rule; the blocks' owners (from step 0)."""
+    if cfg.hierarchy.dormant != "bypass":
+        if "bypassed" in body or "blocks" in body:
+            return "bypassed blocks are recorded, but hierarchy.dormant is 'frozen'"
+        return None
+    if body.get("step") == 0:
+        recorded = body.get("blocks")
+        if not isinstance(recorded, list) or not all(
+            isinstance(b, list) and len(b) == 2 and isinstance(b[0], str)
+            and _index(b[1], len(cfg.groups))
+            for b in recorded
+        ):  # fmt: skip
+            return "step 0 must record the model's blocks as [name, group index] pairs"
+        owners = [(b, g) for b, g in recorded]
+    if owners is None:
+        return "the blocks' groups are unknown: no step 0 record carries them"
+    runs = growth.computed(after, cfg) if enforced else (True,) * len(cfg.groups)
+    expected = sorted(b for b, g in owners if not runs[g])
+    if body.get("bypassed") != expected:
+        return _differs("bypassed", body.get("bypassed"), expected, "the rule bypasses")
+    grown = body.get("growth")
+    if isinstance(grown, dict) and grown.get("blocks") != [list(o) for o in owners]:
+        return _differs(
+            "growth.blocks", grown.get("blocks"), [list(o) for o in owners], "step 0 has"
+        )
+    return owners
+
+
+def _check_growth(
+    recorded: Any,
+    before: GovernanceState,
+    after: GovernanceState,
+    cfg: GovernanceConfig,
+    enforced: bool,
+) -> str | None:
+    """The step's growth record against the rule (None: it agrees)."""
+    due = enforced and growth.grows(before, after, cfg)
+    if recorded is None:
+        if due:
+            level = after.active_level
+            return f"level {level} activated with its blocks bypassed, but no growth is recorded"
+        return None
+    if not due:
+        return "a growth is recorded where no bypassed level activated"
+    try:
+        blocks = [(b, g) for b, g in recorded["blocks"]]
+        digests = recorded["source_sha256"], recorded["result_sha256"]
+    except (KeyError, TypeError, ValueError):
+        return "malformed growth record (blocks, source_sha256, result_sha256)"
+    if not all(isinstance(b, str) and _index(g, len(cfg.groups)) for b, g in blocks):
+        return "malformed growth record: blocks must be [name, group index] pairs"
+    planned = growth.plan(after.active_level, blocks, cfg).as_dict()
+    mine = {k: recorded.get(k) for k in planned}
+    if mine != planned:
+        return _differs("growth", mine, planned, "the rule plans")
+    copies = any(s is not None for _, s in planned["pairs"])
+    if copies and (digests[0] is None or digests[0] != digests[1]):
+        return (
+            "growth 'stack': the grown blocks' SHA-256 differs from their sources' "
+            "(they are not copies)"
+        )
+    return None
+
+
+def _index(value: Any, size: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < size
 
 
 def _differs(path: str, recorded: Any, replayed: Any, by: str) -> str:
