@@ -118,7 +118,8 @@ class Governor:
         for name, p in model.named_parameters():
             if name in group_of:
                 self.params[group_of[name]].append(p)
-        self.plan: RoutingPlan = make_routable(model, group_of)
+        # lazy: a module whose rows mix (BatchNorm) is refused only if its group is routed
+        self.plan: RoutingPlan = make_routable(model, group_of, lazy=True)
         self.tops = geometry.top_modules(model, group_of)
         # hierarchy.dormant 'bypass': the residual blocks a DORMANT group owns are not run
         self.blocks = Blocks(model, group_of, cfg) if cfg.hierarchy.dormant == "bypass" else None
