@@ -74,7 +74,8 @@ def check_log(run_dir: Path, block: str = "transformer.h.1") -> list[dict]:
     steps = [r.body for r in records if r.kind == "step"]
     grown = [s for s in steps if "growth" in s]
     assert len(grown) == 1 and grown[0]["step"] == 5  # the deadline: ceil(0.5 * 12) - 1
-    assert grown[0]["growth"]["source_sha256"] == grown[0]["growth"]["result_sha256"]
+    if grown[0]["growth"]["operator"] == "stack":
+        assert grown[0]["growth"]["source_sha256"] == grown[0]["growth"]["result_sha256"]
     # what the next step runs: steps 0-5 ran without block 1, steps 6-11 with it
     assert [s["bypassed"] for s in steps] == [[block]] * 5 + [[]] * 7
     return steps
@@ -148,3 +149,42 @@ def test_lightning_skips_the_dormant_block_and_grows_it(tmp_path: Path) -> None:
     steps = check_log(run_dir, "model.transformer.h.1")
     assert steps[0]["blocks"] == [["model.transformer.h.0", 1], ["model.transformer.h.1", 3]]
     assert runs.calls == 6
+
+
+def test_a_llama_under_the_hf_trainer_is_routed_bypassed_and_grown(tmp_path: Path) -> None:
+    """RMSNorm, SwiGLU and grouped-query rotary attention: routed by the generic path,
+    the dormant decoder layer bypassed, then grown function-preserving (`identity`)."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+
+    from govtrain.pipeline.hf import GovernanceCallback, start_audit
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(
+        LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=SEQ)
+    )  # fmt: skip
+    raw = governance().model_dump(mode="json")
+    raw["groups"] = [
+        {"name": "embed", "patterns": ["model.embed_tokens.*"], "level": 0},
+        {"name": "layer0", "patterns": ["model.layers.0.*"], "level": 0},
+        {"name": "head", "patterns": ["model.norm.*", "lm_head.*"], "level": 0},
+        {"name": "layer1", "patterns": ["model.layers.1.*"], "level": 1},
+    ]
+    raw["hierarchy"]["grow"] = "identity"
+    raw["budget"] = {"master": 12, "floor": 2, "ceiling": 4}  # routes 3-4 rows of 8
+    cfg = parse_governance(raw)
+    run_dir = tmp_path / "run"
+    args = TrainingArguments(
+        output_dir=str(run_dir / "hf"), max_steps=STEPS, per_device_train_batch_size=BATCH,
+        learning_rate=1e-2, lr_scheduler_type="constant", save_strategy="no",
+        report_to="none", use_cpu=True, disable_tqdm=True, seed=0,
+    )  # fmt: skip
+    callback = GovernanceCallback(cfg, audit=start_audit(run_dir, model, cfg, training_args=args))
+    calls = []
+    model.model.layers[1].self_attn.register_forward_hook(lambda *a: calls.append(1))
+    data = [{"input_ids": ids, "labels": ids} for ids in corpus()]
+    Trainer(model=model, args=args, train_dataset=data, callbacks=[callback]).train()
+    steps = check_log(run_dir, "model.layers.1")
+    assert steps[5]["growth"]["operator"] == "identity" and calls == [1] * 6
+    routed = [s["routed"]["layer0"]["quota"] for s in steps]
+    assert any(0 < q < BATCH for q in routed)  # the generic path really routed
