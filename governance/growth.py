@@ -1,5 +1,6 @@
-"""Which groups are computed, and how an activated level grows (spec: `Computed` and
-`GrowthPlan` in `specs/HierarchyActivator.tla`).
+"""Which groups are computed, and how an activated level grows (spec: `Computed`,
+`Grows` and `NextComputed` in `specs/HierarchyActivator.tla`; the block pairing of a
+growth is checked by replay, govtrain/formal/replay.py).
 
 With `hierarchy.dormant: bypass` a DORMANT group's blocks are not run at all: the
 model is as deep as its active levels, so a level that is "not yet active" costs

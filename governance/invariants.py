@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from govtrain.governance import growth
 from govtrain.governance.config import GovernanceConfig
 from govtrain.governance.state import GovernanceState, Phase
 from govtrain.governance.step import Decision
@@ -180,6 +181,30 @@ def FrozenGetsNoGradient(c: Checked) -> str | None:
     )
 
 
+def ComputedIsNotDormant(c: Checked) -> str | None:
+    """The groups whose blocks run (growth.computed) are those the levels grown so far
+    hold: under `hierarchy.dormant: bypass` the groups at or below the active level,
+    under `frozen` every group."""
+    runs = growth.computed(c.post, c.cfg)
+    bypass = c.cfg.hierarchy.dormant == "bypass"
+    level = c.post.active_level
+    return _first(
+        c,
+        lambda i: runs[i] != (not bypass or c.cfg.level_of(i) <= level),
+        f"computed is not 'at or below the active level {level}'"
+        if bypass
+        else "not computed under hierarchy.dormant 'frozen'",
+    )
+
+
+def ComputedNeverShrinks(c: Checked) -> str | None:
+    """No group's blocks stop running: computed before a step, computed after it."""
+    if c.pre is None:
+        return None
+    before, after = growth.computed(c.pre, c.cfg), growth.computed(c.post, c.cfg)
+    return _first(c, lambda i: before[i] and not after[i], "computed before the step, not after")
+
+
 def ConvergeAfterLower(c: Checked) -> str | None:
     """With `hierarchy.converge_after_lower`, a group that converged this step did so
     while every group at a lower level was already CONVERGED."""
@@ -218,6 +243,8 @@ INVARIANTS: dict[str, Invariant] = {
         NoBudgetForFrozen,
         QuotaWithinBatch,
         FrozenGetsNoGradient,
+        ComputedIsNotDormant,
+        ComputedNeverShrinks,
         ConvergeAfterLower,
     )
 }

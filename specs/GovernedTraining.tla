@@ -12,8 +12,12 @@
 (* ended with every group CONVERGED at the top level and no wake probe     *)
 (* firing, saturating at FinishWindow; the step that brings it there       *)
 (* takes the action Finish, and the trainer ends the run.  With            *)
-(* FinishWindow = 0 quiet stays 0.  The budget and the router decide, from *)
-(* the state after the step, what the next step may use; the decision is   *)
+(* FinishWindow = 0 quiet stays 0.  `computed` is the set of groups whose  *)
+(* blocks run, HierarchyActivator's: under hierarchy.dormant "bypass" a    *)
+(* DORMANT group's blocks are not computed, a step that activates a level  *)
+(* grows it (its groups join), and nothing ever stops running.  The budget *)
+(* and the router decide, from the state after the step, what the next     *)
+(* step may use; the decision is                                           *)
 (* a function of the state and the groups' learning needs, so the budget   *)
 (* and router invariants are checked for every vector of needs.            *)
 (*                                                                         *)
@@ -38,6 +42,7 @@ CONSTANTS
     MaxAwakenings,      \* governor.max_awakenings
     TotalSteps,         \* total_steps
     EmergencyFraction,  \* hierarchy.emergency_fraction as <<numerator, denominator>>
+    Dormant,            \* hierarchy.dormant: "frozen" or "bypass"
     Warmup,             \* router.warmup_steps
     Batch,              \* router.batch_size
     FinishWindow,       \* finish_window (0: the run never ends early)
@@ -52,8 +57,9 @@ ASSUME /\ DOMAIN GroupNames = DOMAIN Level
        /\ Needs \subseteq Nat
        /\ FinishWindow \in Nat
 
-VARIABLES clock, activeLevel, phase, seenHigh, lows, awakenings, quiet
-vars == <<clock, activeLevel, phase, seenHigh, lows, awakenings, quiet>>
+VARIABLES clock, activeLevel, phase, seenHigh, lows, awakenings, quiet,
+          computed   \* the groups whose blocks run (governance/growth.py computed)
+vars == <<clock, activeLevel, phase, seenHigh, lows, awakenings, quiet, computed>>
 
 Groups == DOMAIN Level
 
@@ -90,7 +96,7 @@ Quiet(q, ph, lvl, wake) ==
 \* signal is high, wake[g]: g's wake probe fired): the next clock, level and
 \* group records, and the actions taken in the order step.py reports them
 \* (governor moves in group order, then ActivateLevel, then each Activate,
-\* then Finish).
+\* then Finish), and the groups computed after it (a grown level joins).
 Step(high, wake) ==
     LET moved == [g \in Groups |-> Gov(g)!Observe(Gov(g)!Current, high[g], wake[g])]
         movedPhase == [g \in Groups |-> moved[g].next.phase]
@@ -109,9 +115,11 @@ Step(high, wake) ==
                      ELSE <<"ActivateLevel(" \o ToString(lvl) \o ")">>
                           \o Labels([g \in Groups |->
                                  IF g \in woken THEN "Activate(" \o Name(g) \o ")" ELSE ""])
-        q == Quiet(quiet, [g \in Groups |-> groups[g].phase], lvl, wake)
+        ph == [g \in Groups |-> groups[g].phase]
+        q == Quiet(quiet, ph, lvl, wake)
         finish == IF q = FinishWindow /\ quiet < q THEN <<"Finish">> ELSE << >>
     IN [clock |-> c, level |-> lvl, groups |-> groups, quiet |-> q,
+        computed |-> Hier!NextComputed(computed, ph, activeLevel, lvl),
         actions |-> governed \o activated \o finish]
 
 \* The observations Next offers: each group's signal only where its phase
@@ -131,6 +139,7 @@ Apply(s) == /\ clock' = s.clock
             /\ lows' = [g \in Groups |-> s.groups[g].lows]
             /\ awakenings' = [g \in Groups |-> s.groups[g].awakenings]
             /\ quiet' = s.quiet
+            /\ computed' = s.computed
 
 GovernanceStep(high, wake) == Apply(Step(high, wake))
 
@@ -141,6 +150,7 @@ Init == /\ clock = 0
         /\ lows = [g \in Groups |-> 0]
         /\ awakenings = [g \in Groups |-> 0]
         /\ quiet = 0
+        /\ computed = Hier!InitComputed
 
 Next == \E high \in Signals, wake \in Wakes : GovernanceStep(high, wake)
 
@@ -195,6 +205,7 @@ DecisionFor(ph, c, nd) ==
 TypeOK == /\ clock \in 0..Horizon
           /\ activeLevel \in 0..MaxLevel
           /\ quiet \in 0..FinishWindow
+          /\ computed \in SUBSET Groups
           /\ \A g \in Groups : Gov(g)!TypeOK
           /\ LET p == TLCEval(Plans) IN
                 \A nd \in NeedVectors : /\ p[nd].units \in [Groups -> Nat]
@@ -204,6 +215,7 @@ NoCoolingFromCold == \A g \in Groups : Gov(g)!NoCoolingFromCold
 AwakeningsBounded == \A g \in Groups : Gov(g)!AwakeningsBounded
 
 DormantAboveLevel == Hier!DormantAboveLevel
+ComputedIsNotDormant == Hier!ComputedIsNotDormant
 
 \* Written out, not through NothingToTrain: steps count towards the run's end
 \* only while the top level is active and every group is CONVERGED.
@@ -213,6 +225,7 @@ FinishOnlyWhenAllConverged ==
 LevelsMonotone == [][Hier!LevelNeverFalls]_vars
 NoSkippedLevels == [][Hier!LevelRisesByAtMostOne]_vars
 ActivationGated == [][Hier!ActivationIsGated]_vars
+ComputedNeverShrinks == [][Hier!KeepsComputing]_vars
 
 BudgetConserved ==
     LET p == TLCEval(Plans) IN \A nd \in NeedVectors : Budget(nd)!ConservedFor(p[nd].units)

@@ -12,7 +12,8 @@
 (* compare them with; both only grow by one or reset, so a step taken from *)
 (* either end of an interval shows every outcome of a step from inside.    *)
 (* The rest of the step is GovernedTraining's own: NextLevel, Woken,       *)
-(* Refrozen, Activated, Quiet; its invariants are checked unchanged.       *)
+(* Refrozen, Activated, Quiet, NextComputed; its invariants are checked    *)
+(* unchanged.                                                              *)
 (*                                                                         *)
 (* MCGovernedTrainingRefines.tla has TLC check that GovernedTraining       *)
 (* refines ASpec under that abstraction, so an invariant of the            *)
@@ -78,6 +79,7 @@ AStep(choice, c, q) ==
        /\ activeLevel' = lvl
        /\ phase' = ph
        /\ quiet' = QuietRep(Quiet(q, ph, lvl, wake))
+       /\ computed' = Hier!NextComputed(computed, ph, activeLevel, lvl)
        /\ UNCHANGED <<seenHigh, lows, awakenings>>
 
 AInit == /\ clock = 0
@@ -87,6 +89,7 @@ AInit == /\ clock = 0
          /\ lows = Zeros
          /\ awakenings = Zeros
          /\ quiet = 0
+         /\ computed = Hier!InitComputed
 
 ANext == \E choice \in Choices(N), c \in Ends(ClockPoints, clock),
             q \in Ends(QuietPoints, quiet) : AStep(choice, c, q)
@@ -99,10 +102,12 @@ ATypeOK == /\ clock \in ClockPoints
            /\ activeLevel \in 0..MaxLevel
            /\ quiet \in QuietPoints
            /\ phase \in [Groups -> Gov(1)!Phases]
+           /\ computed \in SUBSET Groups
 
 \* The groups of one level counted by phase, not named: every rule reads a level's
 \* groups as a set, so states equal in this view have the same futures up to which
-\* group is which (TLC explores one of them: VIEW CountedView).
+\* group is which (TLC explores one of them: VIEW CountedView).  `computed` is
+\* left out: ComputedIsNotDormant makes it a function of the phases.
 CountedView ==
     <<clock, activeLevel, quiet,
       [k \in 0..MaxLevel |->

@@ -8,6 +8,15 @@
 (* CONVERGED, or when the clock has reached k+1's emergency deadline.  At  *)
 (* most one level per step, never backwards.                               *)
 (*                                                                         *)
+(* Which groups' blocks run (governance/growth.py): with the dormant       *)
+(* policy "bypass" a DORMANT group's blocks are not computed at all, with  *)
+(* "frozen" they run without gradients.  `computed` starts as the level-0  *)
+(* groups under bypass (every group under frozen) and ActivateLevel adds   *)
+(* exactly the activated level's groups (Grows: the level's blocks grow);  *)
+(* nothing else changes it, so nothing ever stops being computed: a        *)
+(* CONVERGED group still runs, frozen, because the levels above it were    *)
+(* trained on its output.                                                  *)
+(*                                                                         *)
 (* Here the governors are an arbitrary environment (GovernorsMove may put  *)
 (* every non-DORMANT group in any non-DORMANT phase), so the invariants    *)
 (* hold whatever the governors do.  GovernedTraining.tla uses NextLevel    *)
@@ -23,7 +32,8 @@ CONSTANTS
     Level,              \* Level[g]: group g's hierarchy level; groups are 1..N
     TotalSteps,         \* total_steps of the run
     EmergencyFraction,  \* hierarchy.emergency_fraction as <<numerator, denominator>>
-    Warmup              \* router.warmup_steps (the clock saturates past it too)
+    Warmup,             \* router.warmup_steps (the clock saturates past it too)
+    Dormant             \* hierarchy.dormant: "frozen" or "bypass"
 
 Groups == DOMAIN Level
 Max(a, b) == IF a >= b THEN a ELSE b
@@ -35,13 +45,15 @@ ASSUME /\ \A g \in Groups : Level[g] \in Nat
        /\ EmergencyFraction[1] \in Nat \ {0} /\ EmergencyFraction[2] \in Nat \ {0}
        /\ EmergencyFraction[1] <= EmergencyFraction[2]
        /\ Warmup \in Nat
+       /\ Dormant \in {"frozen", "bypass"}
 
 VARIABLES
     activeLevel,  \* the highest active level
     clock,        \* governance steps taken, saturating at Horizon
     phase,        \* phase[g]: group g's governor phase
-    pending       \* the governors have moved; the activator has not yet decided this step
-hvars == <<activeLevel, clock, phase, pending>>
+    pending,      \* the governors have moved; the activator has not yet decided this step
+    computed      \* the groups whose blocks run in the forward
+hvars == <<activeLevel, clock, phase, pending, computed>>
 
 Phases == {"DORMANT", "ACTIVE", "COOLING", "CONVERGED", "AWAKENED"}
 
@@ -85,6 +97,29 @@ AfterActivation(ph, lvl) ==
                         [] OTHER -> ph[g]]
 
 -----------------------------------------------------------------------------
+(* Which blocks run; Python: governance/growth.py.                         *)
+
+\* Computed: the groups whose blocks run for phases ph (growth.computed):
+\* every group but a DORMANT one under bypass.
+Computed(ph) == {g \in Groups : ~(Dormant = "bypass" /\ ph[g] = "DORMANT")}
+
+\* The groups computed before the first step.
+InitComputed == {g \in Groups : Dormant = "frozen" \/ Level[g] = 0}
+
+\* Grows: a step from level lvl to level next grows the model (growth.grows):
+\* a level activates while dormant levels are bypassed, and its blocks start.
+Grows(lvl, next) == Dormant = "bypass" /\ next > lvl
+
+LevelGroups(k) == {g \in Groups : Level[g] = k}
+
+\* The groups computed after a step from level lvl to level next, c before it
+\* and ph the phases after it: a grown level's groups join, and nothing leaves
+\* whatever the governors did (the rule reads no phase: a CONVERGED group
+\* still runs).  Decided once per step, after the activator, as
+\* pipeline/governor.py sets the blocks before the next step.
+NextComputed(c, ph, lvl, next) == IF Grows(lvl, next) THEN c \cup LevelGroups(next) ELSE c
+
+-----------------------------------------------------------------------------
 (* The activator as a state machine: each governance step is GovernorsMove *)
 (* followed by exactly one of ActivateLevel and KeepLevel.                 *)
 
@@ -92,6 +127,7 @@ Init == /\ activeLevel = 0
         /\ clock = 0
         /\ phase = [g \in Groups |-> IF Level[g] = 0 THEN "ACTIVE" ELSE "DORMANT"]
         /\ pending = FALSE
+        /\ computed = InitComputed
 
 GovernorsMove ==
     /\ ~pending
@@ -100,19 +136,21 @@ GovernorsMove ==
           /\ phase' = ph
     /\ clock' = Tick(clock)
     /\ pending' = TRUE
-    /\ UNCHANGED activeLevel
+    /\ UNCHANGED <<activeLevel, computed>>
 
 ActivateLevel ==
     /\ pending
     /\ NextLevel(phase, activeLevel, clock) # activeLevel
     /\ activeLevel' = NextLevel(phase, activeLevel, clock)
     /\ phase' = AfterActivation(phase, activeLevel')
+    /\ computed' = NextComputed(computed, phase', activeLevel, activeLevel')
     /\ pending' = FALSE
     /\ UNCHANGED clock
 
 KeepLevel ==
     /\ pending
     /\ NextLevel(phase, activeLevel, clock) = activeLevel
+    /\ computed' = NextComputed(computed, phase, activeLevel, activeLevel)
     /\ pending' = FALSE
     /\ UNCHANGED <<activeLevel, clock, phase>>
 
@@ -128,14 +166,22 @@ TypeOK == /\ activeLevel \in 0..MaxLevel
           /\ clock \in 0..Horizon
           /\ phase \in [Groups -> Phases]
           /\ pending \in BOOLEAN
+          /\ computed \in SUBSET Groups
 
 \* DORMANT means "above the active level" and nothing else.
 DormantAboveLevel == \A g \in Groups : (Level[g] > activeLevel) = (phase[g] = "DORMANT")
+
+\* The blocks that run are exactly those the phases say: under bypass a
+\* DORMANT level computes nothing (and so receives no gradient) and every
+\* other group runs; under frozen every group runs.
+ComputedIsNotDormant == computed = Computed(phase)
 
 (* The transition properties, as predicates of one step so that            *)
 (* GovernedTraining.tla can state them over its own variables.             *)
 LevelNeverFalls == activeLevel' >= activeLevel
 LevelRisesByAtMostOne == activeLevel' <= activeLevel + 1
+\* No group's blocks stop running.
+KeepsComputing == computed \subseteq computed'
 \* A level activates only when every lower group has converged, or at its deadline.
 ActivationIsGated ==
     activeLevel' > activeLevel =>
@@ -145,6 +191,7 @@ ActivationIsGated ==
 LevelsMonotone == [][LevelNeverFalls]_hvars
 NoSkippedLevels == [][LevelRisesByAtMostOne]_hvars
 ActivationGated == [][ActivationIsGated]_hvars
+ComputedNeverShrinks == [][KeepsComputing]_hvars
 
 (* The emergency deadline makes the top level active in every run, however *)
 (* the governors behave.                                                   *)

@@ -3,9 +3,10 @@
 (* The broken variants GovernedTraining's models check at the bounds of    *)
 (* configs/small.yaml (MCGovernedTraining_<Variant>.cfg): its own,         *)
 (* FinishWhileCooling, and the components' that show their invariants can  *)
-(* fail inside the composition.  A component's variant is the operator its *)
-(* MC module defines, reached through an instance of that module; the      *)
-(* model's .cfg swaps it into the component's instances, e.g.              *)
+(* fail inside the composition (GrowLate and SkipConverged with dormant    *)
+(* levels bypassed, Dormant = "bypass").  A component's variant is the     *)
+(* operator its MC module defines, reached through an instance of that     *)
+(* module; the model's .cfg swaps it into the component's instances, e.g.  *)
 (*   MayBeginCooling <- [ConvergenceGovernor] NoColdGuard_MayBeginCooling  *)
 (* (MCGovernedTrainingInductive.tla extends this module for its variant.)  *)
 (***************************************************************************)
@@ -31,6 +32,9 @@ RouterMC == INSTANCE MCGradientRouter
 
 NoColdGuard_MayBeginCooling(g) == GovernorMC!NoColdGuard_MayBeginCooling(g)
 GateIgnoresCooling_GateOpen(ph, lvl) == HierarchyMC!GateIgnoresCooling_GateOpen(ph, lvl)
+GrowLate_NextComputed(c, ph, lvl, next) == HierarchyMC!GrowLate_NextComputed(c, ph, lvl, next)
+SkipConverged_NextComputed(c, ph, lvl, next) ==
+    HierarchyMC!SkipConverged_NextComputed(c, ph, lvl, next)
 ProportionalFloor_StartAllocate(w, e) == BudgetMC!ProportionalFloor_StartAllocate(w, e)
 ProportionalFloor_HandoutDone(u, e) == BudgetMC!ProportionalFloor_HandoutDone(u, e)
 NoBatchClamp_Quota(fr, u, c) == RouterMC!NoBatchClamp_Quota(fr, u, c)

@@ -4,7 +4,9 @@
 (* emergency at three quarters of the run (deadlines 5 and 9), two warmup  *)
 (* steps, and a budget whose floors do not fit once every group is awake   *)
 (* (master 5, floor 2), so Ration happens too; the run ends after one step *)
-(* with nothing left to train.                                             *)
+(* with nothing left to train.  Dormant levels are bypassed, so the model  *)
+(* grows twice (no other rule reads `computed`: the other invariants are   *)
+(* checked exactly as under "frozen", whose computed set is every group).  *)
 EXTENDS GovernedTraining
 Deep_GroupNames == <<"embed", "body", "neck", "head">>
 Deep_Level == <<0, 0, 1, 2>>
@@ -12,6 +14,7 @@ Deep_Patience == 2
 Deep_MaxAwakenings == 1
 Deep_TotalSteps == 12
 Deep_EmergencyFraction == <<3, 4>>
+Deep_Dormant == "bypass"
 Deep_Warmup == 2
 Deep_Batch == 4
 Deep_FinishWindow == 1

@@ -12,7 +12,8 @@
 (* RefinesComponents: every composed step moves each group by one step of  *)
 (* ConvergenceGovernor's Next (an Observe or Activate) or leaves it alone,  *)
 (* and moves the level by HierarchyActivator's rules (never down, at most  *)
-(* one level, only when NextLevel says so).                                *)
+(* one level, only when NextLevel says so), and the computed groups by its *)
+(* NextComputed.                                                           *)
 (***************************************************************************)
 EXTENDS MCGovernedTrainingBroken
 
@@ -24,11 +25,14 @@ Typed == /\ clock \in 0..Horizon
          /\ lows \in [Groups -> 0..(Patience - 1)]
          /\ awakenings \in [Groups -> 0..MaxAwakenings]
 
+\* computed is not enumerated: ComputedIsNotDormant, a conjunct, fixes it from the
+\* phases (TLC reads it as an assignment), so no typed state is left out.
 IndInv == /\ Typed
           /\ \A g \in Groups : lows[g] # 0 => phase[g] = "COOLING"   \* with TypeOK: lows counts only while cooling
           /\ NoCoolingFromCold
           /\ AwakeningsBounded
           /\ DormantAboveLevel
+          /\ ComputedIsNotDormant
           /\ FinishOnlyWhenAllConverged
 
 IndSpec == IndInv /\ [][Next]_vars
@@ -45,5 +49,7 @@ RefinesComponents ==
     [][/\ \A g \in Groups : GroupStep(g)
        /\ activeLevel' \in {activeLevel, Hier!NextLevel(phase', activeLevel, clock')}
        /\ Hier!LevelNeverFalls
-       /\ Hier!LevelRisesByAtMostOne]_vars
+       /\ Hier!LevelRisesByAtMostOne
+       /\ computed' = Hier!NextComputed(computed, phase', activeLevel, activeLevel')
+       /\ Hier!KeepsComputing]_vars
 =============================================================================

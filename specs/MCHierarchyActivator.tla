@@ -49,4 +49,19 @@ GateIgnoresCooling_GateOpen(ph, lvl) ==
 \* dormant forever, which refutes TopLevelEventuallyActive (ConvergedLevelsAdvance
 \* still holds: the gate alone advances converged levels).
 NoEmergency_Emergency(c, k) == FALSE
+
+\* ActivateLevel leaves `computed` as it was: under bypass the computed set is
+\* the groups at or below the level before the step, so an activated level's
+\* blocks start one step late (its groups learn through blocks that do not
+\* run): refutes ComputedIsNotDormant (ComputedNeverShrinks still holds).
+GrowLate_NextComputed(c, ph, lvl, next) ==
+    IF Dormant = "bypass" THEN c \cup {g \in Groups : Level[g] <= lvl} ELSE c
+
+\* A CONVERGED group stops running: skipping a converged level's blocks,
+\* although the levels above it were trained on their output.  Refutes
+\* ComputedNeverShrinks (and ComputedIsNotDormant in the same state, which
+\* TLC names first, so its model leaves that invariant out).
+SkipConverged_NextComputed(c, ph, lvl, next) ==
+    (IF Grows(lvl, next) THEN c \cup LevelGroups(next) ELSE c)
+        \ {g \in Groups : ph[g] = "CONVERGED"}
 =============================================================================

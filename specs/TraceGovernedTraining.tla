@@ -35,6 +35,18 @@
 (* which is still a behaviour (the audit log's signed checkpoints detect   *)
 (* truncation, not this module).                                           *)
 (*                                                                         *)
+(* Which blocks run (hierarchy.dormant "bypass", governance/growth.py):    *)
+(* the Init line carries the model's blocks as step 0 records them, each   *)
+(* with the group (1..N) that owns it, and each GovernanceStep line the    *)
+(* blocks the record says the next step does not run (`bypassed`, present  *)
+(* exactly when the run bypasses) and whether the step recorded a growth   *)
+(* (`grows`).  The bypassed blocks must be exactly the blocks of the       *)
+(* groups the spec's `computed` leaves out after the step (none in shadow  *)
+(* mode, which runs every block), each listed once, so a block added to or *)
+(* removed from the list is caught; a group that owns no block is never    *)
+(* seen, and nothing is claimed about it.  A step records a growth exactly *)
+(* when it Grows.                                                          *)
+(*                                                                         *)
 (* The model (generated per run by trace_config) sets TraceFile, maps      *)
 (* the constants to the Trace* definitions below and checks TraceSpec      *)
 (* with VIEW TraceView, ALIAS TraceAlias, no deadlock checking, the        *)
@@ -62,6 +74,7 @@ TracePatience == TraceConstants.Patience
 TraceMaxAwakenings == TraceConstants.MaxAwakenings
 TraceTotalSteps == TraceConstants.TotalSteps
 TraceEmergencyFraction == TraceConstants.EmergencyFraction
+TraceDormant == TraceConstants.Dormant
 TraceWarmup == TraceConstants.Warmup
 TraceBatch == TraceConstants.Batch
 TraceFinishWindow == TraceConstants.FinishWindow
@@ -76,6 +89,11 @@ UncheckedNeeds == {1}
 
 \* FALSE for a shadow-mode run (train.mode: observe): it routes the whole batch.
 Enforced == Trace[1].enforced
+
+\* The model's blocks in forward order, each a record [name, group] (the group
+\* counted from 1), as step 0 records them (<< >> when it records none:
+\* hierarchy.dormant "frozen").
+Blocks == Trace[1].blocks
 
 -----------------------------------------------------------------------------
 (* Matching the lines.                                                     *)
@@ -98,6 +116,8 @@ SetState(st) == /\ clock' = st.clock
                 /\ lows' = st.lows
                 /\ awakenings' = st.awakenings
                 /\ quiet' = st.quiet
+                \* not in the state a record keeps; ComputedIsNotDormant fixes it
+                /\ computed' = Hier!Computed(st.phase)
 
 Max(S) == CHOOSE m \in S : \A n \in S : n <= m
 Min(a, b) == IF a <= b THEN a ELSE b
@@ -118,6 +138,30 @@ Routed == [g \in Groups |-> IF ~Enforced THEN Batch
 
 \* The decision after the step s under the needs nd.
 After(s, nd) == DecisionFor([g \in Groups |-> s.groups[g].phase], s.clock, nd)
+
+AsSet(seq) == {seq[i] : i \in DOMAIN seq}
+
+\* Every block names a group of the run, and no block is listed twice.
+BlocksWellFormed == /\ \A i \in DOMAIN Blocks : Blocks[i].group \in Groups
+                    /\ Cardinality({Blocks[i].name : i \in DOMAIN Blocks}) = Len(Blocks)
+
+\* The blocks the next step does not run when the groups c are computed: those
+\* of the other groups (none in shadow mode, which runs every block).
+BypassedBlocks(c) ==
+    IF ~Enforced THEN {}
+    ELSE {Blocks[i].name : i \in {i \in DOMAIN Blocks : Blocks[i].group \notin c}}
+
+\* A line's bypassed blocks, recorded exactly when the run bypasses, are those
+\* of the groups c does not hold, each listed once.
+BypassedMatches(line, c) ==
+    IF Dormant = "bypass"
+    THEN /\ "bypassed" \in DOMAIN line
+         /\ AsSet(line.bypassed) = BypassedBlocks(c)
+         /\ Len(line.bypassed) = Cardinality(AsSet(line.bypassed))
+    ELSE "bypassed" \notin DOMAIN line
+
+\* A step records a growth exactly when it Grows (and the run applies it).
+GrowthMatches(line, s) == line.grows = (Enforced /\ Hier!Grows(activeLevel, s.level))
 
 \* The step number line i must carry: one past the step of the line before
 \* it, 0 after Init, fromStep after a Rewind.
@@ -140,6 +184,7 @@ InitLine == /\ l = 0
             /\ l < Len(Trace)
             /\ Trace[1].event = "Init"
             /\ Trace[1].state = State
+            /\ BlocksWellFormed
             /\ UNCHANGED <<vars, actions, plan>>
             /\ l' = 1
 
@@ -156,6 +201,8 @@ StepLine == LET line == Trace[l + 1]
             /\ State' = line.state
             /\ actions' = line.actions
             /\ Recorded(line) = After(s, line.need)
+            /\ BypassedMatches(line, s.computed)
+            /\ GrowthMatches(line, s)
             /\ plan' = Recorded(line)
             /\ l' = l + 1
 
@@ -198,11 +245,15 @@ StepsAreSpecSteps ==
 Expected(i) ==
     LET line == Trace[i] IN
     CASE i = 1 ->
-            [event |-> "Init", state |-> State, actions |-> << >>]
+            [event |-> "Init", state |-> State, actions |-> << >>,
+             blocksWellFormed |-> BlocksWellFormed]
       [] line.event = "GovernanceStep" ->
             LET s == Step(line.high, line.wake) IN
             [event |-> "GovernanceStep", step |-> StepDue(i),
              routed |-> Routed, decision |-> After(s, line.need),
+             recordsBypassed |-> Dormant = "bypass",
+             bypassed |-> BypassedBlocks(s.computed),
+             grows |-> Enforced /\ Hier!Grows(activeLevel, s.level),
              state |-> [clock |-> s.clock, activeLevel |-> s.level, quiet |-> s.quiet,
                         phase |-> [g \in Groups |-> s.groups[g].phase],
                         seenHigh |-> [g \in Groups |-> s.groups[g].seenHigh],
@@ -218,7 +269,7 @@ Expected(i) ==
 
 TraceAlias == [clock |-> clock, activeLevel |-> activeLevel, quiet |-> quiet, phase |-> phase,
                seenHigh |-> seenHigh, lows |-> lows, awakenings |-> awakenings,
-               actions |-> actions, l |-> l, plan |-> plan,
+               computed |-> computed, actions |-> actions, l |-> l, plan |-> plan,
                expected |-> IF l < Len(Trace) THEN Expected(l + 1) ELSE << >>]
 
 =============================================================================

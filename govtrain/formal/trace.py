@@ -12,6 +12,13 @@ does: a `Rewind` line carries the state the resumed run starts from. The
 first line (`Init`) carries the constants a trace spec needs and whether the
 run applied its decisions (`enforced`; shadow mode routes the whole batch).
 
+With `hierarchy.dormant: bypass` the Init line also carries the model's blocks
+as step 0 records them (`blocks`: name and group, 1..N), and each step line the
+blocks the record says the next step does not run (`bypassed`, verbatim, only
+where the record has it); every step line says whether it recorded a growth
+(`grows`). The spec derives which groups are computed from the blocks, so a
+group that owns no block is never claimed to be seen.
+
 Validation: `specs/TraceGovernedTraining.tla` reads the trace and TLC checks
 that it is a behaviour of GovernedTrainingLabelled; `judge_trace` turns TLC's
 counterexample into the first line that does not match and what differs.
@@ -58,6 +65,7 @@ def trace_lines(records: Iterable[Record]) -> Iterator[dict[str, Any]]:
         "constants": trace_constants(cfg),
         "enforced": config.get("train", {}).get("mode", "governed") == "governed",
         "state": spec_state(init, names),
+        "blocks": trace_blocks(records),
     }
     for rec in records[1:]:
         if rec.kind == "run_resume":
@@ -77,7 +85,7 @@ def trace_lines(records: Iterable[Record]) -> Iterator[dict[str, Any]]:
             grid = need_grid(
                 [None if f else o.need for f, o in zip(frozen, step.observations, strict=True)]
             )
-            yield {
+            line = {
                 "event": "GovernanceStep",
                 "seq": rec.seq,
                 "step": step.step,
@@ -91,7 +99,29 @@ def trace_lines(records: Iterable[Record]) -> Iterator[dict[str, Any]]:
                 "budgetAction": step.decision.budget_action,
                 "quota": list(step.decision.quotas),
                 "warmup": step.decision.warmup,
+                "grows": b.get("growth") is not None,
             }
+            if "bypassed" in b:
+                line["bypassed"] = b["bypassed"]
+            yield line
+
+
+def trace_blocks(records: Sequence[Record]) -> list[dict[str, Any]]:
+    """The blocks the first step 0 record lists (`[name, group index]` pairs, bypass
+    only) as the trace's `{name, group}` with groups counted from 1, as the spec does; an
+    entry that is no such pair keeps its text and group 0, which the spec rejects."""
+    first = next((r for r in records if r.kind == "step" and r.body.get("step") == 0), None)
+    raw = None if first is None else first.body.get("blocks")
+    if raw is None:
+        return []
+    out = []
+    for b in raw if isinstance(raw, list) else [raw]:
+        pair = isinstance(b, list) and len(b) == 2 and isinstance(b[0], str)
+        if pair and isinstance(b[1], int) and not isinstance(b[1], bool):
+            out.append({"name": b[0], "group": b[1] + 1 if b[1] >= 0 else 0})
+        else:
+            out.append({"name": json.dumps(b), "group": 0})
+    return out
 
 
 def export_trace(run: Path, out: Path | None = None) -> str:
@@ -107,7 +137,13 @@ def export_trace(run: Path, out: Path | None = None) -> str:
 
 TRACE_MODULE = "TraceGovernedTraining"
 # TraceMatched first: when a line does not match, it is the invariant TLC names.
-TRACE_INVARIANTS = ("TraceMatched", "NoCoolingFromCold", "AwakeningsBounded", "DormantAboveLevel")
+TRACE_INVARIANTS = (
+    "TraceMatched",
+    "NoCoolingFromCold",
+    "AwakeningsBounded",
+    "DormantAboveLevel",
+    "ComputedIsNotDormant",
+)
 TRACE_PROPERTIES = ("StepsAreSpecSteps",)
 # GovernedTraining's constants in the trace model: read from the trace's Init line, or
 # (Needs: each line carries its own) a value that satisfies the assumptions.
@@ -288,7 +324,34 @@ def _line_differences(expected: Any, line: dict[str, Any], names: Sequence[str])
         decision = expected.get("decision") or {}
         for field in DECISION_FIELDS:
             out += value_differences(field, decision.get(field), line.get(field), names)
+        out += _bypassed_differences(expected, line)
+        if "grows" in expected and expected["grows"] != line.get("grows"):
+            out.append(f"grows: spec {_show(expected['grows'])}, trace {_show(line.get('grows'))}")
+    if event == "Init" and expected.get("blocksWellFormed") is False:
+        out.append("blocks: step 0 lists a block of no group of the run, or one block twice")
     return out or ["no step of the spec reaches the recorded line (malformed values?)"]
+
+
+def _bypassed_differences(expected: dict[str, Any], line: dict[str, Any]) -> list[str]:
+    """How the line's bypassed blocks differ from those the spec's computed groups leave
+    out (hierarchy.dormant bypass)."""
+    if "recordsBypassed" not in expected:
+        return []
+    if not expected["recordsBypassed"]:
+        return [] if "bypassed" not in line else ["bypassed: recorded, but the run does not bypass"]
+    recorded = line.get("bypassed")
+    if not isinstance(recorded, list):
+        return ["bypassed: the run bypasses, but the line records no list of blocks"]
+    spec = {str(b) for b in expected.get("bypassed", ())}
+    names = [str(b) for b in recorded]
+    out = [
+        f"bypassed: trace skips block {b!r}, spec runs it (or step 0 lists no such block)"
+        for b in sorted(set(names) - spec)
+    ]
+    out += [f"bypassed: spec skips block {b!r}, trace runs it" for b in sorted(spec - set(names))]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    out += [f"bypassed: block {b!r} listed twice" for b in twice]
+    return out
 
 
 def judge_trace(result: TLCResult, lines: Sequence[dict[str, Any]]) -> TraceValidation:

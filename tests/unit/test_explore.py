@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from govtrain.cli import main
-from govtrain.governance import budget, completion, convergence, hierarchy, routing
+from govtrain.governance import budget, completion, convergence, growth, hierarchy, routing
 from govtrain.governance.abstraction import explore_abstract
 from govtrain.governance.budget import Allocation
 from govtrain.governance.config import GovernanceConfig
@@ -53,6 +53,20 @@ def test_every_phase_and_level_is_reached(small_graph) -> None:
     labels = {k for _, _, k in small_graph.graph.edges(keys=True)}
     taken = {a.split("(")[0] for lbl in labels for a in lbl.split("|")}
     assert set(ACTIONS) <= taken, set(ACTIONS) - taken
+
+
+def bypassing(cfg: GovernanceConfig) -> GovernanceConfig:
+    """Dormant levels bypassed (governance/growth.py)."""
+    return cfg.model_copy(
+        update={"hierarchy": cfg.hierarchy.model_copy(update={"dormant": "bypass"})}
+    )
+
+
+def in_level_order(cfg: GovernanceConfig) -> GovernanceConfig:
+    """Three levels, each group converging only after the groups below it."""
+    cfg = three_levels(cfg)
+    hierarchy_cfg = cfg.hierarchy.model_copy(update={"converge_after_lower": True})
+    return cfg.model_copy(update={"hierarchy": hierarchy_cfg})
 
 
 def three_levels(cfg: GovernanceConfig) -> GovernanceConfig:
@@ -166,6 +180,25 @@ BROKEN: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], Callable]] = {
         ),
         lambda c: c,
     ),
+    "ComputedIsNotDormant": (
+        lambda mp: mp.setattr(growth, "computed", lambda s, cfg: tuple(True for _ in s.groups)),
+        bypassing,
+    ),
+    "ComputedNeverShrinks": (
+        lambda mp, f=growth.computed: mp.setattr(
+            growth,
+            "computed",
+            lambda s, cfg: tuple(
+                r and g.phase is not Phase.CONVERGED
+                for r, g in zip(f(s, cfg), s.groups, strict=True)
+            ),
+        ),
+        bypassing,
+    ),
+    "ConvergeAfterLower": (
+        lambda mp: mp.setattr(hierarchy, "converge_after_lower", lambda s, i, cfg: True),
+        in_level_order,
+    ),
     "FrozenGetsNoGradient": (
         lambda mp: mp.setattr(
             routing,
@@ -177,7 +210,7 @@ BROKEN: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], Callable]] = {
 }
 
 
-@pytest.mark.parametrize("shape", [three_levels, tight_budget])
+@pytest.mark.parametrize("shape", [three_levels, tight_budget, in_level_order, bypassing])
 def test_config_variants_hold_unbroken(small_cfg: GovernanceConfig, shape: Callable) -> None:
     """The variants some broken rules need are themselves clean, so a catch means the rule."""
     assert explore(shape(small_cfg)).violation is None
