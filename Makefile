@@ -3,13 +3,20 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-all lint
+.PHONY: run test test-integration test-all lint
 run: $(VENV)/.installed
 	$(BIN)/govtrain run
 
-# The fast suite: everything but the tests marked slow (see pyproject.toml's markers).
+# The fast suite, under 2 minutes on 2 cores: tests/unit/, the slow tests left out. These
+# are exactly the tests marked neither integration nor slow (pyproject.toml's markers,
+# tests/conftest.py); naming the folder spares importing the integration modules.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" tests/unit
+
+# The integration tests (tests/integration/): training runs, subprocesses, torchrun, TLC,
+# HF, Lightning, reports; the slow ones left out.
+test-integration: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m "integration and not slow"
 
 # Everything, slow tests included (bounded; GOVTRAIN_SLOW=1 runs them at full size).
 test-all: $(VENV)/.installed

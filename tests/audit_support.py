@@ -1,4 +1,5 @@
-"""Helpers shared by the tests/test_audit_*.py modules: building runs and forging records."""
+"""Helpers shared by the audit tests (tests/unit/test_audit_*.py and some of
+tests/integration/): building runs and forging records."""
 
 from __future__ import annotations
 

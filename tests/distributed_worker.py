@@ -1,4 +1,4 @@
-"""Run by tests/test_distributed.py under torchrun (and once in-process, world=None):
+"""Run by tests/integration/test_distributed.py under torchrun (and once in-process, world=None):
 the pieces of a distributed governed step, with results left for the test to compare.
 
     python -m torch.distributed.run --standalone --nproc_per_node=2 \

@@ -1,5 +1,6 @@
-"""A tiny LightningModule governed by the Lightning callback: shared by tests/test_lightning.py
-and, as a script under torchrun, its 2-process DDP test (one JSON result file per rank)."""
+"""A tiny LightningModule governed by the Lightning callback: shared by
+tests/integration/test_lightning.py and, as a script under torchrun, its 2-process DDP test
+(one JSON result file per rank)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The abstract explorer (governance/abstraction.py): an over-approximation of the concrete
 core at small bounds, quick on the shipped configs, and it catches every broken rule the
-concrete explorer catches."""
+concrete explorer catches (its intervals: tests/unit/test_abstraction.py)."""
 
 from __future__ import annotations
 
@@ -11,19 +11,18 @@ import pytest
 from click.testing import CliRunner
 
 from govtrain.cli import main
+from govtrain.governance.abstraction import _alpha as alpha
 from govtrain.governance.abstraction import (
-    Intervals,
     clock_intervals,
     explore_abstract,
     quiet_intervals,
 )
-from govtrain.governance.abstraction import _alpha as alpha
 from govtrain.governance.config import GovernanceConfig
 from govtrain.governance.explore import explore
 from govtrain.governance.invariants import INVARIANTS
 from govtrain.pipeline.config import load_config
 from tests.conftest import ROOT
-from tests.test_explore import BROKEN, three_levels, tight_budget
+from tests.unit.test_explore import BROKEN, three_levels, tight_budget
 
 
 def patient(cfg: GovernanceConfig) -> GovernanceConfig:
@@ -63,13 +62,6 @@ def test_every_concrete_state_and_step_maps_onto_the_abstract_model(
     for u, v in concrete.graph.edges():
         assert (alpha(u, cfg, clock, quiet), alpha(v, cfg, clock, quiet)) in edges, (u, v)
     assert abstract.graph.number_of_nodes() < concrete.graph.number_of_nodes()
-
-
-def test_intervals_step_from_both_ends() -> None:
-    clock = Intervals((0, 20, 300))
-    assert [clock.rep(v) for v in (0, 19, 20, 299, 300)] == [0, 0, 20, 20, 300]
-    assert clock.ends(0) == (0, 19) and clock.ends(20) == (20, 299) and clock.ends(300) == (300,)
-    assert Intervals((0, 1, 2)).ends(1) == (1,)
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from govtrain.audit.records import Record
 from govtrain.audit.verify import LOG_FILE
 from tests.audit_support import join, make_run, rechain
 
-RECIPE = Path(__file__).resolve().parents[1] / "examples" / "verify_independently.py"
+RECIPE = Path(__file__).resolve().parents[2] / "examples" / "verify_independently.py"
 
 
 def recipe(run: Path, key: str) -> str:

@@ -30,9 +30,9 @@ from govtrain.audit.provenance import read_records  # noqa: E402
 from govtrain.audit.verify import verify_run  # noqa: E402
 from govtrain.formal.replay import replay  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"
-WORKER = Path(__file__).with_name("distributed_worker.py")
+WORKER = ROOT / "tests" / "distributed_worker.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 KILLS = 30 if os.environ.get("GOVTRAIN_SLOW") else 10
 

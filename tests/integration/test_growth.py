@@ -150,7 +150,9 @@ def test_identity_growth_preserves_the_function_and_stack_copies(tmp_path: Path)
             torch.testing.assert_close(after, before)
             assert not h[1].attn.c_proj.weight.any() and not h[1].mlp.c_proj.bias.any()
         else:
-            for (k, a), (_, b) in zip(h[1].state_dict().items(), h[0].state_dict().items()):
+            for (k, a), (_, b) in zip(
+                h[1].state_dict().items(), h[0].state_dict().items(), strict=True
+            ):
                 assert torch.equal(a, b), k
 
 
@@ -180,7 +182,7 @@ def test_refusals_are_one_line(tmp_path: Path) -> None:
     raw["groups"][0]["patterns"] = ["embeddings.*", "encoder.layer.0.*", "encoder.layer.1.[io]*"]
     raw["hierarchy"]["grow"] = "none"
     cfg = parse_governance(raw)
-    with pytest.raises(GovtrainError, match="block encoder.layer.1 holds parameters of groups"):
+    with pytest.raises(GovtrainError, match=r"block encoder\.layer\.1 holds parameters of groups"):
         Blocks(bert, taxonomy.assign(names, cfg.groups), cfg)
     with pytest.raises(GovtrainError, match="no block list"):
         Blocks(torch.nn.Sequential(torch.nn.Linear(2, 2)), {}, cfg)

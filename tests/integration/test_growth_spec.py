@@ -9,6 +9,12 @@ are refuted. A grown run's trace carries step 0's blocks and every step's bypass
 blocks, which TLC checks against `computed`: a grown run is accepted, and a log whose
 `bypassed` list gains or loses a block (chain recomputed) is rejected by TLC alone.
 
+ConvergeAfterLower (`hierarchy.converge_after_lower`, governance/hierarchy.py) is the
+constant `InLevelOrder` of specs/GovernedTraining.tla and its guard `SettledBelow`: every
+model sets the constant, the spec's graph with the flag is the explorer's, and a run with
+the flag validates under TLC while a log edited so that a group converges before the
+groups below it (chain recomputed) is rejected by TLC alone.
+
 The TLC tests skip where no Java or no tla2tools.jar is found.
 """
 
@@ -24,10 +30,18 @@ import pytest
 
 from govtrain.audit.provenance import read_records
 from govtrain.audit.records import Record
+from govtrain.formal.compare import conform_training
 from govtrain.formal.conform import conform_records
 from govtrain.formal.manifest import check_model, load_manifest
+from govtrain.formal.output import Outcome
 from govtrain.formal.trace import export_trace, trace_lines, validate_trace
+from govtrain.formal.userconfig import check_config
 from govtrain.formal.vocabulary import training_constants
+from govtrain.governance.config import GovernanceConfig, parse_governance
+from govtrain.governance.explore import explore
+from govtrain.governance.record import decision_to_dict
+from govtrain.governance.state import Phase, state_from_dict
+from govtrain.governance.step import decide
 from tests.audit_support import rechain
 from tests.conftest import ROOT, needs_tlc, train_tiny
 from tests.conftest import tlc_toolchain as toolchain
@@ -224,3 +238,208 @@ def test_tlc_rejects_bypassed_blocks_in_a_frozen_run(tiny_full_run) -> None:
     validation = validate_trace(lines, toolchain=toolchain())
     assert not validation.ok and validation.mismatch.line == 4
     assert "bypassed: recorded, but the run does not bypass" in validation.mismatch.differences
+
+
+# --------------------------------------------------------------------------- converge_after_lower
+
+IN_ORDER = {
+    "governance__hierarchy": {"levels": 2, "emergency_fraction": 0.5, "converge_after_lower": True},
+    # top's signal goes low while embed never learns, so a patient top waits
+    "governance__governor__signal_threshold": 0.2,
+}
+
+
+def in_level_order(cfg: GovernanceConfig) -> GovernanceConfig:
+    hierarchy = cfg.hierarchy.model_copy(update={"converge_after_lower": True})
+    return cfg.model_copy(update={"hierarchy": hierarchy})
+
+
+def test_the_rule_has_its_names_in_the_composition() -> None:
+    """hierarchy.converge_after_lower is SettledBelow, which the step reads through
+    Governed; ConvergeAfterLower is written out, so no variant of the guard changes it."""
+    defined = definitions("GovernedTraining")
+    assert {"SettledBelow", "Governed", "ConvergeAfterLower"} <= defined
+    text = (SPECS / "GovernedTraining.tla").read_text()
+    prop = text[text.index("ConvergeAfterLower ==") :]
+    assert "SettledBelow" not in prop.split("\n\n")[0]
+    assert "AlwaysSettled_SettledBelow" in definitions("MCGovernedTrainingBroken")
+
+
+def test_the_flag_is_a_constant_of_every_model(small_cfg) -> None:
+    """hierarchy.converge_after_lower is the constant InLevelOrder: generated models carry
+    it from the config, every model of GovernedTraining sets it, both values hold."""
+    assert training_constants(small_cfg)["InLevelOrder"] is False
+    assert training_constants(in_level_order(small_cfg))["InLevelOrder"] is True
+    held: set[str] = set()
+    for m in MANIFEST.models:
+        if "GovernedTraining" not in m.module:
+            continue
+        cfg = (SPECS / m.config).read_text()
+        set_to = re.search(r"(?m)^\s*InLevelOrder (?:= (TRUE|FALSE)|<- (\w+))$", cfg)
+        assert set_to, f"{m.config} does not set InLevelOrder"
+        value = set_to.group(1)
+        if value is None:  # MC_InLevelOrder, Deep_InLevelOrder: FALSE, as every config
+            module = (SPECS / m.module).read_text()
+            if set_to.group(2) not in module:
+                module = (SPECS / "MCGovernedTraining.tla").read_text()
+            value = re.search(rf"(?m)^{set_to.group(2)} == (TRUE|FALSE)$", module).group(1)
+        if m.expect.outcome is Outcome.HOLDS:
+            held.add(value)
+        cfg_lists = " ".join(re.findall(r"(?m)^(?:INVARIANTS|PROPERTIES) (.*)$", cfg))
+        if "DormantAboveLevel" in cfg_lists:  # a model of the hierarchy's safety
+            assert value == "FALSE" or "ConvergeAfterLower" in cfg_lists, m.name
+    assert held == {"TRUE", "FALSE"}
+
+
+def test_the_flag_reaches_no_new_decision_inputs(small_cfg) -> None:
+    """What GovernedTraining_InLevelOrder leaves to MCGovernedTraining.cfg: the budget and
+    router read only the phases and the clock, and the flag reaches no pair of them that
+    small.yaml without it does not (it reaches fewer states: 939 against 1443)."""
+    plain, ordered = explore(small_cfg), explore(in_level_order(small_cfg))
+    assert plain.violation is None and ordered.violation is None
+    assert (len(plain.graph), len(ordered.graph)) == (1443, 939)
+
+    def inputs(graph) -> set:
+        return {(tuple(g.phase for g in s.groups), s.clock) for s in graph.nodes}
+
+    assert inputs(ordered.graph) <= inputs(plain.graph)
+
+
+@needs_tlc
+@pytest.mark.parametrize(
+    "name",
+    [
+        "GovernedTraining_InLevelOrder",
+        "GovernedTraining_AlwaysSettled",
+        "GovernedTrainingAbstract_InLevelOrder",
+    ],
+)
+def test_the_in_level_order_models_give_the_manifests_result(name) -> None:
+    (entry,) = [m for m in MANIFEST.models if m.name == name]
+    verdict = check_model(entry, MANIFEST, toolchain=toolchain(), timeout=300)
+    assert verdict.ok, verdict.problems
+
+
+@needs_tlc
+@pytest.mark.parametrize("variant", [None, "GovernedTraining_AlwaysSettled"])
+def test_with_the_flag_the_specs_graph_is_the_explorers(small_cfg, variant) -> None:
+    """conform:GovernedTraining at small.yaml's bounds with the flag on: TLC's labelled
+    graph is the explorer's edge by edge (and decide() agrees in every state); with the
+    guard broken, the spec converges where the code waits."""
+    comparison = MANIFEST.comparison("GovernedTraining")
+    model = None if variant is None else next(m for m in MANIFEST.models if m.name == variant)
+    target = MANIFEST.target(comparison, model)
+    out = conform_training(in_level_order(small_cfg), toolchain(), target, timeout=300)
+    if variant is None:
+        assert out.ok, out.difference and out.difference.describe()
+        assert out.left_states == out.right_states == 939
+    else:
+        assert out.difference is not None
+        assert "Converge(head)" in out.difference.describe(), out.difference.describe()
+
+
+@needs_tlc
+def test_check_config_checks_the_flag(small_cfg) -> None:
+    """govtrain specs check-config on a config with the flag: the abstract composition
+    checks ConvergeAfterLower (and the computed-blocks rules) and holds."""
+    runs = check_config(in_level_order(small_cfg), toolchain(), timeout=300)
+    assert [(r.name, r.result.outcome) for r in runs] == [
+        ("ConvergenceGovernor", Outcome.HOLDS),
+        ("GovernedTrainingAbstract", Outcome.HOLDS),
+    ]
+
+
+@pytest.fixture(scope="module")
+def in_order_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "in_order"
+    train_tiny(run_dir, **IN_ORDER)
+    return run_dir
+
+
+def _waits(recs: list[Record]) -> list[Record]:
+    """The step records where a patient group waited: COOLING with lows one short of
+    patience before the step, a low signal, and still COOLING after it."""
+    cfg = parse_governance(recs[0].body["config"]["governance"])
+    names = [g.name for g in cfg.groups]
+    out, before = [], None
+    for rec in recs:
+        if rec.kind != "step":
+            continue
+        after = rec.body["state"]["groups"]
+        if before is not None:
+            for n in names:
+                obs = rec.body["observations"][n]
+                if (
+                    before[n]["phase"] == after[n]["phase"] == "COOLING"
+                    and before[n]["lows"] == after[n]["lows"] == cfg.governor.patience - 1
+                    and obs["signal"] < cfg.governor.signal_threshold
+                ):
+                    out.append(rec)
+        before = after
+    return out
+
+
+@pytest.mark.torch
+def test_a_run_with_the_flag_waits_and_its_trace_carries_it(in_order_run) -> None:
+    init, *_ = _lines(in_order_run)
+    assert init["constants"]["InLevelOrder"] is True
+    waits = _waits(read_records(in_order_run / "audit.jsonl"))
+    assert waits, "the tiny run with the flag never made a patient group wait"
+    assert all(r.body["transitions"] == [] for r in waits)
+
+
+@needs_tlc
+@pytest.mark.torch
+def test_replay_and_tlc_accept_a_run_with_the_flag(in_order_run) -> None:
+    report = conform_records(read_records(in_order_run / "audit.jsonl"), toolchain=toolchain())
+    assert report.ok, (report.replay_summary(), report.tlc_summary())
+    assert report.tlc.lines == report.tlc.matched == 41
+
+
+@needs_tlc
+@pytest.mark.torch
+def test_an_early_convergence_is_rejected_by_tlc_alone(in_order_run, tmp_path) -> None:
+    """The first step where top waited is edited into the step without the flag: top
+    Converges (state, transition and the decision after it as the core makes them), the
+    chain recomputed. TLC's trace validation rejects it at that record, and only for the
+    flag: the same lines up to it, with InLevelOrder FALSE in Init, are accepted."""
+    copy_dir = tmp_path / "run"
+    shutil.copytree(in_order_run, copy_dir)
+    log = copy_dir / "audit.jsonl"
+    lines = log.read_bytes().split(b"\n")[:-1]
+    recs = [Record.from_line(x) for x in lines]
+    cfg = parse_governance(recs[0].body["config"]["governance"])
+    names = [g.name for g in cfg.groups]
+    target = _waits(recs)[0]
+    body = copy.deepcopy(target.body)
+    (waiting,) = [n for n in names if body["state"]["groups"][n]["phase"] == "COOLING"]
+    assert waiting == "top"
+    body["state"]["groups"][waiting] |= {"phase": "CONVERGED", "lows": 0}
+    body["transitions"].append(
+        {"action": "Converge", "after": "CONVERGED", "before": "COOLING", "group": waiting}
+    )
+    post = state_from_dict(body["state"], names)
+    assert post.groups[names.index(waiting)].phase is Phase.CONVERGED
+    needs = [body["observations"][n]["need"] for n in names]
+    body["decision"] = decision_to_dict(decide(post, needs, cfg), names)
+    lines[target.seq] = Record.build(target.seq, target.kind, target.prev, body).line
+    log.write_bytes(b"\n".join(rechain(lines, target.seq)) + b"\n")
+    altered = read_records(log)
+
+    trace = list(trace_lines(altered))
+    validation = validate_trace(trace, toolchain=toolchain())
+    assert not validation.ok and validation.problem is None, validation.summary()
+    bad = validation.mismatch
+    assert bad.seq == target.seq and bad.check == "TraceMatched", str(bad)
+    assert any("Converge(top)" in d for d in bad.differences), bad.differences
+
+    # the edited line is a step of the spec without the flag
+    upto = [line for line in trace if line.get("seq", -1) <= target.seq]
+    upto[0] = copy.deepcopy(upto[0])
+    upto[0]["constants"]["InLevelOrder"] = False
+    without = validate_trace(upto, toolchain=toolchain())
+    assert without.ok, without.summary()
+
+    report = conform_records(altered, toolchain=None)
+    assert report.replay.divergence is not None
+    assert report.replay.divergence.seq == target.seq, report.replay_summary()

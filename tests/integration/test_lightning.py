@@ -30,7 +30,7 @@ from govtrain.pipeline.lightning import (  # noqa: E402
 )
 from tests.lightning_worker import Tiny, data, digest, governance, probe, trainer  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def governed(steps: int, model: Tiny | None = None, audit=None, ckpt: Path | None = None, **kw):

@@ -411,7 +411,7 @@ def test_resume_with_an_external_key_refuses_a_tail_forged_to_pass_for_a_crash(t
     note, rewrite the unsealed records after the one before (eval loss 0.42, re-chained).
     Verify alone calls it a crash (exit 4); the trust anchor outside the run makes the
     operator's routine `govtrain run --resume RUN --key KEY` refuse it, writing nothing."""
-    from tests.test_audit_anchors import forge_tail, unchanged
+    from tests.unit.test_audit_anchors import forge_tail, unchanged
 
     part, keys = external_key_run(tmp_path, stop_after=20)
     forge_tail(part)

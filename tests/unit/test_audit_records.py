@@ -21,6 +21,7 @@ from govtrain.audit.records import (
     encode_record,
     parse_line,
 )
+from tests.conftest import examples
 
 PREV = "ab" * 32
 SAFE = 2**53 - 1
@@ -55,7 +56,7 @@ def same(a: object, b: object) -> bool:
     return a == b and isinstance(a, bool) == isinstance(b, bool)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(json_values)
 def test_fast_canonical_json_equals_rfc8785(value: object) -> None:
     assert canonical_json(value) == rfc8785.dumps(value)
@@ -77,7 +78,7 @@ def test_integral_floats_are_patched_without_touching_strings(value: object) -> 
     assert canonical_json(value) == rfc8785.dumps(value)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.dictionaries(keys, json_values, max_size=5))
 def test_every_encoded_record_is_accepted_and_round_trips(body: dict) -> None:
     line = encode_record(7, "step", PREV, body)
@@ -86,7 +87,7 @@ def test_every_encoded_record_is_accepted_and_round_trips(body: dict) -> None:
     assert canonical_json(record.body) == canonical_json(body)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.dictionaries(keys, json_values, max_size=5), st.booleans(), st.booleans(), st.booleans())
 def test_any_other_serialisation_is_rejected(
     body: dict, sort: bool, ascii_: bool, spaced: bool
@@ -102,7 +103,7 @@ def test_any_other_serialisation_is_rejected(
             parse_line(other)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.dictionaries(keys, with_nonfinite, max_size=4))
 def test_non_finite_floats_round_trip(body: dict) -> None:
     line = encode_record(0, "step", PREV, body)

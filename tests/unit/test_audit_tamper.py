@@ -27,6 +27,7 @@ from govtrain.audit.notes import split_notes
 from govtrain.audit.records import Record
 from govtrain.audit.verify import read_run, verify_bytes
 from tests.audit_support import join, make_run, rechain, sign_sizes
+from tests.conftest import examples
 
 RECORDS, EVERY = 500, 50
 SIZES = [1, *range(EVERY, RECORDS + 1, EVERY)]
@@ -241,7 +242,7 @@ def check_detected(t: Log, tamper: Tamper, seed: int) -> None:
     assert not report.closed, f"{tamper.__name__} (seed {seed}) verified as closed"
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(1000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tamper=st.sampled_from(TAMPERS), seed=st.integers(0, 2**32 - 1))
 def test_every_random_tampering_is_detected(target: Log, tamper: Tamper, seed: int) -> None:
     check_detected(target, tamper, seed)

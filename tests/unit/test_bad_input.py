@@ -20,7 +20,7 @@ from govtrain.governance.config import MAX_DEPTH
 from govtrain.governance.errors import ConfigError
 from govtrain.pipeline.config import load_config, parse_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"
 
 

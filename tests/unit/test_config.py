@@ -28,7 +28,7 @@ def _mutate(raw: dict, path: str, value: object) -> dict:
 
 
 _DELETE = object()
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # (dotted path to change, new value, text the error must contain)
 INVALID = [
@@ -118,7 +118,7 @@ def test_yaml_errors_are_config_errors(tmp_path: Path) -> None:
 
 
 def test_every_shipped_config_is_valid() -> None:
-    for path in sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")):
+    for path in sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")):
         load_config(path)
 
 
@@ -172,7 +172,7 @@ def test_numbers_are_taken_as_written(field: str, value, needle: str) -> None:
 
 # --------------------------------------------------------------------------- overrides
 
-SMALL = Path(__file__).resolve().parents[1] / "configs" / "small.yaml"
+SMALL = Path(__file__).resolve().parents[2] / "configs" / "small.yaml"
 
 
 def test_overrides_set_fields_at_any_depth(tmp_path: Path) -> None:

@@ -1,20 +1,17 @@
-"""Spec and code agree: the graph comparison, the TLA+ constants, and (with TLC) the real thing."""
+"""Spec and code agree: the graph comparison and the TLA+ constants (with TLC, the real
+thing: tests/integration/test_conformance.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import networkx as nx
 
 from govtrain.formal import compare as conf
 from govtrain.formal import vocabulary as voc
-from govtrain.formal.manifest import load_manifest, run_comparison
+from govtrain.formal.manifest import load_manifest
 from govtrain.formal.output import StateGraph, parse_dot
-from govtrain.formal.toolchain import find_toolchain
 from govtrain.governance.state import GroupState, Phase
-from tests.conftest import needs_tlc
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "tlc"
 MANIFEST = load_manifest(ROOT / "specs" / "manifest.yaml")
 
@@ -229,132 +226,3 @@ def test_other_models_use_small_yaml_bounds(small_cfg):
     router = (ROOT / "specs" / "MCGradientRouter.cfg").read_text()
     assert f"Batch = {small_cfg.router.batch_size}" in router
     assert f"Warmup = {small_cfg.router.warmup_steps}" in router
-
-
-# --------------------------------------------------------------------------- with TLC
-
-
-@needs_tlc
-def test_spec_and_code_agree():
-    """Every comparison of the manifest (TLC's graphs of ConvergenceGovernor and
-    GovernedTraining at configs/small.yaml, the budget's decisions, the router's routes)
-    finds spec and code equal; a broken spec variant does not."""
-    toolchain = find_toolchain()
-    results = {
-        c.name: run_comparison(c, MANIFEST.target(c), toolchain=toolchain, timeout=300)
-        for c in MANIFEST.comparisons
-    }
-    for comparison in results.values():
-        assert comparison.ok, comparison.difference and comparison.difference.describe()
-        assert comparison.variant is None
-    router = results["GradientRouter"]
-    assert router.left_states == router.right_states == 2 * 2 * 6 * 3**4
-    entry = MANIFEST.comparison("ConvergenceGovernor")
-    ((_, swapped),) = MANIFEST.variant_targets("ConvergenceGovernor_NoColdGuard")
-    broken = run_comparison(entry, swapped, toolchain=toolchain, timeout=120)
-    assert broken.variant == "NoColdGuard" and broken.as_dict()["variant"] == "NoColdGuard"
-    assert broken.difference is not None
-    assert broken.difference.kind == "transition only in TLA+"
-    assert "--BeginCooling-->" in broken.difference.detail
-    assert broken.difference.path == ("Activate",)
-
-
-@needs_tlc
-def test_a_component_variant_reaches_the_composed_comparison(small_cfg):
-    """A budget variant swapped into GovernedTraining's instances moves every state as
-    before (the graphs agree) and decides differently: the plans' comparison, run on the
-    same broken module, names a decision."""
-    broken = conf.conform_training(
-        small_cfg,
-        find_toolchain(),
-        target("GovernedTraining", "GovernedTraining_ProportionalFloor"),
-        timeout=300,
-    )
-    assert broken.variant == "ProportionalFloor"
-    assert broken.difference is not None and broken.difference.kind == "different decision"
-
-
-@needs_tlc
-def test_a_python_invariant_violation_is_reported_as_such(small_cfg, monkeypatch):
-    """The explorer stops at the first broken invariant; the comparison says so instead of
-    listing the states the truncated graph lacks."""
-    from govtrain.governance import convergence
-
-    monkeypatch.setattr(convergence, "may_begin_cooling", lambda g: True)
-    out = conf.conform_training(
-        small_cfg, find_toolchain(), target("GovernedTraining"), timeout=300
-    )
-    assert not out.ok
-    assert out.difference.kind == "invariant violated in Python"
-    assert "NoCoolingFromCold" in out.difference.detail
-    assert out.difference.path and "BeginCooling" in out.difference.path[-1]
-
-
-@needs_tlc
-def test_the_composed_comparison_checks_every_decision(small_cfg, monkeypatch):
-    """decide() is compared with the spec's DecisionFor in every state the explorer
-    reaches: a core that forgets the phase multipliers moves the same states (the graphs
-    agree) but not the same budget units, and the comparison names the case."""
-    from govtrain.governance import budget, routing
-    from govtrain.governance.step import Decision
-
-    def without_multipliers(state, needs, cfg):
-        grid = budget.need_grid(
-            [None if g.phase.frozen else n for g, n in zip(state.groups, needs, strict=True)]
-        )
-        alloc = budget.allocate(grid, cfg.budget)
-        quotas = tuple(routing.quota(state, i, u, cfg) for i, u in enumerate(alloc.units))
-        return Decision(alloc.units, quotas, alloc.action, routing.in_warmup(state, cfg))
-
-    monkeypatch.setattr(conf, "decide", without_multipliers)
-    out = conf.conform_training(
-        small_cfg, find_toolchain(), target("GovernedTraining"), timeout=300
-    )
-    assert not out.ok and out.difference.kind == "different decision"
-    assert "needs (1, 1, 1): Python {'units': [3, 3, 0]" in out.difference.detail
-    assert "TLA+ {'units': (4, 2, 0)" in out.difference.detail
-
-
-@needs_tlc
-def test_the_router_comparison_catches_a_tie_broken_the_other_way(small_cfg, monkeypatch):
-    """A router that breaks score ties towards the higher index survives every router
-    model (its invariants hold either way), not the comparison with the spec's TopK."""
-    from govtrain.governance import routing
-
-    def ties_to_higher(scores, k):
-        k = max(0, min(k, len(scores)))
-        return tuple(sorted(sorted(range(len(scores)), key=lambda i: (-scores[i], -i))[:k]))
-
-    monkeypatch.setattr(routing, "route", ties_to_higher)
-    router = target("GradientRouter")
-    diff = conf.conform_router(
-        small_cfg, find_toolchain(), router, timeout=120, **bounds("GradientRouter")
-    ).difference
-    assert diff is not None and diff.kind == "different route"
-    assert "Python (quota, samples) (1, (3,)), TLA+ (1, (0,))" in diff.detail
-
-
-@needs_tlc
-def test_the_budget_comparison_catches_another_divisor_sequence(monkeypatch):
-    """Sainte-Lague's divisors (1, 3, 5, ...) in budget.allocate decide like D'Hondt's
-    wherever a group wins at most two units (the default model's bounds), not at the
-    Divisors case's, where the comparison names a request."""
-    import inspect
-    import textwrap
-
-    from govtrain.governance import budget
-
-    # the mutant is budget.allocate's own source with one divisor changed
-    source = textwrap.dedent(inspect.getsource(budget.allocate))
-    assert source.count("/ (won + 2)") == 1
-    mutant = source.replace("/ (won + 2)", "/ (2 * won + 3)").replace("def allocate", "def sl")
-    scope = dict(vars(budget))
-    exec(compile(mutant, "sainte_lague", "exec"), scope)  # the repository's own source
-    sainte_lague = scope["sl"]
-    monkeypatch.setattr(budget, "allocate", sainte_lague)
-    toolchain, spec, cases = find_toolchain(), target("FederatedBudget"), bounds("FederatedBudget")
-    assert len(cases["cases"]) == 2  # MCFederatedBudget's requests, then the Divisors model's
-    first = conf.conform_budget(None, toolchain, spec, cases=cases["cases"][:1], timeout=120)
-    assert first.ok
-    diff = conf.conform_budget(None, toolchain, spec, timeout=120, **cases).difference
-    assert diff is not None and diff.kind == "different decision"

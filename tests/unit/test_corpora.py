@@ -25,7 +25,7 @@ from tools.corpora import (
     corpus_path,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "configs" / "bench_shakespeare.yaml"
 HEAD_BYTES = 100_000
 NAMES = list(CORPORA)

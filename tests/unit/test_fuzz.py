@@ -31,10 +31,11 @@ from govtrain.audit.verify import NOTES_FILE
 from govtrain.governance.errors import GovtrainError
 from govtrain.pipeline.config import RunConfig, load_config
 from govtrain.resources import config_path
-from tests.test_proof_parsing import Proofs, valid_proofs
+from tests.conftest import examples
+from tests.unit.test_proof_parsing import Proofs, valid_proofs
 
 FUZZ = settings(
-    max_examples=200,
+    max_examples=examples(200),
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
@@ -176,7 +177,8 @@ YAML_DATA = st.recursive(
 )
 SMOKE_TEXT = config_path("smoke.yaml").read_text()
 SMOKE = yaml.safe_load(SMOKE_TEXT)
-CONFIG_FUZZ = settings(FUZZ, max_examples=100)  # a load parses YAML in pure Python: ~10 ms
+# a load parses YAML in pure Python: ~10 ms
+CONFIG_FUZZ = settings(FUZZ, max_examples=examples(100))
 
 
 def _leaf_fields(data: Any, prefix: str = "") -> list[str]:

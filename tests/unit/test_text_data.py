@@ -1,4 +1,5 @@
-"""Text data: configs/shakespeare.yaml, `pipeline.data.text_corpus`, and a governed run on it.
+"""Text data: configs/shakespeare.yaml and `pipeline.data.text_corpus` (a governed run on it:
+tests/integration/test_text_data.py).
 
 The corpus is Tiny Shakespeare from the shared/ folder beside the repository
 (CI has it there); tests that need it skip when it is absent. They train the
@@ -15,17 +16,15 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from govtrain.audit.provenance import file_sha256, read_records
-from govtrain.audit.verify import LOG_FILE, verify_run
 from govtrain.cli import main
 from govtrain.governance.errors import ConfigError
 from govtrain.pipeline import data as data_module
 from govtrain.pipeline.config import DataConfig, load_config
 from govtrain.pipeline.data import PIECE, text_corpus
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.torch
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "shakespeare.yaml"
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 SLICE_BYTES = 50_000
@@ -134,35 +133,6 @@ def test_a_data_file_that_is_not_utf8_is_one_line_naming_data_path(tmp_path, con
         f"error: data.path: {tmp_path / 'corpus.txt'} is not UTF-8 text (byte {byte})"
     ]
     assert not (tmp_path / "run").exists()
-
-
-def test_govtrain_run_trains_on_the_text_config(tmp_path, shakespeare_slice):
-    """`govtrain run` on configs/shakespeare.yaml, narrowed to a small width and the slice."""
-    raw = yaml.safe_load(CONFIG.read_text())
-    raw["data"].update({"path": str(shakespeare_slice), "seq_len": 32, "vocab_size": 384})
-    raw["model"].update({"n_embd": 32, "n_head": 2})
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(raw))
-    run_dir = tmp_path / "run"
-    args = ["run", str(tmp_path / "run.yaml"), "--stop-after", "3", "--run-dir", str(run_dir)]
-    result = CliRunner().invoke(main, [*args, "--no-progress"])
-    assert result.exit_code == 0, result.output
-
-    assert verify_run(run_dir).closed
-    records = read_records(run_dir / LOG_FILE)
-    start = records[0].body
-    assert start["data"] == [
-        {
-            "path": str(shakespeare_slice),
-            "sha256": file_sha256(shakespeare_slice),
-            "bytes": shakespeare_slice.stat().st_size,
-        }
-    ]
-    assert start["config"]["data"]["source"] == "text"
-    steps = [r.body for r in records if r.kind == "step"]
-    assert [s["step"] for s in steps] == [0, 1, 2]
-    assert all(s["loss"] < 7.0 for s in steps)  # ln(384) ~ 5.95 at initialisation
-    ckpt = [r.body for r in records if r.kind == "checkpoint"]
-    assert ckpt and file_sha256(run_dir / ckpt[-1]["path"]) == ckpt[-1]["sha256"]
 
 
 def test_one_long_line_without_spaces_is_text_and_quick(tmp_path):

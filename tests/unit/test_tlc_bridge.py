@@ -1,14 +1,13 @@
 """The TLC bridge: finding TLC, exit codes, reading TLC's output and state graphs.
 
 Parsing is tested on real TLC output of this project's specs, kept in
-tests/fixtures/tlc/ (regenerate.py there says how each was made); only
-test_run_tlc_* start TLC, and they skip when it is not installed.
+tests/fixtures/tlc/ (regenerate.py there says how each was made); the tests that
+start TLC are in tests/integration/test_tlc_bridge.py.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -32,11 +31,10 @@ from govtrain.formal.output import (
     parse_state,
     parse_value,
 )
-from govtrain.formal.toolchain import TLCNotFound, find_jar, find_toolchain, run_tlc
+from govtrain.formal.toolchain import TLCNotFound, find_jar, find_toolchain
 from govtrain.governance.errors import GovtrainError
-from tests.conftest import needs_tlc
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "tlc"
 INDEX = json.loads((FIXTURES / "index.json").read_text())
 
@@ -408,31 +406,3 @@ def test_manifest_errors_name_the_entry(tmp_path, line, message):
 def test_the_projects_manifest_loads():
     m = load_manifest(ROOT / "specs" / "manifest.yaml")
     assert len(m.models) >= 30 and len(m.comparisons) == 4
-
-
-# --------------------------------------------------------------------------- running TLC
-
-
-@needs_tlc
-def test_run_tlc_on_a_failing_model():
-    r = run_tlc(
-        ROOT / "specs" / "MCConvergenceGovernor.tla",
-        ROOT / "specs" / "MCConvergenceGovernor_NoColdGuard.cfg",
-        workers=1,
-        timeout=120,
-    )
-    assert r.outcome is Outcome.INVARIANT_VIOLATED and r.violated == "NoCoolingFromCold"
-    assert r.exit_code == 12 and r.distinct_states == 4
-    assert "-workers" in r.command and "-metadir" in r.command and "-config" in r.command
-
-
-@needs_tlc
-def test_run_tlc_timeout():
-    r = run_tlc(
-        ROOT / "specs" / "AuditChain.tla",
-        ROOT / "specs" / "MCAuditChain_Large.cfg",
-        workers=1,
-        timeout=3,
-    )
-    assert r.outcome is Outcome.TIMEOUT
-    assert r.wall_s is not None and r.wall_s < 30
