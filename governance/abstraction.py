@@ -31,10 +31,10 @@ in a decision only whether it is frozen and its multiplier. A rule that reads mo
 is outside what this explorer can see: an off-by-one against a deadline, a run end
 that reads a COOLING group's lows, a decision that tells AWAKENED from ACTIVE at an
 equal multiplier all pass here and fail `--concrete` (an independent review found
-exactly these). tests/test_abstraction.py checks the over-approximation at small
-bounds (every concrete state and step of the concrete explorer maps onto this
-one's), and tests/test_explore.py that the broken rule it keeps for each invariant
-is caught by both explorers. An abstract path shows the phases and the wake probes
+exactly these). tests/integration/test_abstraction.py checks the over-approximation
+at small bounds (every concrete state and step of the concrete explorer maps onto
+this one's), and tests/unit/test_explore.py that the broken rule it keeps for each
+invariant is caught by both explorers. An abstract path shows the phases and the wake probes
 of each step, not the governor actions or signals that led there.
 """
 
