@@ -175,4 +175,7 @@ def test_every_named_invariant_is_registered() -> None:
         "NoBudgetForFrozen",
         "QuotaWithinBatch",
         "FrozenGetsNoGradient",
+        "ComputedIsNotDormant",
+        "ComputedNeverShrinks",
+        "ConvergeAfterLower",
     }
