@@ -201,8 +201,11 @@ def _choices(
         options = sorted(moves[state.groups[run[0]].phase])
         cooling = state.groups[run[0]].phase is Phase.COOLING
         if cooling and not hierarchy.converge_after_lower(state, run[0], cfg):
-            # ConvergeAfterLower reads only phases, which the abstraction keeps exactly
-            options = [o for o in options if o[0] is not Phase.CONVERGED]
+            # ConvergeAfterLower reads only phases, which the abstraction keeps exactly: a
+            # converge it forbids stays COOLING (with patience 1 no other move does)
+            options = sorted(
+                {(Phase.COOLING if p is Phase.CONVERGED else p, w) for p, w in options}
+            )
         per_run.append(list(itertools.combinations_with_replacement(options, len(run))))
     n = len(state.groups)
     for picked in itertools.product(*per_run):

@@ -7,7 +7,7 @@
 (* and awakenings.  In one GovernanceStep every group's governor moves on  *)
 (* its own observation (signal high or low, wake probe fired or not) at    *)
 (* the same time, the clock ticks (saturating at Horizon), the hierarchy   *)
-(* activates at most one level, then the run's end is counted             *)
+(* activates at most one level, then the run's end is counted              *)
 (* (governance/completion.py): quiet counts the consecutive steps that     *)
 (* ended with every group CONVERGED at the top level and no wake probe     *)
 (* firing, saturating at FinishWindow; the step that brings it there       *)
@@ -15,9 +15,13 @@
 (* FinishWindow = 0 quiet stays 0.  `computed` is the set of groups whose  *)
 (* blocks run, HierarchyActivator's: under hierarchy.dormant "bypass" a    *)
 (* DORMANT group's blocks are not computed, a step that activates a level  *)
-(* grows it (its groups join), and nothing ever stops running.  The budget *)
-(* and the router decide, from the state after the step, what the next     *)
-(* step may use; the decision is                                           *)
+(* grows it (its groups join), and nothing ever stops running.  With       *)
+(* InLevelOrder (hierarchy.converge_after_lower) a group converges only    *)
+(* once every group at a lower level was CONVERGED before the step         *)
+(* (SettledBelow, hierarchy.py converge_after_lower): until then a patient *)
+(* group waits, still COOLING and trained, one low short of Patience, and  *)
+(* takes no action.  The budget and the router decide, from the            *)
+(* state after the step, what the next step may use; the decision is       *)
 (* a function of the state and the groups' learning needs, so the budget   *)
 (* and router invariants are checked for every vector of needs.            *)
 (*                                                                         *)
@@ -43,6 +47,7 @@ CONSTANTS
     TotalSteps,         \* total_steps
     EmergencyFraction,  \* hierarchy.emergency_fraction as <<numerator, denominator>>
     Dormant,            \* hierarchy.dormant: "frozen" or "bypass"
+    InLevelOrder,       \* hierarchy.converge_after_lower: TRUE or FALSE
     Warmup,             \* router.warmup_steps
     Batch,              \* router.batch_size
     FinishWindow,       \* finish_window (0: the run never ends early)
@@ -56,6 +61,7 @@ ASSUME /\ DOMAIN GroupNames = DOMAIN Level
        /\ DOMAIN Multiplier = {"ACTIVE", "COOLING", "AWAKENED"}
        /\ Needs \subseteq Nat
        /\ FinishWindow \in Nat
+       /\ InLevelOrder \in BOOLEAN
 
 VARIABLES clock, activeLevel, phase, seenHigh, lows, awakenings, quiet,
           computed   \* the groups whose blocks run (governance/growth.py computed)
@@ -78,6 +84,20 @@ MaxLevel == Hier!MaxLevel
 Frozen(g) == phase[g] \in Gov(g)!Frozen
 Eligible == {g \in Groups : ~Frozen(g)}
 
+\* ConvergeAfterLower's guard (hierarchy.converge_after_lower): with InLevelOrder,
+\* group g may converge only while every group at a lower level is CONVERGED in
+\* the state before the step; without it, always.
+SettledBelow(g) ==
+    ~InLevelOrder \/ \A h \in Groups : Level[h] < Level[g] => phase[h] = "CONVERGED"
+
+\* One governor's move from its record r (convergence.observe with settled_below):
+\* ConvergenceGovernor's Observe, except that a Converge the guard forbids is no
+\* move at all: the group waits, its record unchanged (still COOLING, and trained,
+\* with lows one short of Patience) and no action taken.
+Governed(g, r, high, wake, settled) ==
+    LET o == Gov(g)!Observe(r, high, wake) IN
+    IF o.action = "Converge" /\ ~settled THEN Gov(g)!Result(r, "None") ELSE o
+
 Name(g) == GroupNames[g]
 Labels(f) == SelectSeq([g \in Groups |-> f[g]], LAMBDA s : s # "")
 
@@ -98,7 +118,8 @@ Quiet(q, ph, lvl, wake) ==
 \* (governor moves in group order, then ActivateLevel, then each Activate,
 \* then Finish), and the groups computed after it (a grown level joins).
 Step(high, wake) ==
-    LET moved == [g \in Groups |-> Gov(g)!Observe(Gov(g)!Current, high[g], wake[g])]
+    LET moved == [g \in Groups |->
+                     Governed(g, Gov(g)!Current, high[g], wake[g], SettledBelow(g))]
         movedPhase == [g \in Groups |-> moved[g].next.phase]
         c == Hier!Tick(clock)
         lvl == Hier!NextLevel(movedPhase, activeLevel, c)
@@ -226,6 +247,14 @@ LevelsMonotone == [][Hier!LevelNeverFalls]_vars
 NoSkippedLevels == [][Hier!LevelRisesByAtMostOne]_vars
 ActivationGated == [][Hier!ActivationIsGated]_vars
 ComputedNeverShrinks == [][Hier!KeepsComputing]_vars
+
+\* With InLevelOrder, a group that converged in a step did so while every group at
+\* a lower level was CONVERGED before it (written out, not through SettledBelow).
+ConvergeAfterLower ==
+    [][\A g \in Groups :
+          (phase[g] = "COOLING" /\ phase'[g] = "CONVERGED")
+              => \/ ~InLevelOrder
+                 \/ \A h \in Groups : Level[h] < Level[g] => phase[h] = "CONVERGED"]_vars
 
 BudgetConserved ==
     LET p == TLCEval(Plans) IN \A nd \in NeedVectors : Budget(nd)!ConservedFor(p[nd].units)

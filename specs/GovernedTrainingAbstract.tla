@@ -11,9 +11,9 @@
 (* the lowest value of the interval between the thresholds the rules      *)
 (* compare them with; both only grow by one or reset, so a step taken from *)
 (* either end of an interval shows every outcome of a step from inside.    *)
-(* The rest of the step is GovernedTraining's own: NextLevel, Woken,       *)
-(* Refrozen, Activated, Quiet, NextComputed; its invariants are checked    *)
-(* unchanged.                                                              *)
+(* The rest of the step is GovernedTraining's own: SettledBelow (which     *)
+(* reads only phases), NextLevel, Woken, Refrozen, Activated, Quiet,       *)
+(* NextComputed; its invariants are checked unchanged.                     *)
 (*                                                                         *)
 (* MCGovernedTrainingRefines.tla has TLC check that GovernedTraining       *)
 (* refines ASpec under that abstraction, so an invariant of the            *)
@@ -49,18 +49,22 @@ Inputs(p) == {<<FALSE, FALSE>>}
              \cup (IF Gov(1)!ReadsSignal(p) THEN {<<TRUE, FALSE>>} ELSE {})
              \cup (IF Gov(1)!ReadsWake(p) THEN {<<FALSE, TRUE>>} ELSE {})
 
-\* What one step can do to a group of phase p: the phase the governor's Observe takes
-\* some typed state of phase p to, and whether the group's wake probe fired.
-Options(p) == {[to |-> Gov(1)!Observe(s, i[1], i[2]).next.phase, wake |-> i[2]] :
-                  s \in LocalStates(p), i \in Inputs(p)}
-OptionTable == [p \in Gov(1)!Phases |-> Options(p)]
+\* What one step can do to a group of phase p: the phase the governor's move takes
+\* some typed state of phase p to, and whether the group's wake probe fired; settled
+\* is ConvergeAfterLower's guard (SettledBelow, which reads only phases): where it
+\* does not hold, a Converge is a wait, and the group stays COOLING.
+Options(p, settled) ==
+    {[to |-> Governed(1, s, i[1], i[2], settled).next.phase, wake |-> i[2]] :
+        s \in LocalStates(p), i \in Inputs(p)}
+OptionTable == [p \in Gov(1)!Phases, settled \in BOOLEAN |-> Options(p, settled)]
 
 N == Cardinality(Groups)
 
 \* Every group's option for one step: the product over groups 1..N.
 RECURSIVE Choices(_)
 Choices(n) == IF n = 0 THEN {<<>>}
-              ELSE {Append(c, o) : c \in Choices(n - 1), o \in OptionTable[phase[n]]}
+              ELSE {Append(c, o) : c \in Choices(n - 1),
+                                   o \in OptionTable[phase[n], SettledBelow(n)]}
 
 \* One abstract step from the clock value c and quiet count q (ends of their intervals).
 AStep(choice, c, q) ==

@@ -2,9 +2,10 @@
 (***************************************************************************)
 (* The broken variants GovernedTraining's models check at the bounds of    *)
 (* configs/small.yaml (MCGovernedTraining_<Variant>.cfg): its own,         *)
-(* FinishWhileCooling, and the components' that show their invariants can  *)
-(* fail inside the composition (GrowLate and SkipConverged with dormant    *)
-(* levels bypassed, Dormant = "bypass").  A component's variant is the     *)
+(* FinishWhileCooling and AlwaysSettled (with InLevelOrder = TRUE), and    *)
+(* the components' that show their invariants can fail inside the          *)
+(* composition (GrowLate and SkipConverged with dormant levels bypassed,   *)
+(* Dormant = "bypass").  A component's variant is the                      *)
 (* operator its MC module defines, reached through an instance of that     *)
 (* module; the model's .cfg swaps it into the component's instances, e.g.  *)
 (*   MayBeginCooling <- [ConvergenceGovernor] NoColdGuard_MayBeginCooling  *)
@@ -17,6 +18,11 @@ EXTENDS MCGovernedTraining
 FinishWhileCooling_NothingToTrain(ph, lvl) ==
     /\ lvl = MaxLevel
     /\ \A g \in Groups : ph[g] \in {"CONVERGED", "COOLING"}
+
+\* ConvergeAfterLower's guard that lets every group converge: with InLevelOrder a
+\* group converges while a group at a lower level still trains; refutes
+\* ConvergeAfterLower.
+AlwaysSettled_SettledBelow(g) == TRUE
 
 (* The components' MC modules, for their variants (no state is read).      *)
 GovernorMC == INSTANCE MCConvergenceGovernor

@@ -15,6 +15,7 @@ Deep_MaxAwakenings == 1
 Deep_TotalSteps == 12
 Deep_EmergencyFraction == <<3, 4>>
 Deep_Dormant == "bypass"
+Deep_InLevelOrder == FALSE
 Deep_Warmup == 2
 Deep_Batch == 4
 Deep_FinishWindow == 1

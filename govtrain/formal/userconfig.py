@@ -23,10 +23,13 @@ from govtrain.governance.config import GovernanceConfig
 
 GOVERNOR_INVARIANTS = "TypeOK NoCoolingFromCold AwakeningsBounded ReadsOnlyItsInputs"
 ABSTRACT_INVARIANTS = (
-    "ATypeOK DormantAboveLevel FinishOnlyWhenAllConverged BudgetConserved BudgetWithinBounds "
-    "BudgetWorkConserving NoBudgetForFrozen QuotaWithinBatch FrozenGetsNoGradient"
+    "ATypeOK DormantAboveLevel ComputedIsNotDormant FinishOnlyWhenAllConverged BudgetConserved "
+    "BudgetWithinBounds BudgetWorkConserving NoBudgetForFrozen QuotaWithinBatch "
+    "FrozenGetsNoGradient"
 )
-ABSTRACT_PROPERTIES = "LevelsMonotone NoSkippedLevels ActivationGated"
+ABSTRACT_PROPERTIES = (
+    "LevelsMonotone NoSkippedLevels ActivationGated ComputedNeverShrinks ConvergeAfterLower"
+)
 
 
 @dataclass(frozen=True)
