@@ -210,7 +210,7 @@ def corpus_path(name: str, cache_dir: str | os.PathLike[str] | None = None) -> P
     untouched, anything else (stale, edited, half written) is replaced. Each write is a
     temporary file renamed over the old one, so a concurrent reader sees a whole file."""
     if name == "shakespeare" and SHAKESPEARE.is_file():
-        return SHAKESPEARE
+        return SHAKESPEARE.resolve()  # as the config loader resolves the path it names
     data = corpus_bytes(name)
     digest = hashlib.sha256(data).hexdigest()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
