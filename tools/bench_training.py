@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -174,6 +175,8 @@ def race(arms: dict[str, PlainArm | GovernedArm], cfg: RunConfig) -> dict[str, d
         if (step + 1) % cfg.train.eval_every == 0 or step + 1 == steps:
             for name, arm in arms.items():
                 curves[name].append((step + 1, arm.seconds, arm.flops, arm.evaluate()))
+            progress = "  ".join(f"{n} {c[-1][3]:.4f} ({c[-1][1]:.0f}s)" for n, c in curves.items())
+            print(f"step {step + 1}/{steps}: {progress}", file=sys.stderr, flush=True)
     return {
         name: {
             "curve": curves[name],
@@ -306,6 +309,11 @@ def main() -> None:
     parser.add_argument("--grow", default="stack", choices=("stack", "identity", "none"))
     parser.add_argument("--observe", action="store_true", help="add the shadow-mode arm")
     parser.add_argument(
+        "--without-governed",
+        action="store_true",
+        help="leave out the governed arm (the baseline and growth arms only: long horizons)",
+    )
+    parser.add_argument(
         "--full-depth-at",
         type=float,
         help="growth arm: the fraction of the run by which every level is active",
@@ -327,6 +335,8 @@ def main() -> None:
                 growth_config(cfg, args.grow, args.full_depth_at), Path(tmp) / "growth"
             ),
         }
+        if args.without_governed:
+            del arms["governed"]
         if args.observe:
             arms["observe"] = GovernedArm(observe_cfg, Path(tmp) / "observe")
         results = race(arms, cfg)
