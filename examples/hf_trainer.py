@@ -91,9 +91,16 @@ def main(run_dir: Path, steps: int) -> None:
         seed=SEED,
         disable_tqdm=True,
     )
+    govern_and_report(model, cfg, args, corpus, run_dir)
+
+
+def govern_and_report(model, cfg, args, corpus, run_dir: Path, **options) -> None:
+    """Train `model` under the governance callback (its audit log in `run_dir`; `options`
+    as the callback takes them, e.g. signal="drift"), then verify the log and print the
+    run's outcome."""
     audit = start_audit(run_dir, model, cfg, training_args=args, seed=SEED)
     probe = {"input_ids": corpus.train[:8], "labels": corpus.train[:8]}
-    callback = GovernanceCallback(cfg, audit=audit, probe_batch=probe, seed=SEED)
+    callback = GovernanceCallback(cfg, audit=audit, probe_batch=probe, seed=SEED, **options)
     trainer = Trainer(
         model=model,
         args=args,

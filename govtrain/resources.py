@@ -33,3 +33,19 @@ def configs_dir() -> Path:
 def config_path(name: str) -> Path:
     """A shipped config by file name, e.g. `quickstart.yaml`."""
     return configs_dir() / name
+
+
+def packaged_configs() -> dict[str, Path]:
+    """The shipped configs by name (`quickstart`, `smoke`, ...), sorted."""
+    return {p.stem: p for p in sorted(configs_dir().glob("*.yaml"))}
+
+
+def config_summary(path: Path) -> str:
+    """A config's first comment line: what it is for, as its header says."""
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#"):
+                return line.lstrip("#").strip()
+            if line.strip():
+                break
+    return ""

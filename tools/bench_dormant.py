@@ -27,7 +27,7 @@ from govtrain.pipeline.config import GovernOptions, RunConfig
 from govtrain.pipeline.governor import Governor
 from govtrain.pipeline.models import build_model, per_sample_loss
 from govtrain.pipeline.schedule import build_optimizer
-from tools.bench_training import bench_arguments, bench_config, growth_config
+from tools.bench_training import bench_arguments, bench_config, with_hierarchy
 
 MODES = ("frozen", "bypass")
 
@@ -80,8 +80,8 @@ def main() -> None:
     repeats = 3 if args.quick else args.repeats
     vocab, batch = cfg.data.vocab_size, cfg.governance.router.batch_size
     arms = {
-        "frozen": governed(cfg, vocab),
-        "bypass": governed(growth_config(cfg, "none"), vocab),
+        "frozen": governed(with_hierarchy(cfg, dormant="frozen", grow="none"), vocab),
+        "bypass": governed(with_hierarchy(cfg, dormant="bypass", grow="none"), vocab),
     }
     arms["bypass"][0].load_state_dict(arms["frozen"][0].state_dict())
     ids = torch.randint(

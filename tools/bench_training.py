@@ -4,13 +4,15 @@ The arms train the same model from the same initial weights on the same batches
 with the same optimiser:
 
 * baseline: a plain PyTorch loop (no govtrain in the step at all);
-* governed: the GovernedTrainer on the config as written (dormant levels frozen);
-* growth:   the same config with `hierarchy.dormant: bypass`, `hierarchy.grow`
-            (`--grow`, default stack) and `hierarchy.converge_after_lower`:
-            dormant levels are not computed and start, when activated, from the
-            trained blocks below (governance/growth.py), and no group converges
-            before the groups below it; `--full-depth-at F` moves the top level's
-            emergency deadline to F of the run;
+* governed: the GovernedTrainer on the config as written. The benchmark config's
+            recipe (configs/bench_shakespeare.yaml): dormant levels bypassed
+            (not computed) and grown by stacking the trained blocks below when
+            they activate, no group converging before the groups below it, every
+            level active by half the run; `--grow` swaps the growth operator;
+* frozen:   the same config with round 2's hierarchy (`ROUND2`: dormant levels
+            frozen but computed, nothing grown, deadlines at a tenth of the
+            run), the recipe growth replaced; `--without-frozen` leaves
+            it out (long horizons);
 * observe:  (`--observe`) the GovernedTrainer in shadow mode (`train.mode:
             observe`): signals, decisions and the audit log, nothing applied, so
             observe / baseline is the cost of governing itself.
@@ -28,7 +30,7 @@ is one JSON object.
 
     python -m tools.bench_training                    # configs/bench_shakespeare.yaml
     python -m tools.bench_training --quick            # smoke run, seconds
-    python -m tools.bench_training --corpus pycode --steps 1800   # tools/corpora.py
+    python -m tools.bench_training --corpus pycode --steps 1800 --without-frozen
     python -m tools.bench_training --config FILE --steps N --plot curve.png
     python -m tools.bench_training --overhead-only --steps 100   # baseline vs observe
 """
@@ -229,15 +231,21 @@ def speedup(base: dict, arm: dict) -> float:
     return (base["seconds"] if reached is None else reached[1]) / arm["seconds"]
 
 
-def growth_config(cfg: RunConfig, grow: str, full_depth_at: float | None = None) -> RunConfig:
-    """`cfg` with its dormant levels bypassed and grown by `grow` when they activate, each
-    group converging only after the groups below it (`converge_after_lower`), and the top
-    level's emergency deadline at `full_depth_at` of the run (None: as configured)."""
+# Round 2's hierarchy: what the benchmark config's governance was before growth won
+# (BENCHMARKS.md, "Growth"): dormant levels frozen, nothing grown, a level's emergency
+# deadline at a tenth of the run, groups free to converge whatever the groups below do.
+ROUND2 = {
+    "dormant": "frozen",
+    "grow": "none",
+    "converge_after_lower": False,
+    "emergency_fraction": 0.1,
+}
+
+
+def with_hierarchy(cfg: RunConfig, **update) -> RunConfig:
+    """`cfg` with these `governance.hierarchy` fields replaced (validated again)."""
     gov = cfg.governance
-    update: dict = {"dormant": "bypass", "grow": grow, "converge_after_lower": True}
-    if full_depth_at is not None:
-        update["emergency_fraction"] = full_depth_at
-    hierarchy = gov.hierarchy.model_copy(update=update)
+    hierarchy = type(gov.hierarchy).model_validate({**gov.hierarchy.model_dump(), **update})
     return cfg.model_copy(update={"governance": gov.model_copy(update={"hierarchy": hierarchy})})
 
 
@@ -306,20 +314,18 @@ def main() -> None:
     parser.add_argument(
         "--overhead-only", action="store_true", help="only the baseline and observe arms"
     )
-    parser.add_argument("--grow", default="stack", choices=("stack", "identity", "none"))
+    parser.add_argument(
+        "--grow", choices=("stack", "identity", "none"), help="the governed arm's growth operator"
+    )
     parser.add_argument("--observe", action="store_true", help="add the shadow-mode arm")
     parser.add_argument(
-        "--without-governed",
+        "--without-frozen",
         action="store_true",
-        help="leave out the governed arm (the baseline and growth arms only: long horizons)",
-    )
-    parser.add_argument(
-        "--full-depth-at",
-        type=float,
-        help="growth arm: the fraction of the run by which every level is active",
+        help="leave out the frozen arm (round 2's recipe): long horizons",
     )
     args = parser.parse_args()
     cfg = bench_config(args)
+    governed = with_hierarchy(cfg, grow=args.grow) if args.grow else cfg
     from govtrain.pipeline.data import load_corpus
 
     corpus = load_corpus(cfg.data, cfg.seed)
@@ -330,13 +336,11 @@ def main() -> None:
             return
         arms: dict[str, PlainArm | GovernedArm] = {
             "baseline": PlainArm(cfg, corpus),
-            "governed": GovernedArm(cfg, Path(tmp) / "governed"),
-            "growth": GovernedArm(
-                growth_config(cfg, args.grow, args.full_depth_at), Path(tmp) / "growth"
-            ),
+            "governed": GovernedArm(governed, Path(tmp) / "governed"),
+            "frozen": GovernedArm(with_hierarchy(cfg, **ROUND2), Path(tmp) / "frozen"),
         }
-        if args.without_governed:
-            del arms["governed"]
+        if args.without_frozen:
+            del arms["frozen"]
         if args.observe:
             arms["observe"] = GovernedArm(observe_cfg, Path(tmp) / "observe")
         results = race(arms, cfg)
@@ -350,7 +354,9 @@ def main() -> None:
     print(
         f"device {device.type}, {cfg.governance.total_steps} steps, model {cfg.model.n_layer}x"
         f"{cfg.model.n_embd}, batch {cfg.governance.router.batch_size} x {cfg.data.seq_len}, "
-        f"corpus {args.corpus or cfg.data.path or cfg.data.source}, grow {args.grow}"
+        f"corpus {args.corpus or cfg.data.path or cfg.data.source}, "
+        f"governed: dormant {governed.governance.hierarchy.dormant}, "
+        f"grow {governed.governance.hierarchy.grow}"
     )
     for name, arm in results.items():
         print(
@@ -361,10 +367,10 @@ def main() -> None:
         "device": device.type,
         "steps": cfg.governance.total_steps,
         "corpus": args.corpus,
-        "grow": args.grow,
+        "grow": governed.governance.hierarchy.grow,
         "baseline": {k: base[k] for k in ("eval", "seconds", "flops", "forward_flops")},
     }
-    for name in ("governed", "growth", "observe"):
+    for name in ("governed", "frozen", "observe"):
         if name not in results:
             continue
         arm = results[name]

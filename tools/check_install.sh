@@ -6,7 +6,10 @@
 #      ConvergenceGovernor` work (TLC may say SKIPPED), while `govtrain run` ends with
 #      one line naming the train extra;
 #   3. `govtrain report` names the report extra, and with it (still no torch) draws the run;
-#   4. with the train extra, `govtrain run --stop-after 20` works there and verifies.
+#   4. the packaged configs are listed and named (`govtrain configs`, `explore small`),
+#      and the package is typed (py.typed);
+#   5. with the train extra, `govtrain run quickstart --stop-after 20` works there and
+#      verifies, and so does the Llama example under the HF Trainer (examples/hf_llama.py).
 # Usage: tools/check_install.sh RUN_DIR   (a finished run to audit, e.g. CI's smoke run)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -30,6 +33,13 @@ if "$work/venv/bin/python" -c "import torch" 2>/dev/null; then
     echo "FAIL: the base install pulled in torch"; exit 1
 fi
 "$gt" audit verify "$run"
+"$gt" configs | grep -q "^quickstart " || { echo "FAIL: govtrain configs lists no quickstart"; exit 1; }
+"$gt" explore small | tail -1
+"$work/venv/bin/python" - <<'PY'
+from importlib.resources import files
+assert files("govtrain").joinpath("py.typed").is_file(), "py.typed is not in the wheel"
+print("py.typed: shipped")
+PY
 "$gt" specs conform "$run" >/dev/null && echo "specs conform: ok"
 set +e
 "$gt" specs check ConvergenceGovernor; rc=$?
@@ -47,6 +57,8 @@ grep -q "govtrain\[report\]" "$work/err" || { echo "FAIL: expected a line naming
 "$work/venv/bin/python" -c "import torch" 2>/dev/null && { echo "FAIL: [report] pulled in torch"; exit 1; }
 
 "$work/venv/bin/pip" install -q -c "$repo/constraints/ci.txt" "$wheel[train]"
-"$gt" run --stop-after 20 --run-dir "$work/elsewhere/run" --no-progress >/dev/null
+"$gt" run quickstart --stop-after 20 --run-dir "$work/elsewhere/run" --no-progress >/dev/null
 "$gt" audit verify "$work/elsewhere/run"
+"$work/venv/bin/python" "$repo/examples/hf_llama.py" --steps 12 --run-dir "$work/elsewhere/llama" | tail -1
+"$gt" audit verify "$work/elsewhere/llama"
 echo "install check: ok"

@@ -15,10 +15,11 @@ import click
 
 from govtrain.audit.errors import AuditError
 from govtrain.cli.audit import audit, keys
+from govtrain.cli.params import CONFIG, CONFIG_OR_OVERRIDE
 from govtrain.cli.specs import specs
 from govtrain.governance.config import TIERS
 from govtrain.governance.errors import GovtrainError
-from govtrain.resources import config_path
+from govtrain.resources import config_path, config_summary, packaged_configs
 
 
 class _Group(click.Group):
@@ -54,7 +55,7 @@ OVERRIDES = click.argument("overrides", nargs=-1, metavar="[FIELD=VALUE]...")
 
 
 @main.command()
-@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("config", type=CONFIG)
 @OVERRIDES
 @click.option("--max-states", default=200_000, show_default=True, help="Stop exploring past this.")
 @click.option(
@@ -147,7 +148,15 @@ DEFAULT_CONFIG = config_path("quickstart.yaml")
 
 
 @main.command()
-@click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def configs() -> None:
+    """List the configs that ship with govtrain: any command taking CONFIG takes the name."""
+    for name, path in packaged_configs().items():
+        click.echo(f"{name:18s} {config_summary(path)}")
+    click.echo(f"(in {DEFAULT_CONFIG.parent}; copy one to start your own)")
+
+
+@main.command()
+@click.argument("config", required=False, type=CONFIG_OR_OVERRIDE)
 @OVERRIDES
 @click.option(
     "--run-dir",
@@ -173,7 +182,7 @@ DEFAULT_CONFIG = config_path("quickstart.yaml")
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run(
-    config: Path | None,
+    config: Path | str | None,
     overrides: tuple[str, ...],
     run_dir: Path | None,
     resume_dir: Path | None,
@@ -181,7 +190,8 @@ def run(
     key_path: Path | None,
     no_progress: bool,
 ) -> None:
-    """Train under governance: CONFIG, or configs/quickstart.yaml when none is given.
+    """Train under governance: CONFIG (a file, or a packaged config's name: `govtrain
+    configs`), or the packaged quickstart when none is given.
 
     FIELD=VALUE overrides a field of the config (e.g. train.lr=1e-3
     governance.governor.patience=8); the run commits to the config with them.
@@ -189,8 +199,8 @@ def run(
     """
     from govtrain.pipeline.logs import configure_logging
 
-    if config is not None and "=" in config.name and not config.exists():
-        config, overrides = None, (str(config), *overrides)  # overrides of the default
+    if isinstance(config, str):
+        config, overrides = None, (config, *overrides)  # overrides of the default
     if any("=" not in o for o in overrides):
         raise click.UsageError("CONFIG comes first, then the FIELD=VALUE overrides")
     launch = _train_side("govtrain.pipeline.launch")

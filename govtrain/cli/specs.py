@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from govtrain.cli.params import CONFIG
 from govtrain.governance.errors import GovtrainError
 from govtrain.resources import config_path, manifest_path
 
@@ -342,7 +343,7 @@ def conform_graph(config: Path | None, as_json: bool, bug: str | None, manifest:
 
 
 @specs.command("check-config")
-@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("config", type=CONFIG)
 @click.option(
     "--needs",
     default="1",
@@ -388,7 +389,7 @@ def check_config_command(config: Path, needs: str, timeout: int) -> None:
 
 
 @specs.command("gen-model")
-@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("config", type=CONFIG)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -12,6 +12,7 @@ from typing import Any
 from govtrain.formal.replay import ReplayReport, replay
 from govtrain.formal.toolchain import Toolchain
 from govtrain.formal.trace import TraceValidation, trace_lines, validate_trace
+from govtrain.formal.vocabulary import OutOfTLCRange
 from govtrain.governance.errors import GovtrainError
 
 
@@ -99,6 +100,8 @@ def conform_records(
     start = time.monotonic()
     try:
         lines = list(trace_lines(records))
+    except OutOfTLCRange as exc:  # TLC cannot evaluate it: no verdict either way
+        return ConformReport(report, error, replay_seconds, None, str(exc), True, 0.0)
     except (KeyError, TypeError, ValueError, IndexError, GovtrainError) as exc:
         note = f"cannot export the trace ({type(exc).__name__}: {exc})"
         return ConformReport(report, error, replay_seconds, None, note, False, 0.0)

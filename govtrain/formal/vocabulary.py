@@ -16,6 +16,7 @@ from math import lcm
 from typing import Any
 
 from govtrain.governance.config import GovernanceConfig
+from govtrain.governance.errors import GovtrainError
 from govtrain.governance.state import GovernanceState, GroupState, Phase
 
 # spec variable -> field of GovernanceState (whole state) or GroupState (one per group).
@@ -110,9 +111,29 @@ def integer_scale(values: Iterable[float]) -> tuple[list[int], int]:
     return [int(f * scale) for f in fracs], scale
 
 
+# TLC's integers are Java ints: a value past this is an evaluation error, not a verdict.
+TLC_MAX_INT = 2**31 - 1
+
+
+class OutOfTLCRange(GovtrainError):
+    """A config TLC cannot evaluate: a product the spec computes overflows its integers."""
+
+
 def training_constants(cfg: GovernanceConfig, needs: Sequence[float] = NEEDS) -> dict[str, Any]:
-    """GovernedTraining's constants for a governance config, keyed as CONSTANT_NAMES."""
+    """GovernedTraining's constants for a governance config, keyed as CONSTANT_NAMES.
+
+    Raises OutOfTLCRange where the level deadlines' exact arithmetic (HierarchyActivator's
+    `EmergencyFraction[1] * TotalSteps * k`) would overflow TLC's integers, e.g. a
+    fraction written as 1/3's sixteen-digit decimal: TLC would stop with an evaluation
+    error that reads as a divergence."""
     frac = cfg.hierarchy.emergency_ratio  # the decimal as written, exactly
+    top = max(cfg.hierarchy.levels - 1, 1)
+    if max(frac.numerator * cfg.total_steps * top, frac.denominator * top) > TLC_MAX_INT:
+        raise OutOfTLCRange(
+            f"hierarchy.emergency_fraction {cfg.hierarchy.emergency_fraction!r} (exactly "
+            f"{frac}) at total_steps {cfg.total_steps} overflows TLC's 32-bit integers in "
+            "the level deadlines; a decimal with fewer digits (e.g. 0.33) fits"
+        )
     mults, _ = integer_scale(cfg.governor.multipliers[p] for p in MULTIPLIED_PHASES)
     need_ints, _ = integer_scale(needs)
     values = (

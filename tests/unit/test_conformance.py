@@ -3,7 +3,10 @@ thing: tests/integration/test_conformance.py)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import networkx as nx
+import pytest
 
 from govtrain.formal import compare as conf
 from govtrain.formal import vocabulary as voc
@@ -226,3 +229,22 @@ def test_other_models_use_small_yaml_bounds(small_cfg):
     router = (ROOT / "specs" / "MCGradientRouter.cfg").read_text()
     assert f"Batch = {small_cfg.router.batch_size}" in router
     assert f"Warmup = {small_cfg.router.warmup_steps}" in router
+
+
+def test_a_fraction_past_tlc_integers_is_no_verdict_rather_than_a_divergence(small_cfg):
+    """1/3 written as a float is 3333333333333333/10**16 exactly: the deadlines' products
+    overflow TLC's Java ints, so TLC is skipped with the reason, while a short decimal
+    (the same run's constants otherwise) fits."""
+    from govtrain.formal.conform import conform_records
+    from govtrain.formal.toolchain import Toolchain
+
+    third = small_cfg.hierarchy.model_copy(update={"emergency_fraction": 1 / 3})
+    cfg = small_cfg.model_copy(update={"hierarchy": third})
+    with pytest.raises(voc.OutOfTLCRange, match=r"emergency_fraction 0\.333.*total_steps"):
+        voc.training_constants(cfg)
+    short = small_cfg.hierarchy.model_copy(update={"emergency_fraction": 0.33})
+    assert voc.training_constants(small_cfg.model_copy(update={"hierarchy": short}))
+    start = SimpleNamespace(kind="run_start", body={"config": {"governance": cfg.model_dump()}})
+    toolchain = Toolchain(java="java-never-run", jar=ROOT / "no-such.jar")
+    report = conform_records([start], toolchain=toolchain)
+    assert report.tlc_skipped and "overflows TLC" in (report.tlc_note or "")
