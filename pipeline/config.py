@@ -11,7 +11,7 @@ import copy
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -27,6 +27,9 @@ from govtrain.governance.config import (
 )
 from govtrain.governance.errors import ConfigError
 from govtrain.governance.readings import SIGNALS, measures
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class ModelConfig(StrictSection):
@@ -269,11 +272,15 @@ def parse_config(data: Any, source: str = "config") -> RunConfig:
         raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
 
 
-def load_config(path: Path, overrides: Sequence[str] = ()) -> RunConfig:
+def load_config(
+    path: Path, overrides: Sequence[str] = (), model: nn.Module | None = None
+) -> RunConfig:
     """Read and validate a YAML run config, with `FIELD=VALUE` overrides applied first.
 
     Relative data paths resolve against the file, or, when an override set the
-    path, against the working directory the command was typed in.
+    path, against the working directory the command was typed in. `governance.groups:
+    auto` is written out from `model`, or from the config's own `model` section
+    (pipeline/autogroups.py; needs torch).
     """
     path = Path(path)
     data = load_yaml(path)
@@ -281,6 +288,16 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> RunConfig:
     if overrides:
         data = apply_overrides(data, overrides)
         source = f"{path} with {' '.join(repr(o)[1:-1] for o in overrides)}"  # one line
+    governance = data.get("governance") if isinstance(data, dict) else None
+    if isinstance(governance, dict) and governance.get("groups") == "auto":
+        try:
+            from govtrain.pipeline.autogroups import resolve_auto_groups
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"{source}: governance.groups 'auto' reads the model's structure, which "
+                f"needs torch ({exc.name} is not installed): pip install 'govtrain[train]'"
+            ) from None
+        data = resolve_auto_groups(data, model, source)
     cfg = parse_config(data, source)
     if cfg.data is not None and cfg.data.path is not None and not cfg.data.path.is_absolute():
         typed = any(o.partition("=")[0] in ("data", "data.path") for o in overrides)

@@ -141,13 +141,21 @@ class Blocks:
         ]
 
 
-def find_blocks(model: nn.Module) -> tuple[str, list[nn.Module]]:
-    """The model's residual stack, by its known names; one line when it has none."""
+def block_list(model: nn.Module) -> tuple[str, list[nn.Module]] | None:
+    """The model's residual stack by its known names (BLOCK_LISTS): its path and blocks."""
     for name, module in model.named_modules():
         if isinstance(module, nn.ModuleList) and any(
             name == s or name.endswith("." + s) for s in BLOCK_LISTS
         ):
             return name, list(module)
+    return None
+
+
+def find_blocks(model: nn.Module) -> tuple[str, list[nn.Module]]:
+    """The model's residual stack, by its known names; one line when it has none."""
+    found = block_list(model)
+    if found is not None:
+        return found
     raise GovtrainError(
         f"hierarchy.dormant 'bypass' skips residual blocks, but {type(model).__name__} has "
         f"no block list ({', '.join(BLOCK_LISTS)}): use dormant 'frozen'"

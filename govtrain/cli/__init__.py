@@ -64,18 +64,30 @@ OVERRIDES = click.argument("overrides", nargs=-1, metavar="[FIELD=VALUE]...")
     help="Visit every concrete state (exact, but grows with total_steps and patience) instead "
     "of the abstract model (sound: no violation there means none here).",
 )
-def explore(config: Path, overrides: tuple[str, ...], max_states: int, concrete: bool) -> None:
+@click.option(
+    "--groups",
+    "show_groups",
+    is_flag=True,
+    help="First list the groups (level, patterns), e.g. what `groups: auto` built.",
+)
+def explore(
+    config: Path, overrides: tuple[str, ...], max_states: int, concrete: bool, show_groups: bool
+) -> None:
     """Check every invariant of CONFIG's governance over all its reachable states.
 
     By default through the abstract model of governance/abstraction.py (seconds for the
     shipped configs); --concrete visits every concrete state. FIELD=VALUE overrides a
-    field of CONFIG first (e.g. governance.governor.patience=3).
+    field of CONFIG first (e.g. governance.governor.patience=3). A config with
+    `groups: auto` builds its model's structure first (needs torch).
     """
     from govtrain.governance.abstraction import AbstractExploration, explore_abstract
     from govtrain.governance.explore import explore as explore_concrete
     from govtrain.pipeline.config import load_config
 
     cfg = load_config(config, overrides).governance
+    if show_groups:
+        for group in cfg.groups:
+            click.echo(f"group {group.name} (level {group.level}): {' '.join(group.patterns)}")
     run_exploration = explore_concrete if concrete else explore_abstract
     result = run_exploration(cfg, max_states=max_states, progress=_Progress())
     states, edges = result.graph.number_of_nodes(), result.graph.number_of_edges()
