@@ -30,8 +30,9 @@ from `output.logits` and the `labels` the Trainer passed, without gradient:
 * causal LM heads (`MODEL_FOR_CAUSAL_LM_MAPPING_NAMES`, e.g. GPT2LMHeadModel):
   next-token cross-entropy, labels shifted by one, `-100` ignored, averaged
   over each sample's counted tokens;
-* sequence classification heads (`MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES`,
-  e.g. BertForSequenceClassification): the loss the head itself uses, per
+* sequence and image classification heads (`MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES`,
+  `MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES`, e.g. BertForSequenceClassification,
+  ViTForImageClassification): the loss the head itself uses, per
   sample: cross-entropy, MSE (`num_labels == 1`) or mean BCE (multi-label);
 * anything else: pass `per_sample_loss=fn(logits, labels) -> [B]`.
 
@@ -96,6 +97,7 @@ from torch import Tensor, nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.models.auto.modeling_auto import (
     MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
     MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
 )
 
@@ -106,6 +108,7 @@ from govtrain.governance.errors import GovtrainError
 from govtrain.pipeline.config import parse_options
 from govtrain.pipeline.distributed import current_world
 from govtrain.pipeline.driver import Driven, Driver
+from govtrain.pipeline.routed import runs_natively
 from govtrain.pipeline.runlog import create_run_log
 
 log = structlog.get_logger("govtrain")
@@ -167,12 +170,16 @@ def per_sample_loss_for(model: nn.Module) -> PerSampleLoss:
     name = type(model).__name__
     if name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
         return causal_lm_loss
-    if name in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.values():
+    classifiers = (
+        *MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.values(),
+        *MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES.values(),  # ViT's: the same losses
+    )
+    if name in classifiers:
         problem = getattr(getattr(model, "config", None), "problem_type", None)
         return lambda logits, labels: sequence_classification_loss(logits, labels, problem)
     raise HFGovernanceError(
-        f"no per-sample loss known for {name}: supported are causal LM and sequence "
-        f"classification heads; pass per_sample_loss=fn(logits, labels) -> [batch]"
+        f"no per-sample loss known for {name}: supported are causal LM, sequence and "
+        f"image classification heads; pass per_sample_loss=fn(logits, labels) -> [batch]"
     )
 
 
@@ -370,8 +377,8 @@ class GovernanceCallback(Driven, TrainerCallback):
             batch = self._batch
             if not (module.training and torch.is_grad_enabled()) or batch is None:
                 return None
-            if ids.dim() == 0 or ids.shape[0] == batch:
-                return None
+            if ids.dim() == 0 or ids.shape[0] == batch or runs_natively(module):
+                return None  # per-sample rows, or nothing routed (freezing needs none)
             if ids.shape[0] == 1:  # positions shared by every sample, e.g. GPT-2's wpe
                 return (ids.expand(batch, *ids.shape[1:]),)
             raise HFGovernanceError(

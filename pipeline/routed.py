@@ -75,6 +75,12 @@ def _native(route: dict[str, RouteSlot]) -> bool:
     return all(slot.native for slot in route.values())
 
 
+def runs_natively(module: nn.Module) -> bool:
+    """Whether `module`'s next forward routes every sample (or it is not routed at all):
+    its plain PyTorch forward runs, so nothing about its inputs has to be per sample."""
+    return _native(getattr(module, "route", {}))
+
+
 def _flat(t: Tensor) -> Tensor:
     return t.reshape(-1, t.shape[-1])
 
