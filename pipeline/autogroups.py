@@ -12,7 +12,10 @@ the coarse-to-fine split the shipped configs write by hand:
   pooler, classifier).
 
 `embed`, `blocks_0` and `head` make level 0: the bottom and the top of the model
-train first, the middle arrives level by level. The groups are written into the
+train first, the middle arrives level by level. Only trainable parameters are claimed:
+a parameter frozen before governance starts (a PEFT model's base weights) stays outside
+every group, and a part with nothing trainable gets no group (adapters-only models
+have no `embed` or `head`). The groups are written into the
 config before it is validated, so the run's log records them like any others and
 replay never needs the model.
 """
@@ -67,41 +70,52 @@ def auto_groups(model: nn.Module, levels: int) -> list[dict[str, Any]]:
             f"governance.groups: 'auto' splits {len(blocks)} blocks of {prefix} into "
             f"hierarchy.levels {levels}: at most {len(blocks)} levels"
         )
-    before, after = _outside(model, prefix)
-    groups = [{"name": "embed", "patterns": before, "level": 0}] if before else []
+    trainable = {name: p.requires_grad for name, p in model.named_parameters()}
+    inside = [[n for n in trainable if n.startswith(f"{prefix}.{i}.")] for i in range(len(blocks))]
+    stack = {n for names in inside for n in names}
+    first = next(iter(stack), None)
+    order = list(trainable)
+    cut = order.index(first) if first is not None else len(order)
+    before = [n for n in order[:cut] if n not in stack]
+    after = [n for n in order[cut:] if n not in stack]
+    groups = []
+    if patterns := _claims(trainable, before):
+        groups.append({"name": "embed", "patterns": patterns, "level": 0})
     start = 0
     for level in range(levels):
         size = len(blocks) // levels + (level < len(blocks) % levels)
-        patterns = [f"{prefix}.{i}.*" for i in range(start, start + size)]
-        groups.append({"name": f"blocks_{level}", "patterns": patterns, "level": level})
+        patterns = [
+            p for i in range(start, start + size) for p in _claims(trainable, inside[i], i, prefix)
+        ]
+        if patterns:
+            groups.append({"name": f"blocks_{level}", "patterns": patterns, "level": level})
         start += size
-    if after:
-        groups.append({"name": "head", "patterns": after, "level": 0})
+    if patterns := _claims(trainable, after):
+        groups.append({"name": "head", "patterns": patterns, "level": 0})
     return groups
 
 
-def _outside(model: nn.Module, prefix: str) -> tuple[list[str], list[str]]:
-    """The trainable parameters registered before and after the block list, as patterns:
-    a module's `path.*` where every parameter under it is outside the stack, else the
-    parameter's own name."""
-    before: list[str] = []
-    after: list[str] = []
-    seen_stack = False
-    for name, param in model.named_parameters():
-        if name.startswith(prefix + "."):
-            seen_stack = True
-            continue
-        if not param.requires_grad:
-            continue
-        side = after if seen_stack else before
-        if any(fnmatchcase(name, p) for p in side):
+def _claims(
+    trainable: dict[str, bool], names: list[str], block: int | None = None, prefix: str = ""
+) -> list[str]:
+    """Patterns claiming exactly the trainable ones of `names` (one part of the model): the
+    whole block's `prefix.i.*`, else each parameter's module `path.*`, wherever that
+    claims nothing frozen and nothing outside the part, else the parameter's own name.
+    A frozen parameter is never claimed: it stays outside governance (a PEFT base)."""
+    part = set(names)
+
+    def clean(pattern: str) -> bool:
+        return all(trainable[n] and n in part for n in trainable if fnmatchcase(n, pattern))
+
+    if block is not None and names and clean(f"{prefix}.{block}.*"):
+        return [f"{prefix}.{block}.*"]
+    claims: list[str] = []
+    for name in names:
+        if not trainable[name] or any(fnmatchcase(name, p) for p in claims):
             continue
         module = name.rpartition(".")[0]
-        # the module's pattern, unless it would reach into the stack (a parameter of
-        # the stack's own parent module): then the parameter's exact name
-        inside = prefix.startswith(module + ".") or not module
-        side.append(name if inside else f"{module}.*")
-    return before, after
+        claims.append(f"{module}.*" if module and clean(f"{module}.*") else name)
+    return claims
 
 
 def resolve_auto_groups(data: dict, model: nn.Module | None, source: str) -> dict:

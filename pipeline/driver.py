@@ -141,7 +141,7 @@ class Driver:
     ) -> list[str]:
         """Why `loop` (someone else's) cannot govern `model` with `optimizer`, in the
         terms every such loop shares; empty when it can."""
-        problems = untrainable(model, optimizer)
+        problems = untrainable(model, optimizer, cfg.groups)
         if audit is not None and world is not None and not world.leader:
             problems.append(f"an audit log on rank {world.rank}: only rank 0 writes the log")
         return problems + refused(cfg, loop)

@@ -50,7 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from govtrain.governance import growth, routing, taxonomy
-from govtrain.governance.config import GovernanceConfig
+from govtrain.governance.config import GovernanceConfig, GroupConfig
 from govtrain.governance.errors import GovtrainError
 from govtrain.governance.record import StepRecord, decision_from_dict, decision_to_dict
 from govtrain.governance.state import (
@@ -433,19 +433,30 @@ class Governor:
         self._apply_freezing()
 
 
-def untrainable(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
-    """Why `model` cannot be governed by someone else's loop with `optimizer`: parameters
-    frozen before governance starts, or missing from the optimizer (either would never be
-    updated once its group activates). Empty when it can."""
+def untrainable(
+    model: nn.Module, optimizer: torch.optim.Optimizer, groups: tuple[GroupConfig, ...]
+) -> list[str]:
+    """Why `model` cannot be governed by someone else's loop with `optimizer`: a parameter
+    a group claims but frozen before governance starts, or a trainable one missing from
+    the optimizer (either would never be updated once its group activates). A frozen
+    parameter no group claims stays outside governance (a PEFT model's base weights).
+    Empty when it can."""
     problems = []
-    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    frozen = [
+        n
+        for n, p in model.named_parameters()
+        if not p.requires_grad and taxonomy.group_of(n, groups) is not None
+    ]
     if frozen:
         problems.append(
             f"{len(frozen)} parameter(s) frozen before governance starts (e.g. {frozen[0]}): "
-            f"leave every parameter trainable and let the groups' levels freeze them"
+            f"leave every parameter a group claims trainable and let the groups' levels "
+            f"freeze them"
         )
     in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    missing = [n for n, p in model.named_parameters() if id(p) not in in_optimizer]
+    missing = [
+        n for n, p in model.named_parameters() if p.requires_grad and id(p) not in in_optimizer
+    ]
     if missing:
         problems.append(
             f"{len(missing)} parameter(s) missing from the optimizer (e.g. {missing[0]}): "

@@ -19,6 +19,8 @@ pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate"
 from transformers import (
     GemmaConfig,
     GemmaForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
     MistralConfig,
     MistralForCausalLM,
     Qwen2Config,
@@ -28,6 +30,7 @@ from transformers import (
     T5Config,
     T5ForConditionalGeneration,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     ViTConfig,
     ViTForImageClassification,
@@ -95,17 +98,19 @@ def governance(groups: list[dict], master: int) -> dict:
     }  # fmt: skip
 
 
-def train(model: nn.Module, rows: list[dict], raw: dict, run_dir: Path, **kw) -> None:
+def train(
+    model: nn.Module, rows: list[dict], raw: dict, run_dir: Path, extra=(), steps=STEPS, **kw
+) -> None:
     cfg = parse_governance(raw)
     args = TrainingArguments(
-        output_dir=str(run_dir / "hf"), max_steps=STEPS, per_device_train_batch_size=BATCH,
+        output_dir=str(run_dir / "hf"), max_steps=steps, per_device_train_batch_size=BATCH,
         learning_rate=1e-2, lr_scheduler_type="constant", save_strategy="no",
         report_to="none", use_cpu=True, disable_tqdm=True, seed=0, dataloader_drop_last=True,
     )  # fmt: skip
     callback = GovernanceCallback(
         cfg, audit=start_audit(run_dir, model, cfg, training_args=args), **kw
     )
-    Trainer(model=model, args=args, train_dataset=rows, callbacks=[callback]).train()
+    Trainer(model=model, args=args, train_dataset=rows, callbacks=[callback, *extra]).train()
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -158,3 +163,49 @@ def test_t5_is_governed_by_freezing_and_refuses_routing_naming_the_module(tmp_pa
     with pytest.raises(GovtrainError, match="relative_attention_bias"):
         train(t5(), lm_rows(), governance(T5_GROUPS, 2 * BATCH), tmp_path / "routed",
               per_sample_loss=seq2seq_loss)  # fmt: skip
+
+
+def test_lora_adapters_are_the_groups_and_freeze_bottom_up(tmp_path: Path) -> None:
+    """A PEFT LoRA Llama: the base stays frozen and outside governance, `groups: auto`
+    claims only the adapters, they converge lower level first (`converge_after_lower`),
+    and once the lower adapters are frozen the backward no longer reaches their layers."""
+    peft = pytest.importorskip("peft")
+    torch.manual_seed(0)
+    base = LlamaForCausalLM(LlamaConfig(**{**DECODER, "num_hidden_layers": 4}))
+    lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                           lora_dropout=0.0, task_type="CAUSAL_LM")  # fmt: skip
+    model = peft.get_peft_model(base, lora)
+    groups = auto_groups(model, 2)
+    assert [g["name"] for g in groups] == ["blocks_0", "blocks_1"]
+    assert all("lora_" in p for g in groups for p in g["patterns"])
+    raw = governance(groups, 2 * BATCH)
+    raw["total_steps"] = 30
+    raw["governor"] = {"signal_threshold": 0.2, "window": 2, "patience": 2,
+                       "wake_threshold": 1e9, "max_awakenings": 0}  # fmt: skip
+    raw["hierarchy"] |= {"converge_after_lower": True, "emergency_fraction": 0.2}
+    reached: list[int] = []
+    layer0 = model.base_model.model.model.layers[0].self_attn.q_proj
+    layer0.register_full_backward_hook(lambda *a: reached.append(1))
+    calls_before = []
+
+    class Watch(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            calls_before.append(len(reached))
+
+    base_weights = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    train(model, lm_rows(), raw, tmp_path / "run", extra=[Watch()], steps=30)
+    records = read_records(tmp_path / "run" / "audit.jsonl")
+    steps = [r.body for r in records if r.kind == "step"]
+    converged = [
+        next(s["step"] for s in steps if s["state"]["groups"][g]["phase"] == "CONVERGED")
+        for g in ("blocks_0", "blocks_1")
+    ]
+    assert converged[0] < converged[1]  # bottom-up
+    # after blocks_0 froze (its decision takes effect the next step) layer 0 saw no backward
+    frozen_from = converged[0] + 1
+    assert calls_before[frozen_from] == calls_before[-1] > 0
+    assert all(
+        torch.equal(p, base_weights[n]) for n, p in model.named_parameters() if n in base_weights
+    )
+    report = conform_records(records, toolchain=tlc_toolchain())
+    assert report.replay_ok and report.tlc_status in ("ok", "skipped"), report.tlc_summary()
