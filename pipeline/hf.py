@@ -169,7 +169,8 @@ def per_sample_loss_for(model: nn.Module) -> PerSampleLoss:
     """The per-sample loss matching `model`'s head, or HFGovernanceError for other heads
     (a PEFT wrapper's: its base model's)."""
     base = getattr(model, "get_base_model", None)
-    model = base() if callable(base) else model
+    if callable(base) and isinstance(inner := base(), nn.Module):
+        model = inner
     name = type(model).__name__
     if name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
         return causal_lm_loss
