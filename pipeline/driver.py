@@ -21,8 +21,9 @@ What the driver owns, so that every loop does it alike:
   `nonfinite`; `max_nonfinite` of them in a row stop the run: the loop's last
   checkpoint is taken (`on_stop`), the log sealed with the reason, and
   `NonFiniteStreak` raised;
-* a batch whose size is not `router.batch_size` (a short last batch) is refused
-  in one line: quotas are samples of that batch;
+* a batch whose size is not `router.batch_size` (a short last batch) is refused in
+  one line (quotas are samples of a full batch), the log sealed first with status
+  "stopped" and that line, so the steps before it stay a verifiable run;
 * when to stop: at Finish (every group converged and stayed so), and only then.
   A step with every group frozen still runs (the core observes it: a level may
   activate, a probe may wake a group, the quiet count grows towards Finish); for a
@@ -156,11 +157,13 @@ class Driver:
         everyone = per_sample if shard is None else shard.losses
         batch = self.cfg.router.batch_size
         if everyone.shape != (batch,):
-            raise BatchSizeError(
+            why = (
                 f"a batch of {tuple(everyone.shape)} per-sample losses reached the router, "
                 f"router.batch_size is {batch}: quotas are samples of a full batch (drop the "
                 "short last batch: dataloader_drop_last=True / drop_last=True)"
             )
+            self.close("stopped", reason=why)  # the steps before it stay a sealed run
+            raise BatchSizeError(why)
         # the gathered global batch is alike on every rank (no collective needed to agree);
         # a rank's own batch is not
         if shard is not None:
