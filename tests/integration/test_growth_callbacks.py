@@ -113,10 +113,9 @@ def test_the_hf_trainer_skips_the_dormant_block_and_grows_it(tmp_path: Path) -> 
     )
 
 
-def test_lightning_skips_the_dormant_block_and_grows_it(tmp_path: Path) -> None:
+def lightning_gpt():
+    """The tiny GPT-2 as a LightningModule (under `model.`), returning per-sample losses."""
     import lightning as L
-
-    from govtrain.pipeline.lightning import GovernanceCallback, start_audit
 
     class GPT(L.LightningModule):
         def __init__(self) -> None:
@@ -130,15 +129,26 @@ def test_lightning_skips_the_dormant_block_and_grows_it(tmp_path: Path) -> None:
         def configure_optimizers(self):
             return torch.optim.AdamW(self.parameters(), lr=1e-2)
 
-    module = GPT()
-    runs = Runs(module.model)
-    cfg = governance()
-    # the LightningModule holds the GPT-2 under `model.`: the groups name it so
+    return GPT()
+
+
+def under_model(cfg):
+    """`cfg` with its groups' patterns under `model.`, where the LightningModule holds it."""
     groups = [
         g.model_copy(update={"patterns": tuple(f"model.{p}" for p in g.patterns)})
         for g in cfg.groups
     ]
-    cfg = cfg.model_copy(update={"groups": tuple(groups)})
+    return cfg.model_copy(update={"groups": tuple(groups)})
+
+
+def test_lightning_skips_the_dormant_block_and_grows_it(tmp_path: Path) -> None:
+    import lightning as L
+
+    from govtrain.pipeline.lightning import GovernanceCallback, start_audit
+
+    module = lightning_gpt()
+    runs = Runs(module.model)
+    cfg = under_model(governance())
     run_dir = tmp_path / "run"
     callback = GovernanceCallback(cfg, audit=start_audit(run_dir, module, cfg))
     data = DataLoader(torch.utils.data.TensorDataset(corpus()), batch_size=BATCH, drop_last=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate")
@@ -18,8 +17,15 @@ from govtrain.audit.provenance import read_records
 from govtrain.audit.verify import verify_run
 from govtrain.formal.replay import replay
 from govtrain.pipeline.driver import BatchSizeError
-from govtrain.pipeline.models import per_sample_loss
-from tests.integration.test_growth_callbacks import BATCH, STEPS, corpus, governance, tiny_gpt2
+from tests.integration.test_growth_callbacks import (
+    BATCH,
+    STEPS,
+    corpus,
+    governance,
+    lightning_gpt,
+    tiny_gpt2,
+    under_model,
+)
 
 pytestmark = pytest.mark.torch
 ROWS = 2 * BATCH + BATCH // 2  # two full batches, then a half one
@@ -56,24 +62,7 @@ def lightning_refusal(run_dir: Path) -> str:
 
     from govtrain.pipeline.lightning import GovernanceCallback, start_audit
 
-    class GPT(L.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = tiny_gpt2()
-
-        def training_step(self, batch, batch_idx):
-            per = per_sample_loss(self.model, batch[0])
-            return {"loss": per.mean(), "per_sample_loss": per}
-
-        def configure_optimizers(self):
-            return torch.optim.AdamW(self.parameters(), lr=1e-2)
-
-    module, cfg = GPT(), frozen_config()
-    groups = [
-        g.model_copy(update={"patterns": tuple(f"model.{p}" for p in g.patterns)})
-        for g in cfg.groups
-    ]
-    cfg = cfg.model_copy(update={"groups": tuple(groups)})
+    module, cfg = lightning_gpt(), under_model(frozen_config())
     callback = GovernanceCallback(cfg, audit=start_audit(run_dir, module, cfg))
     data = DataLoader(TensorDataset(corpus()[:ROWS]), batch_size=BATCH, drop_last=False)
     trainer = L.Trainer(
