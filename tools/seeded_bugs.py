@@ -686,12 +686,106 @@ CATALOGUE: tuple[SeededBug, ...] = (
         ),
         symptom="With a fractional emergency point (0.75 x 10 steps = 7.5) a level is "
         "forced on a step before the deadline the spec and the docs give.",
-        rationale="Every shipped config, the explorer's and the comparisons' included, has "
-        "whole deadlines, where floor and ceil agree, so invariants, replay and the "
-        "spec-vs-code comparison cannot see it; only the test that pins a fractional "
-        "deadline does.",
-        detectors=(_tests("test_hierarchy.py::test_a_fractional_deadline_rounds_up"),),
+        rationale="Every shipped config has whole deadlines, where floor and ceil agree, so "
+        "invariants, replay and the comparison at configs/small.yaml's 8 steps cannot see "
+        "it; the test that pins a fractional deadline does, and so does the comparison at "
+        "7 steps, whose deadline (5.25) does not divide: the spec's CeilDiv activates the "
+        "level at 6, the patched code at 5.",
+        detectors=(
+            _tests("test_hierarchy.py::test_a_fractional_deadline_rounds_up"),
+            FormalCheck("conform:GovernedTraining_UnevenDeadline"),
+        ),
         blind_to=(_tests(SMALL_INVARIANTS), FormalCheck("conform:GovernedTraining")),
+    ),
+    SeededBug(
+        name="need_grid_truncated",
+        layer="core",
+        title="learning needs truncated onto the need grid instead of rounded",
+        patches=(
+            Patch(
+                "governance/budget.py",
+                "return tuple(None if n is None else round(Fraction(n) * scale) for n in needs)",
+                "return tuple(None if n is None else int(Fraction(n) * scale) for n in needs)",
+            ),
+        ),
+        symptom="A need whose grid value has a fractional part of a half or more loses one "
+        "unit in 65536, so where two quotients nearly tie the budget goes to the other "
+        "group than the docs' rounding (half to even) gives.",
+        rationale="The core shares need_grid with replay, so a run trained by the patched "
+        "core replays under its own core, and TLC reads the grid values the trace carries; "
+        "a fresh run's needs rarely tie that closely. The test pinning the rounding of a "
+        "fractional grid value catches it.",
+        detectors=(_tests("test_budget.py::test_the_need_grid_rounds_to_nearest_not_down"),),
+        blind_to=(_tests(SMALL_INVARIANTS),),
+    ),
+    SeededBug(
+        name="shadow_applies_decided_quota",
+        layer="core",
+        title="shadow mode applies the decided quota instead of the whole batch",
+        patches=(
+            Patch(
+                "governance/routing.py",
+                "    if not enforced:\n        return batch\n",
+                "    if not enforced:\n        return min(decided, batch)\n",
+            ),
+        ),
+        symptom="`train.mode: observe` is meant to apply nothing, but each group's "
+        "backward is cut to the quota the decision holds, so the shadow run trains "
+        "differently from the plain loop it is compared with.",
+        rationale="Replay reads the applied quota through the same function, and no "
+        "shipped run, comparison or model checks shadow mode; the test pinning "
+        "applied_quota in shadow mode for every phase and quota catches it.",
+        detectors=(
+            _tests(
+                "test_routing.py::test_shadow_mode_applies_the_whole_batch_whatever_was_decided"
+            ),
+        ),
+        blind_to=(_tests(SMALL_INVARIANTS),),
+    ),
+    SeededBug(
+        name="horizon_ignores_warmup",
+        layer="core",
+        title="the clock's horizon ignores the router's warmup",
+        patches=(
+            Patch(
+                "governance/config.py",
+                "return max(self.router.warmup_steps, self.deadline(self.hierarchy.levels - 1))",
+                "return self.deadline(self.hierarchy.levels - 1)",
+            ),
+        ),
+        symptom="With a warmup longer than the last level deadline the clock saturates "
+        "before the warmup ends, so the router never leaves its warmup: every sample "
+        "reaches every group for the whole run.",
+        rationale="Every shipped config's warmup ends before its last deadline, where both "
+        "horizons agree, so invariants, replay and the comparisons cannot see it; the "
+        "test stepping the core past a warmup longer than the deadlines catches it.",
+        detectors=(_tests("test_routing.py::test_a_warmup_past_the_last_deadline_still_ends"),),
+        blind_to=(_tests(SMALL_INVARIANTS),),
+    ),
+    SeededBug(
+        name="replay_forgets_finish",
+        layer="pipeline",
+        title="replay accepts steps recorded after the run finished",
+        patches=(
+            Patch(
+                "govtrain/formal/replay.py",
+                "        if completion.finished(state, cfg):\n",
+                "        if False:\n",
+            ),
+        ),
+        symptom="A log with steps appended after its Finish (training that went on while "
+        "the record says nothing was left to train) replays as conforming.",
+        rationale="Only a run that finishes early exercises the check; the completion "
+        "test trains one to its Finish, then forges a step after it and expects replay "
+        "to name it.",
+        detectors=(
+            FailingTests(
+                (
+                    "tests/integration/test_completion.py::"
+                    "test_a_converged_run_ends_early_sealed_replayable_and_not_resumable",
+                )
+            ),
+        ),
     ),
 )
 

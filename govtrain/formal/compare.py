@@ -426,10 +426,16 @@ def conform_training(
     timeout: float = 600,
     source: str = "",
     max_states: int = 200_000,
+    total_steps: int | None = None,
 ) -> Comparison:
     """TLC's graph of GovernedTrainingLabelled against governance.explore, then every
-    decision of every explored state against the spec's DecisionFor."""
+    decision of every explored state against the spec's DecisionFor. `total_steps`
+    replaces the config's: a run length whose level deadlines do not divide exactly
+    (7 x 0.75 = 5.25 rounds up to 6) tells ceiling from floor on both sides."""
     start = time.monotonic()
+    if total_steps is not None:
+        cfg = type(cfg).model_validate({**cfg.model_dump(), "total_steps": total_steps})
+        source = f"{source} with total_steps {total_steps}"
     work = _Workdir()
     try:
         name = "ConformGovernedTraining"

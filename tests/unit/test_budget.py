@@ -159,3 +159,13 @@ def test_allocate_is_dhondt_optimal(ws: list[int], master: int, floor: int, ceil
         for h in range(len(ws)):
             if u[g] < ceiling and u[h] > floor:
                 assert ws[g] * (u[h] - floor) <= ws[h] * (u[g] - floor + 1), (u, g, h)
+
+
+def test_the_need_grid_rounds_to_nearest_not_down() -> None:
+    """0.7 on the grid of a top need of 1.0 (2**15 per unit) is 22937.6: 22938, never the
+    truncated 22937; an exact half goes to the even neighbour."""
+    assert need_grid([1.0, 0.7]) == (2**15, 22938)
+    assert need_grid([1.0, 0.7, None]) == (2**15, 22938, None)
+    half = 2.5 / 2**15  # exactly 2.5 grid units: to even, 2
+    assert need_grid([1.0, half]) == (2**15, 2)
+    assert need_grid([1.0, 3.5 / 2**15]) == (2**15, 4)

@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 
 from govtrain.governance.config import GovernanceConfig
 from govtrain.governance.errors import ObservationError
-from govtrain.governance.routing import in_warmup, quota, route
-from govtrain.governance.state import GovernanceState, GroupState, Phase
+from govtrain.governance.routing import applied_quota, in_warmup, quota, route
+from govtrain.governance.state import GovernanceState, GroupObservation, GroupState, Phase
+from govtrain.governance.step import govern, initial_state
 
 
 def state(clock: int, *phases: Phase) -> GovernanceState:
@@ -59,3 +60,27 @@ def test_route_is_the_counting_top_k(scores: list[int], k: int) -> None:
     for i, s in enumerate(scores):
         ahead = sum(x > s for x in scores) + sum(x == s for x in scores[:i])
         assert (i in chosen) == (ahead < k)
+
+
+def test_shadow_mode_applies_the_whole_batch_whatever_was_decided() -> None:
+    """`train.mode: observe` applies nothing: every group sees every sample, frozen or
+    not, whatever quota the decision holds (0, part of the batch, or more)."""
+    for phase in Phase:
+        s = state(5, phase, Phase.ACTIVE)
+        for decided in (0, 1, 3, 4, 9):
+            assert applied_quota(s, 0, decided, 4, enforced=False) == 4
+        governed = applied_quota(s, 0, 3, 4, enforced=True)
+        assert governed == (0 if s.frozen(0) else 3)
+
+
+def test_a_warmup_past_the_last_deadline_still_ends(small_cfg: GovernanceConfig) -> None:
+    """The clock saturates at the horizon, the later of the warmup and the last deadline:
+    with the warmup (7 steps) past level 1's deadline (6), the clock must still reach 7,
+    or the router would stay in its warmup for ever."""
+    router = small_cfg.router.model_copy(update={"warmup_steps": 7})
+    cfg = small_cfg.model_copy(update={"router": router})
+    assert cfg.deadline(cfg.hierarchy.levels - 1) == 6 and cfg.horizon == 7
+    s = initial_state(cfg)
+    for _ in range(cfg.total_steps + 3):
+        s = govern(s, [GroupObservation(1.0)] * len(cfg.groups), cfg).state
+    assert s.clock == 7 and not in_warmup(s, cfg)

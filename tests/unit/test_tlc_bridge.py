@@ -405,4 +405,4 @@ def test_manifest_errors_name_the_entry(tmp_path, line, message):
 
 def test_the_projects_manifest_loads():
     m = load_manifest(ROOT / "specs" / "manifest.yaml")
-    assert len(m.models) >= 30 and len(m.comparisons) == 4
+    assert len(m.models) >= 30 and len(m.comparisons) == 5
