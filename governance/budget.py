@@ -75,14 +75,20 @@ def allocate(weights: Sequence[Fraction | float | None], cfg: BudgetConfig) -> A
     for i in exact:
         units[i] = cfg.floor
     remaining = cfg.master - cfg.floor * len(exact)
-    heap = [(-w, 0, i) for i, w in exact.items() if units[i] < cfg.ceiling]
+    # D'Hondt's quotients w / (won + 1), exactly, in integers: weights scaled by their
+    # common denominator, and every divisor a group can reach (1 .. ceiling - floor)
+    # divides `span`, so w * span // (won + 1) orders and ties as the fractions do
+    scale = math.lcm(*(w.denominator for w in exact.values()))
+    span = math.lcm(*range(1, max(cfg.ceiling - cfg.floor, 1) + 1))
+    weight = {i: int(w * scale) * span for i, w in exact.items()}
+    heap = [(-weight[i], 0, i) for i in exact if units[i] < cfg.ceiling]
     heapq.heapify(heap)
     while remaining and heap:
         _, won, i = heapq.heappop(heap)
         units[i] += 1
         remaining -= 1
         if units[i] < cfg.ceiling:
-            heapq.heappush(heap, (-exact[i] / (won + 2), won + 1, i))
+            heapq.heappush(heap, (-(weight[i] // (won + 2)), won + 1, i))
     return Allocation(tuple(units), "Allocate")
 
 

@@ -7,6 +7,7 @@ typo in a YAML file is found at load time instead of a hundred steps in.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -268,7 +269,7 @@ class HierarchyConfig(StrictSection):
     def emergency_ratio(self) -> Fraction:
         """The fraction as the decimal written in the config, exactly (0.6 is 3/5, not
         0.59999...), so deadlines are exact integers here and in the TLA+ spec."""
-        return Fraction(repr(self.emergency_fraction))
+        return _as_written(self.emergency_fraction)
 
 
 class BudgetConfig(StrictSection):
@@ -411,15 +412,27 @@ class GovernanceConfig(StrictSection):
 
     def deadline(self, level: int) -> int:
         """The step count by which `level` is activated even if lower levels never converge."""
-        if level == 0:
-            return 0
-        span = self.hierarchy.emergency_ratio * self.total_steps * level
-        return max(1, math.ceil(span / (self.hierarchy.levels - 1)))
+        h = self.hierarchy
+        return _deadline(h.emergency_fraction, self.total_steps, h.levels, level)
 
     @property
     def horizon(self) -> int:
         """The clock saturates here: past it no threshold (warmup, deadline) can change."""
         return max(self.router.warmup_steps, self.deadline(self.hierarchy.levels - 1))
+
+
+def _as_written(x: float) -> Fraction:
+    """A config number as the decimal the user wrote (0.6 is 3/5, not 0.59999...)."""
+    return Fraction(repr(x))
+
+
+@functools.lru_cache(maxsize=4096)
+def _deadline(fraction: float, total_steps: int, levels: int, level: int) -> int:
+    # cached on the numbers it reads: the explorers and every step's invariants ask often
+    if level == 0:
+        return 0
+    span = _as_written(fraction) * total_steps * level
+    return max(1, math.ceil(span / (levels - 1)))
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:

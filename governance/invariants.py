@@ -32,9 +32,9 @@ Invariant = Callable[[Checked], str | None]
 
 
 def _first(c: Checked, bad: Callable[[int], bool], what: str) -> str | None:
-    for i, name in enumerate(c.names()):
+    for i in range(len(c.cfg.groups)):  # names only for the message: explorers call this a lot
         if bad(i):
-            return f"group {name}: {what}"
+            return f"group {c.cfg.groups[i].name}: {what}"
     return None
 
 

@@ -636,8 +636,8 @@ CATALOGUE: tuple[SeededBug, ...] = (
         patches=(
             Patch(
                 "governance/budget.py",
-                "-exact[i] / (won + 2)",
-                "-exact[i] / (2 * won + 3)",
+                "-(weight[i] // (won + 2))",
+                "-(weight[i] // (2 * won + 3))",
             ),
         ),
         symptom="Budgets drift towards equal shares: a group with three times the need "
@@ -680,8 +680,8 @@ CATALOGUE: tuple[SeededBug, ...] = (
         patches=(
             Patch(
                 "governance/config.py",
-                "return max(1, math.ceil(span / (self.hierarchy.levels - 1)))",
-                "return max(1, math.floor(span / (self.hierarchy.levels - 1)))",
+                "return max(1, math.ceil(span / (levels - 1)))",
+                "return max(1, math.floor(span / (levels - 1)))",
             ),
         ),
         symptom="With a fractional emergency point (0.75 x 10 steps = 7.5) a level is "
