@@ -639,6 +639,11 @@ CATALOGUE: tuple[SeededBug, ...] = (
                 "-(weight[i] // (won + 2))",
                 "-(weight[i] // (2 * won + 3))",
             ),
+            Patch(
+                "governance/budget.py",
+                "max(cfg.ceiling - cfg.floor, 1) + 1",
+                "2 * max(cfg.ceiling - cfg.floor, 1) + 2",
+            ),
         ),
         symptom="Budgets drift towards equal shares: a group with three times the need "
         "no longer gets about three times the units once it has won a few.",

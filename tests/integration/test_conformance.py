@@ -123,8 +123,16 @@ def test_the_budget_comparison_catches_another_divisor_sequence(monkeypatch):
 
     # the mutant is budget.allocate's own source with one divisor changed
     source = textwrap.dedent(inspect.getsource(budget.allocate))
-    assert source.count("/ (won + 2)") == 1
-    mutant = source.replace("/ (won + 2)", "/ (2 * won + 3)").replace("def allocate", "def sl")
+    # divisors 2k + 1, and a span every one of them divides, so the quotients stay exact
+    swaps = (
+        ("// (won + 2)", "// (2 * won + 3)"),
+        ("max(cfg.ceiling - cfg.floor, 1) + 1", "2 * max(cfg.ceiling - cfg.floor, 1) + 2"),
+        ("def allocate", "def sl"),
+    )
+    mutant = source
+    for old, new in swaps:
+        assert mutant.count(old) == 1, old
+        mutant = mutant.replace(old, new)
     scope = dict(vars(budget))
     exec(compile(mutant, "sainte_lague", "exec"), scope)  # the repository's own source
     sainte_lague = scope["sl"]
