@@ -73,9 +73,8 @@ def auto_groups(model: nn.Module, levels: int) -> list[dict[str, Any]]:
     trainable = {name: p.requires_grad for name, p in model.named_parameters()}
     inside = [[n for n in trainable if n.startswith(f"{prefix}.{i}.")] for i in range(len(blocks))]
     stack = {n for names in inside for n in names}
-    first = next(iter(stack), None)
-    order = list(trainable)
-    cut = order.index(first) if first is not None else len(order)
+    order = list(trainable)  # registration order
+    cut = next((k for k, n in enumerate(order) if n in stack), len(order))  # the stack starts
     before = [n for n in order[:cut] if n not in stack]
     after = [n for n in order[cut:] if n not in stack]
     groups = []
