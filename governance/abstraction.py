@@ -200,9 +200,14 @@ def _choices(
     for run in runs:
         options = sorted(moves[state.groups[run[0]].phase])
         cooling = state.groups[run[0]].phase is Phase.COOLING
-        if cooling and not hierarchy.converge_after_lower(state, run[0], cfg):
-            # ConvergeAfterLower reads only phases, which the abstraction keeps exactly: a
-            # converge it forbids stays COOLING (with patience 1 no other move does)
+        held = not (
+            hierarchy.converge_after_lower(state, run[0], cfg)
+            and hierarchy.converge_after_upper(state, run[0], cfg)
+        )
+        if cooling and held:
+            # ConvergeAfterLower and ConvergeAfterUpper read only phases, which the
+            # abstraction keeps exactly: a converge they forbid stays COOLING (with
+            # patience 1 no other move does)
             options = sorted(
                 {(Phase.COOLING if p is Phase.CONVERGED else p, w) for p, w in options}
             )

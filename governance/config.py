@@ -256,6 +256,9 @@ class HierarchyConfig(StrictSection):
     # ConvergeAfterLower (governance/hierarchy.py): a group converges only once every group
     # at a lower level has; until then a patient group keeps cooling
     converge_after_lower: bool = False
+    # ConvergeAfterUpper (governance/hierarchy.py): a group's patience counts only while
+    # every level above it is active, so nothing converges before the levels above exist
+    converge_after_upper: bool = False
 
     @model_validator(mode="after")
     def _grow_needs_bypass(self) -> HierarchyConfig:

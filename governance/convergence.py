@@ -36,10 +36,16 @@ def activate(group: GroupState) -> GroupState:
 
 
 def observe(
-    group: GroupState, high: bool, wake: bool, cfg: GovernorConfig, settled_below: bool = True
+    group: GroupState,
+    high: bool,
+    wake: bool,
+    cfg: GovernorConfig,
+    settled_below: bool = True,
+    upper_active: bool = True,
 ) -> tuple[GroupState, str | None]:
     """One step of one governor: the new state and the action taken (None: no change).
-    `settled_below`: ConvergeAfterLower allows this group to converge now (step.py)."""
+    `settled_below`: ConvergeAfterLower allows this group to converge now; `upper_active`:
+    ConvergeAfterUpper lets its lows count (step.py)."""
     match group.phase:
         case Phase.ACTIVE | Phase.AWAKENED:
             if high:
@@ -50,6 +56,9 @@ def observe(
         case Phase.COOLING:
             if high:
                 return group.with_(phase=Phase.ACTIVE, lows=0), "Reheat"
+            if not upper_active:
+                # a level above is still dormant: this low is no evidence, it keeps cooling
+                return group, None
             lows = group.lows + 1
             if patience_reached(lows, cfg.patience):
                 if settled_below:

@@ -36,6 +36,23 @@ def converge_after_lower(state: GovernanceState, group: int, cfg: GovernanceConf
     )
 
 
+def converge_after_upper(state: GovernanceState, group: int, cfg: GovernanceConfig) -> bool:
+    """ConvergeAfterUpper (with `hierarchy.converge_after_upper`): a group's lows count
+    towards its patience, and so it may converge, only while no level above it is
+    DORMANT. A level activated (grown) above a group changes what that group's features
+    are for, so quiet observed in the shallower model is no evidence for the deeper one:
+    measured, a level-0 group that converged mid-growth stayed frozen while the loss
+    still fell (BENCHMARKS.md, "Growth"). With it the gate cannot open below the top
+    level, so levels activate at their deadlines."""
+    if not cfg.hierarchy.converge_after_upper:
+        return True
+    return all(
+        g.phase is not Phase.DORMANT
+        for i, g in enumerate(state.groups)
+        if cfg.level_of(i) > cfg.level_of(group)
+    )
+
+
 def emergency(state: GovernanceState, level: int, cfg: GovernanceConfig) -> bool:
     """The run is far enough along that `level` must start learning regardless."""
     return state.clock >= cfg.deadline(level)

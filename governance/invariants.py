@@ -226,6 +226,28 @@ def ConvergeAfterLower(c: Checked) -> str | None:
     return _first(c, early, "converged while a group at a lower level was still training")
 
 
+def ConvergeAfterUpper(c: Checked) -> str | None:
+    """With `hierarchy.converge_after_upper`, a COOLING group counted a low or converged
+    this step only while no level above it was DORMANT (written out, not through the
+    guard, so a broken guard is caught)."""
+    if c.pre is None or not c.cfg.hierarchy.converge_after_upper:
+        return None
+    pre = c.pre
+
+    def early(i: int) -> bool:
+        before, after = pre.groups[i], c.post.groups[i]
+        if before.phase is not Phase.COOLING:
+            return False
+        if after.phase is not Phase.CONVERGED and after.lows <= before.lows:
+            return False
+        level = c.cfg.level_of(i)
+        return any(
+            g.phase is Phase.DORMANT for j, g in enumerate(pre.groups) if c.cfg.level_of(j) > level
+        )
+
+    return _first(c, early, "counted a low or converged while a level above was DORMANT")
+
+
 INVARIANTS: dict[str, Invariant] = {
     f.__name__: f
     for f in (
@@ -246,6 +268,7 @@ INVARIANTS: dict[str, Invariant] = {
         ComputedIsNotDormant,
         ComputedNeverShrinks,
         ConvergeAfterLower,
+        ConvergeAfterUpper,
     )
 }
 

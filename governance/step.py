@@ -83,7 +83,8 @@ def govern(
     for i, (spec, g, obs) in enumerate(zip(cfg.groups, state.groups, observations, strict=True)):
         high, wake = abstract(obs, cfg)
         settled = hierarchy.converge_after_lower(state, i, cfg)
-        new, action = convergence.observe(g, high, wake, cfg.governor, settled)
+        upper = hierarchy.converge_after_upper(state, i, cfg)
+        new, action = convergence.observe(g, high, wake, cfg.governor, settled, upper)
         groups.append(new)
         woke.append(wake)
         if action is not None:

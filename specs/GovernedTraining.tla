@@ -20,7 +20,10 @@
 (* once every group at a lower level was CONVERGED before the step         *)
 (* (SettledBelow, hierarchy.py converge_after_lower): until then a patient *)
 (* group waits, still COOLING and trained, one low short of Patience, and  *)
-(* takes no action.  The budget and the router decide, from the            *)
+(* takes no action.  With AfterUpper (hierarchy.converge_after_upper) a    *)
+(* group's lows count, and it converges, only while no level above it is   *)
+(* DORMANT (UpperActive, hierarchy.py converge_after_upper): until then a  *)
+(* low is no move at all.  The budget and the router decide, from the      *)
 (* state after the step, what the next step may use; the decision is       *)
 (* a function of the state and the groups' learning needs, so the budget   *)
 (* and router invariants are checked for every vector of needs.            *)
@@ -48,6 +51,7 @@ CONSTANTS
     EmergencyFraction,  \* hierarchy.emergency_fraction as <<numerator, denominator>>
     Dormant,            \* hierarchy.dormant: "frozen" or "bypass"
     InLevelOrder,       \* hierarchy.converge_after_lower: TRUE or FALSE
+    AfterUpper,         \* hierarchy.converge_after_upper: TRUE or FALSE
     Warmup,             \* router.warmup_steps
     Batch,              \* router.batch_size
     FinishWindow,       \* finish_window (0: the run never ends early)
@@ -62,6 +66,7 @@ ASSUME /\ DOMAIN GroupNames = DOMAIN Level
        /\ Needs \subseteq Nat
        /\ FinishWindow \in Nat
        /\ InLevelOrder \in BOOLEAN
+       /\ AfterUpper \in BOOLEAN
 
 VARIABLES clock, activeLevel, phase, seenHigh, lows, awakenings, quiet,
           computed   \* the groups whose blocks run (governance/growth.py computed)
@@ -90,13 +95,22 @@ Eligible == {g \in Groups : ~Frozen(g)}
 SettledBelow(g) ==
     ~InLevelOrder \/ \A h \in Groups : Level[h] < Level[g] => phase[h] = "CONVERGED"
 
-\* One governor's move from its record r (convergence.observe with settled_below):
-\* ConvergenceGovernor's Observe, except that a Converge the guard forbids is no
-\* move at all: the group waits, its record unchanged (still COOLING, and trained,
-\* with lows one short of Patience) and no action taken.
-Governed(g, r, high, wake, settled) ==
+\* ConvergeAfterUpper's guard (hierarchy.converge_after_upper): with AfterUpper,
+\* group g's lows count only while no level above it is DORMANT in the state
+\* before the step; without it, always.
+UpperActive(g) ==
+    ~AfterUpper \/ \A h \in Groups : Level[h] > Level[g] => phase[h] # "DORMANT"
+
+\* One governor's move from its record r (convergence.observe with settled_below
+\* and upper_active): ConvergenceGovernor's Observe, except that a Converge that
+\* settled forbids, and a Cool or Converge that counting forbids, is no move at
+\* all: the group waits, its record unchanged (still COOLING, and trained) and no
+\* action taken.
+Governed(g, r, high, wake, settled, counting) ==
     LET o == Gov(g)!Observe(r, high, wake) IN
-    IF o.action = "Converge" /\ ~settled THEN Gov(g)!Result(r, "None") ELSE o
+    IF \/ o.action = "Converge" /\ ~settled
+       \/ o.action \in {"Cool", "Converge"} /\ ~counting
+    THEN Gov(g)!Result(r, "None") ELSE o
 
 Name(g) == GroupNames[g]
 Labels(f) == SelectSeq([g \in Groups |-> f[g]], LAMBDA s : s # "")
@@ -119,7 +133,8 @@ Quiet(q, ph, lvl, wake) ==
 \* then Finish), and the groups computed after it (a grown level joins).
 Step(high, wake) ==
     LET moved == [g \in Groups |->
-                     Governed(g, Gov(g)!Current, high[g], wake[g], SettledBelow(g))]
+                     Governed(g, Gov(g)!Current, high[g], wake[g], SettledBelow(g),
+                              UpperActive(g))]
         movedPhase == [g \in Groups |-> moved[g].next.phase]
         c == Hier!Tick(clock)
         lvl == Hier!NextLevel(movedPhase, activeLevel, c)
@@ -255,6 +270,14 @@ ConvergeAfterLower ==
           (phase[g] = "COOLING" /\ phase'[g] = "CONVERGED")
               => \/ ~InLevelOrder
                  \/ \A h \in Groups : Level[h] < Level[g] => phase[h] = "CONVERGED"]_vars
+
+\* With AfterUpper, a group's lows rose, or it converged, in a step only while no
+\* level above it was DORMANT before it (written out, not through UpperActive).
+ConvergeAfterUpper ==
+    [][\A g \in Groups :
+          (phase[g] = "COOLING" /\ (phase'[g] = "CONVERGED" \/ lows'[g] > lows[g]))
+              => \/ ~AfterUpper
+                 \/ \A h \in Groups : Level[h] > Level[g] => phase[h] # "DORMANT"]_vars
 
 BudgetConserved ==
     LET p == TLCEval(Plans) IN \A nd \in NeedVectors : Budget(nd)!ConservedFor(p[nd].units)

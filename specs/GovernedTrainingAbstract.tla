@@ -11,9 +11,9 @@
 (* the lowest value of the interval between the thresholds the rules      *)
 (* compare them with; both only grow by one or reset, so a step taken from *)
 (* either end of an interval shows every outcome of a step from inside.    *)
-(* The rest of the step is GovernedTraining's own: SettledBelow (which     *)
-(* reads only phases), NextLevel, Woken, Refrozen, Activated, Quiet,       *)
-(* NextComputed; its invariants are checked unchanged.                     *)
+(* The rest of the step is GovernedTraining's own: SettledBelow and        *)
+(* UpperActive (which read only phases), NextLevel, Woken, Refrozen,       *)
+(* Activated, Quiet, NextComputed; its invariants are checked unchanged.   *)
 (*                                                                         *)
 (* MCGovernedTrainingRefines.tla has TLC check that GovernedTraining       *)
 (* refines ASpec under that abstraction, so an invariant of the            *)
@@ -51,12 +51,14 @@ Inputs(p) == {<<FALSE, FALSE>>}
 
 \* What one step can do to a group of phase p: the phase the governor's move takes
 \* some typed state of phase p to, and whether the group's wake probe fired; settled
-\* is ConvergeAfterLower's guard (SettledBelow, which reads only phases): where it
-\* does not hold, a Converge is a wait, and the group stays COOLING.
-Options(p, settled) ==
-    {[to |-> Governed(1, s, i[1], i[2], settled).next.phase, wake |-> i[2]] :
+\* and counting are ConvergeAfterLower's and ConvergeAfterUpper's guards
+\* (SettledBelow, UpperActive, which read only phases): where one does not hold, a
+\* Converge is a wait, and the group stays COOLING.
+Options(p, settled, counting) ==
+    {[to |-> Governed(1, s, i[1], i[2], settled, counting).next.phase, wake |-> i[2]] :
         s \in LocalStates(p), i \in Inputs(p)}
-OptionTable == [p \in Gov(1)!Phases, settled \in BOOLEAN |-> Options(p, settled)]
+OptionTable == [p \in Gov(1)!Phases, settled \in BOOLEAN, counting \in BOOLEAN |->
+                    Options(p, settled, counting)]
 
 N == Cardinality(Groups)
 
@@ -64,7 +66,8 @@ N == Cardinality(Groups)
 RECURSIVE Choices(_)
 Choices(n) == IF n = 0 THEN {<<>>}
               ELSE {Append(c, o) : c \in Choices(n - 1),
-                                   o \in OptionTable[phase[n], SettledBelow(n)]}
+                                   o \in OptionTable[phase[n], SettledBelow(n),
+                                                     UpperActive(n)]}
 
 \* One abstract step from the clock value c and quiet count q (ends of their intervals).
 AStep(choice, c, q) ==

@@ -10,6 +10,7 @@ MC_TotalSteps == 8
 MC_EmergencyFraction == <<3, 4>>
 MC_Dormant == "frozen"
 MC_InLevelOrder == FALSE
+MC_AfterUpper == FALSE
 MC_Warmup == 1
 MC_Batch == 4
 MC_FinishWindow == 2

@@ -2,7 +2,8 @@
 (***************************************************************************)
 (* The broken variants GovernedTraining's models check at the bounds of    *)
 (* configs/small.yaml (MCGovernedTraining_<Variant>.cfg): its own,         *)
-(* FinishWhileCooling and AlwaysSettled (with InLevelOrder = TRUE), and    *)
+(* FinishWhileCooling, AlwaysSettled (with InLevelOrder = TRUE) and        *)
+(* UpperAlwaysActive (with AfterUpper = TRUE), and                         *)
 (* the components' that show their invariants can fail inside the          *)
 (* composition (GrowLate and SkipConverged with dormant levels bypassed,   *)
 (* Dormant = "bypass").  A component's variant is the                      *)
@@ -23,6 +24,11 @@ FinishWhileCooling_NothingToTrain(ph, lvl) ==
 \* group converges while a group at a lower level still trains; refutes
 \* ConvergeAfterLower.
 AlwaysSettled_SettledBelow(g) == TRUE
+
+\* ConvergeAfterUpper's guard that reads every level above as active: with
+\* AfterUpper a group counts its lows and converges under a DORMANT level; refutes
+\* ConvergeAfterUpper.
+UpperAlwaysActive_UpperActive(g) == TRUE
 
 (* The components' MC modules, for their variants (no state is read).      *)
 GovernorMC == INSTANCE MCConvergenceGovernor

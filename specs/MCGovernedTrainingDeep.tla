@@ -16,6 +16,7 @@ Deep_TotalSteps == 12
 Deep_EmergencyFraction == <<3, 4>>
 Deep_Dormant == "bypass"
 Deep_InLevelOrder == FALSE
+Deep_AfterUpper == FALSE
 Deep_Warmup == 2
 Deep_Batch == 4
 Deep_FinishWindow == 1

@@ -47,11 +47,12 @@
 (* seen, and nothing is claimed about it.  A step records a growth exactly *)
 (* when it Grows.                                                          *)
 (*                                                                         *)
-(* The constants include InLevelOrder (hierarchy.converge_after_lower),    *)
-(* and a GovernanceStep line is matched by GovernedTraining's own Step, so *)
-(* with the flag a recorded Converge of a group whose groups below had not *)
-(* all converged is rejected (the spec waits there), like any other step   *)
-(* the spec does not take.                                                 *)
+(* The constants include InLevelOrder (hierarchy.converge_after_lower)     *)
+(* and AfterUpper (hierarchy.converge_after_upper), and a GovernanceStep   *)
+(* line is matched by GovernedTraining's own Step, so with the flags a     *)
+(* recorded Converge of a group whose groups below had not all converged,  *)
+(* or a Cool or Converge under a DORMANT level, is rejected (the spec      *)
+(* waits there), like any other step the spec does not take.               *)
 (*                                                                         *)
 (* The model (generated per run by trace_config) sets TraceFile, maps      *)
 (* the constants to the Trace* definitions below and checks TraceSpec      *)
@@ -82,6 +83,7 @@ TraceTotalSteps == TraceConstants.TotalSteps
 TraceEmergencyFraction == TraceConstants.EmergencyFraction
 TraceDormant == TraceConstants.Dormant
 TraceInLevelOrder == TraceConstants.InLevelOrder
+TraceAfterUpper == TraceConstants.AfterUpper
 TraceWarmup == TraceConstants.Warmup
 TraceBatch == TraceConstants.Batch
 TraceFinishWindow == TraceConstants.FinishWindow

@@ -3,7 +3,10 @@ tests/integration/): building runs and forging records."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from govtrain.audit.anchors import AnchorStore
@@ -11,8 +14,15 @@ from govtrain.audit.keys import Signer, generate_signer
 from govtrain.audit.log import AuditLog, FsyncPolicy
 from govtrain.audit.merkle import CompactRange, leaf_hash
 from govtrain.audit.notes import Checkpoint, sign_checkpoint, split_notes
+from govtrain.audit.provenance import read_records
 from govtrain.audit.records import GENESIS_PREV, Record, log_origin
 from govtrain.audit.verify import LATEST_FILE, NOTES_FILE
+from govtrain.formal.conform import conform_records
+from govtrain.formal.trace import trace_lines, validate_trace
+from govtrain.governance.config import parse_governance
+from govtrain.governance.record import decision_to_dict
+from govtrain.governance.state import state_from_dict
+from govtrain.governance.step import decide
 
 
 def step_body(i: int) -> dict:
@@ -59,6 +69,50 @@ def rechain(lines: list[bytes], start: int = 0) -> list[bytes]:
         out.append(record.line)
         prev = record.hash
     return out
+
+
+def forge_step(run_dir: Path, copy_dir: Path, seq: int, edit: Callable[[dict], None]) -> Path:
+    """Copy `run_dir` to `copy_dir`, apply `edit` to the state and transitions of the step
+    record at `seq`, give it the decision the core makes from that state, and rechain:
+    a consistent forgery of one governance step. Returns the copy's audit.jsonl."""
+    shutil.copytree(run_dir, copy_dir)
+    log = copy_dir / "audit.jsonl"
+    lines = log.read_bytes().split(b"\n")[:-1]
+    start, target = Record.from_line(lines[0]), Record.from_line(lines[seq])
+    cfg = parse_governance(start.body["config"]["governance"])
+    names = [g.name for g in cfg.groups]
+    body = copy.deepcopy(target.body)
+    edit(body)
+    post = state_from_dict(body["state"], names)
+    needs = [body["observations"][n]["need"] for n in names]
+    body["decision"] = decision_to_dict(decide(post, needs, cfg), names)
+    lines[seq] = Record.build(seq, target.kind, target.prev, body).line
+    log.write_bytes(b"\n".join(rechain(lines, seq)) + b"\n")
+    return log
+
+
+def rejected_only_with(log: Path, seq: int, needle: str, flag: str, toolchain) -> None:
+    """A forged governance step that only the flag `flag` (a constant of the trace's Init
+    line) forbids: TLC's trace validation alone rejects the log at record `seq`, naming
+    `needle`; the lines up to it are accepted with the flag FALSE; the Python replay
+    diverges at the same record."""
+    altered = read_records(log)
+    trace = list(trace_lines(altered))
+    validation = validate_trace(trace, toolchain=toolchain)
+    assert not validation.ok and validation.problem is None, validation.summary()
+    bad = validation.mismatch
+    assert bad is not None and bad.seq == seq and bad.check == "TraceMatched", str(bad)
+    assert any(needle in d for d in bad.differences), bad.differences
+
+    upto = [line for line in trace if line.get("seq", -1) <= seq]
+    upto[0] = copy.deepcopy(upto[0])
+    upto[0]["constants"][flag] = False
+    without = validate_trace(upto, toolchain=toolchain)
+    assert without.ok, without.summary()
+
+    report = conform_records(altered, toolchain=None)
+    assert report.replay.divergence is not None
+    assert report.replay.divergence.seq == seq, report.replay_summary()
 
 
 def sign_sizes(lines: list[bytes], sizes: list[int], signer: Signer) -> bytes:

@@ -188,6 +188,14 @@ CLEAN_TRANSITIONS = ReplayDivergence("clean", "recorded transitions")
 SMALL_INVARIANTS = "test_explore.py::test_small_config_all_invariants_hold"
 REAL_RUN_REPLAYS = "test_conform.py::test_real_run_replays_exactly"
 TIGHT_BUDGET = (("governance__budget", {"master": 3, "floor": 2, "ceiling": 6}),)
+# block0 cools while top is DORMANT (tests/integration/test_converge_after_upper.py)
+AFTER_UPPER = (
+    (
+        "governance__hierarchy",
+        {"levels": 2, "emergency_fraction": 0.5, "converge_after_upper": True},
+    ),
+    ("governance__governor__signal_threshold", 0.2),
+)
 
 CATALOGUE: tuple[SeededBug, ...] = (
     SeededBug(
@@ -790,6 +798,35 @@ CATALOGUE: tuple[SeededBug, ...] = (
                     "test_a_converged_run_ends_early_sealed_replayable_and_not_resumable",
                 )
             ),
+        ),
+    ),
+    SeededBug(
+        name="lows_counted_under_dormant",
+        layer="core",
+        title="a low counted under a dormant level (only the Converge held back)",
+        patches=(
+            Patch(
+                "governance/convergence.py",
+                "            if not upper_active:\n",
+                "            if not upper_active and patience_reached(group.lows + 1, cfg.patience)"
+                ":\n",
+            ),
+        ),
+        symptom="With hierarchy.converge_after_upper a cooling group counts the lows it reads "
+        "in the shallower model and only waits one low short: the moment the last level "
+        "above activates, it converges on its next low, on evidence from a model that no "
+        "longer exists.",
+        rationale="The clean core counts no low before top is active (clean replay); the "
+        "run's own core breaks ConvergeAfterUpper, which reads the lows (own replay); TLC's "
+        "trace validation sees a Cool the spec does not take; the unit test asserts the "
+        "lows stay put.",
+        detectors=(
+            _tests(
+                "test_converge_after_upper.py::test_under_a_dormant_level_a_low_is_no_evidence",
+            ),
+            ReplayDivergence("clean", "recorded transitions", AFTER_UPPER),
+            ReplayDivergence("own", "ConvergeAfterUpper", AFTER_UPPER),
+            FormalCheck("trace", "Cool(block0)", AFTER_UPPER),
         ),
     ),
 )

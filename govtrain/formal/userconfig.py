@@ -28,7 +28,8 @@ ABSTRACT_INVARIANTS = (
     "FrozenGetsNoGradient"
 )
 ABSTRACT_PROPERTIES = (
-    "LevelsMonotone NoSkippedLevels ActivationGated ComputedNeverShrinks ConvergeAfterLower"
+    "LevelsMonotone NoSkippedLevels ActivationGated ComputedNeverShrinks ConvergeAfterLower "
+    "ConvergeAfterUpper"
 )
 
 

@@ -39,10 +39,7 @@ from govtrain.formal.userconfig import check_config
 from govtrain.formal.vocabulary import training_constants
 from govtrain.governance.config import GovernanceConfig, parse_governance
 from govtrain.governance.explore import explore
-from govtrain.governance.record import decision_to_dict
-from govtrain.governance.state import Phase, state_from_dict
-from govtrain.governance.step import decide
-from tests.audit_support import rechain
+from tests.audit_support import forge_step, rechain, rejected_only_with
 from tests.conftest import ROOT, needs_tlc, train_tiny
 from tests.conftest import tlc_toolchain as toolchain
 
@@ -312,37 +309,61 @@ def test_the_flag_reaches_no_new_decision_inputs(small_cfg) -> None:
         "GovernedTraining_InLevelOrder",
         "GovernedTraining_AlwaysSettled",
         "GovernedTrainingAbstract_InLevelOrder",
+        "GovernedTraining_AfterUpper",
+        "GovernedTraining_UpperAlwaysActive",
+        "GovernedTrainingAbstract_AfterUpper",
     ],
 )
-def test_the_in_level_order_models_give_the_manifests_result(name) -> None:
+def test_the_level_order_models_give_the_manifests_result(name) -> None:
     (entry,) = [m for m in MANIFEST.models if m.name == name]
     verdict = check_model(entry, MANIFEST, toolchain=toolchain(), timeout=300)
     assert verdict.ok, verdict.problems
 
 
+def after_upper(cfg: GovernanceConfig) -> GovernanceConfig:
+    """Both level-order flags, the benchmark recipe's."""
+    hierarchy = cfg.hierarchy.model_copy(
+        update={"converge_after_lower": True, "converge_after_upper": True}
+    )
+    return cfg.model_copy(update={"hierarchy": hierarchy})
+
+
 @needs_tlc
-@pytest.mark.parametrize("variant", [None, "GovernedTraining_AlwaysSettled"])
-def test_with_the_flag_the_specs_graph_is_the_explorers(small_cfg, variant) -> None:
+@pytest.mark.parametrize(
+    ("shape", "variant", "states", "needles"),
+    [
+        (in_level_order, None, 939, ()),
+        (in_level_order, "GovernedTraining_AlwaysSettled", 0, ("Converge(head)",)),
+        (after_upper, None, 883, ()),
+        (after_upper, "GovernedTraining_UpperAlwaysActive", 0, ("Cool(", "Converge(")),
+    ],
+)
+def test_with_the_flag_the_specs_graph_is_the_explorers(
+    small_cfg, shape, variant, states, needles
+) -> None:
     """conform:GovernedTraining at small.yaml's bounds with the flag on: TLC's labelled
     graph is the explorer's edge by edge (and decide() agrees in every state); with the
-    guard broken, the spec converges where the code waits."""
+    guard broken, the spec converges (or counts a low) where the code waits."""
     comparison = MANIFEST.comparison("GovernedTraining")
     model = None if variant is None else next(m for m in MANIFEST.models if m.name == variant)
     target = MANIFEST.target(comparison, model)
-    out = conform_training(in_level_order(small_cfg), toolchain(), target, timeout=300)
+    out = conform_training(shape(small_cfg), toolchain(), target, timeout=300)
     if variant is None:
         assert out.ok, out.difference and out.difference.describe()
-        assert out.left_states == out.right_states == 939
+        assert out.left_states == out.right_states == states
     else:
         assert out.difference is not None
-        assert "Converge(head)" in out.difference.describe(), out.difference.describe()
+        described = out.difference.describe()
+        assert any(n in described for n in needles), described
 
 
 @needs_tlc
-def test_check_config_checks_the_flag(small_cfg) -> None:
+@pytest.mark.parametrize("shape", [in_level_order, after_upper])
+def test_check_config_checks_the_flag(small_cfg, shape) -> None:
     """govtrain specs check-config on a config with the flag: the abstract composition
-    checks ConvergeAfterLower (and the computed-blocks rules) and holds."""
-    runs = check_config(in_level_order(small_cfg), toolchain(), timeout=300)
+    checks ConvergeAfterLower and ConvergeAfterUpper (and the computed-blocks rules) and
+    holds."""
+    runs = check_config(shape(small_cfg), toolchain(), timeout=300)
     assert [(r.name, r.result.outcome) for r in runs] == [
         ("ConvergenceGovernor", Outcome.HOLDS),
         ("GovernedTrainingAbstract", Outcome.HOLDS),
@@ -403,43 +424,15 @@ def test_an_early_convergence_is_rejected_by_tlc_alone(in_order_run, tmp_path) -
     Converges (state, transition and the decision after it as the core makes them), the
     chain recomputed. TLC's trace validation rejects it at that record, and only for the
     flag: the same lines up to it, with InLevelOrder FALSE in Init, are accepted."""
-    copy_dir = tmp_path / "run"
-    shutil.copytree(in_order_run, copy_dir)
-    log = copy_dir / "audit.jsonl"
-    lines = log.read_bytes().split(b"\n")[:-1]
-    recs = [Record.from_line(x) for x in lines]
-    cfg = parse_governance(recs[0].body["config"]["governance"])
-    names = [g.name for g in cfg.groups]
-    target = _waits(recs)[0]
-    body = copy.deepcopy(target.body)
-    (waiting,) = [n for n in names if body["state"]["groups"][n]["phase"] == "COOLING"]
-    assert waiting == "top"
-    body["state"]["groups"][waiting] |= {"phase": "CONVERGED", "lows": 0}
-    body["transitions"].append(
-        {"action": "Converge", "after": "CONVERGED", "before": "COOLING", "group": waiting}
-    )
-    post = state_from_dict(body["state"], names)
-    assert post.groups[names.index(waiting)].phase is Phase.CONVERGED
-    needs = [body["observations"][n]["need"] for n in names]
-    body["decision"] = decision_to_dict(decide(post, needs, cfg), names)
-    lines[target.seq] = Record.build(target.seq, target.kind, target.prev, body).line
-    log.write_bytes(b"\n".join(rechain(lines, target.seq)) + b"\n")
-    altered = read_records(log)
+    target = _waits(read_records(in_order_run / "audit.jsonl"))[0]
 
-    trace = list(trace_lines(altered))
-    validation = validate_trace(trace, toolchain=toolchain())
-    assert not validation.ok and validation.problem is None, validation.summary()
-    bad = validation.mismatch
-    assert bad.seq == target.seq and bad.check == "TraceMatched", str(bad)
-    assert any("Converge(top)" in d for d in bad.differences), bad.differences
+    def converge(body: dict) -> None:
+        (waiting,) = [n for n, g in body["state"]["groups"].items() if g["phase"] == "COOLING"]
+        assert waiting == "top"
+        body["state"]["groups"][waiting] |= {"phase": "CONVERGED", "lows": 0}
+        body["transitions"].append(
+            {"action": "Converge", "after": "CONVERGED", "before": "COOLING", "group": waiting}
+        )
 
-    # the edited line is a step of the spec without the flag
-    upto = [line for line in trace if line.get("seq", -1) <= target.seq]
-    upto[0] = copy.deepcopy(upto[0])
-    upto[0]["constants"]["InLevelOrder"] = False
-    without = validate_trace(upto, toolchain=toolchain())
-    assert without.ok, without.summary()
-
-    report = conform_records(altered, toolchain=None)
-    assert report.replay.divergence is not None
-    assert report.replay.divergence.seq == target.seq, report.replay_summary()
+    log = forge_step(in_order_run, tmp_path / "run", target.seq, converge)
+    rejected_only_with(log, target.seq, "Converge(top)", "InLevelOrder", toolchain())

@@ -69,6 +69,13 @@ def in_level_order(cfg: GovernanceConfig) -> GovernanceConfig:
     return cfg.model_copy(update={"hierarchy": hierarchy_cfg})
 
 
+def after_upper(cfg: GovernanceConfig) -> GovernanceConfig:
+    """Three levels, each group counting lows only once every level above is active."""
+    cfg = three_levels(cfg)
+    hierarchy_cfg = cfg.hierarchy.model_copy(update={"converge_after_upper": True})
+    return cfg.model_copy(update={"hierarchy": hierarchy_cfg})
+
+
 def three_levels(cfg: GovernanceConfig) -> GovernanceConfig:
     return cfg.model_copy(
         update={
@@ -199,6 +206,10 @@ BROKEN: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], Callable]] = {
         lambda mp: mp.setattr(hierarchy, "converge_after_lower", lambda s, i, cfg: True),
         in_level_order,
     ),
+    "ConvergeAfterUpper": (
+        lambda mp: mp.setattr(hierarchy, "converge_after_upper", lambda s, i, cfg: True),
+        after_upper,
+    ),
     "FrozenGetsNoGradient": (
         lambda mp: mp.setattr(
             routing,
@@ -210,7 +221,9 @@ BROKEN: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], Callable]] = {
 }
 
 
-@pytest.mark.parametrize("shape", [three_levels, tight_budget, in_level_order, bypassing])
+@pytest.mark.parametrize(
+    "shape", [three_levels, tight_budget, in_level_order, after_upper, bypassing]
+)
 def test_config_variants_hold_unbroken(small_cfg: GovernanceConfig, shape: Callable) -> None:
     """The variants some broken rules need are themselves clean, so a catch means the rule."""
     assert explore(shape(small_cfg)).violation is None

@@ -178,4 +178,5 @@ def test_every_named_invariant_is_registered() -> None:
         "ComputedIsNotDormant",
         "ComputedNeverShrinks",
         "ConvergeAfterLower",
+        "ConvergeAfterUpper",
     }
