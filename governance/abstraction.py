@@ -13,13 +13,17 @@ have; `govtrain explore --concrete` settles it on a small copy of the config.
    activation under every input its phase reads, each checked against the
    invariants that read a group's own counters (`invariants.LOCAL`). No rule reads
    another group's counters, so this is every group's governor in any composition.
+   Where the config sets them, the level-order guards' waits are checked here too
+   (ConvergeAfterLower, ConvergeAfterUpper): a low they hold back must not converge
+   the group, and under a dormant level must not move its counters at all.
 2. **Composition.** Each group seen by its phase only (its seen_high, lows and
    awakenings dropped), moving as some state of part 1 with that phase can; the
    groups of one level counted, not named (the rules read a level's groups as a
    set); the clock and the quiet count as the interval between the thresholds the
    rules compare them with. Both only grow by one or reset, so a step taken from
    each end of an interval shows every outcome of a step from inside it. The step
-   is `step.advance`, the concrete code, and every invariant is checked on it.
+   ends in `step.conclude` (advance, then the next step's decision), the concrete
+   code, and every invariant is checked on it.
 3. **Decisions.** The budget and router invariants (`invariants.DECISION`) for
    every vector of phases (reachable or not), every need vector, in and after warmup.
 
@@ -33,9 +37,11 @@ that reads a COOLING group's lows, a decision that tells AWAKENED from ACTIVE at
 equal multiplier all pass here and fail `--concrete` (an independent review found
 exactly these). tests/integration/test_abstraction.py checks the over-approximation
 at small bounds (every concrete state and step of the concrete explorer maps onto
-this one's), and tests/unit/test_explore.py that the broken rule it keeps for each
-invariant is caught by both explorers. An abstract path shows the phases and the wake probes
-of each step, not the governor actions or signals that led there.
+this one's), tests/unit/test_explore.py that the broken rule it keeps for each
+invariant is caught by both explorers, and tests/integration/test_abstraction_soundness.py
+that no core bug of the seeded-bugs catalogue is seen by the concrete explorer alone.
+An abstract path shows the phases and the wake probes of each step, not the governor
+actions or signals that led there.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ from govtrain.governance.errors import GovtrainError
 from govtrain.governance.explore import Exploration, PathStep, Violation, inputs, path_to
 from govtrain.governance.invariants import DECISION, LOCAL, Checked, violations
 from govtrain.governance.state import GovernanceState, GroupObservation, GroupState, Phase
-from govtrain.governance.step import Decision, advance, decide, initial_state
+from govtrain.governance.step import Decision, conclude, decide, initial_state
 
 
 def representative(phase: Phase) -> GroupState:
@@ -142,6 +148,9 @@ def _governor(
             return {}, len(parent), Violation(tuple(bad), (), "one group's governor")
     while queue:
         g = queue.popleft()
+        held = _held(g, cfg)
+        if held:
+            return {}, len(parent), Violation(held, path_to(parent, g), "one group's governor")
         steps = [(*convergence.observe(g, h, w, cfg.governor), h, w) for h, w in inputs(g.phase)]
         for new, _, _, wake in steps:
             moves.setdefault(g.phase, set()).add((new.phase, wake))
@@ -160,6 +169,24 @@ def _governor(
                 return {}, len(parent), Violation(tuple(bad), path, "one group's governor")
             queue.append(new)
     return {k: frozenset(v) for k, v in moves.items()}, len(parent), None
+
+
+def _held(g: GroupState, cfg: GovernanceConfig) -> tuple[tuple[str, str], ...]:
+    """A COOLING group's low under each level-order guard that the config sets and that
+    forbids it: ConvergeAfterLower's must not converge the group, ConvergeAfterUpper's
+    must leave its record as it was (the counters part 2 does not keep)."""
+    if g.phase is not Phase.COOLING:
+        return ()
+    bad = []
+    if cfg.hierarchy.converge_after_lower:
+        after, _ = convergence.observe(g, False, False, cfg.governor, settled_below=False)
+        if after.phase is Phase.CONVERGED:
+            bad.append(("ConvergeAfterLower", "converged on a low the groups below held back"))
+    if cfg.hierarchy.converge_after_upper:
+        after, _ = convergence.observe(g, False, False, cfg.governor, upper_active=False)
+        if after != g:
+            bad.append(("ConvergeAfterUpper", "a low under a dormant level moved its record"))
+    return tuple(bad)
 
 
 def _alpha(
@@ -254,13 +281,13 @@ def _composition(
             woke = [wake for _, wake in chosen]
             for c, q in itertools.product(clock.ends(state.clock), quiet.ends(state.quiet)):
                 pre = replace(state, clock=c, quiet=q)
-                moved, transitions = advance(pre, groups, woke, cfg)
+                moved, transitions, decision = conclude(pre, groups, woke, cfg, decided)
                 post = _alpha(moved, cfg, clock, quiet)
                 actions = tuple(t.label for t in transitions)
                 result.graph.add_edge(state, post, key="|".join(actions) or "Stutter")
                 obs = tuple(GroupObservation(0.0, float(w)) for w in woke)
                 path_step = PathStep(obs, actions, moved)
-                bad = violations(Checked(pre, moved, decided(moved), cfg))
+                bad = violations(Checked(pre, moved, decision, cfg))
                 if bad:
                     path = (*path_to(parent, state), path_step)
                     return Violation(tuple(bad), path, "composition")

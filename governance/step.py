@@ -10,7 +10,7 @@ Step t's own update has already completed unchanged.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -89,9 +89,27 @@ def govern(
         woke.append(wake)
         if action is not None:
             transitions.append(Transition(action, spec.name, g.phase.value, new.phase.value))
-    new_state, composed = advance(state, tuple(groups), woke, cfg)
-    decision = decide(new_state, [o.need for o in observations], cfg)
+    needs = [o.need for o in observations]
+    new_state, composed, decision = conclude(
+        state, tuple(groups), woke, cfg, lambda s: decide(s, needs, cfg)
+    )
     return StepResult(new_state, (*transitions, *composed), decision)
+
+
+def conclude(
+    state: GovernanceState,
+    groups: tuple[GroupState, ...],
+    woke: Sequence[bool],
+    cfg: GovernanceConfig,
+    decider: Callable[[GovernanceState], Decision],
+) -> tuple[GovernanceState, tuple[Transition, ...], Decision]:
+    """The rest of a step once every governor has moved to `groups`: `advance`, then the
+    next step's decision (`decider`: decide at the step's needs) from the state after it.
+    The abstract explorer ends its steps here too, so the order of the two is the code's,
+    not a copy of it."""
+    new_state, composed = advance(state, groups, woke, cfg)
+    decision = decider(new_state)
+    return new_state, composed, decision
 
 
 def advance(
@@ -101,8 +119,7 @@ def advance(
     cfg: GovernanceConfig,
 ) -> tuple[GovernanceState, tuple[Transition, ...]]:
     """A step once every governor has moved to `groups` (`woke[g]`: g's wake probe
-    fired): the clock ticks, the hierarchy activates, the quiet count. The abstract
-    explorer (governance/abstraction.py) composes its steps through it too."""
+    fired): the clock ticks, the hierarchy activates, the quiet count."""
     moved = GovernanceState(min(state.clock + 1, cfg.horizon), state.active_level, groups)
     activated, activations = hierarchy.activate_levels(moved, cfg)
     new_state, finish = completion.count_quiet(state.quiet, activated, woke, cfg)

@@ -455,8 +455,8 @@ CATALOGUE: tuple[SeededBug, ...] = (
         patches=(
             Patch(
                 "governance/step.py",
-                "    decision = decide(new_state, [o.need for o in observations], cfg)\n",
-                "    decision = decide(state, [o.need for o in observations], cfg)\n",
+                "    decision = decider(new_state)\n",
+                "    decision = decider(state)\n",
             ),
         ),
         symptom="Every decision lags a step: the warmup lasts a step longer, a group that "
