@@ -72,10 +72,13 @@ Observe(s) == /\ s \in plan \ observed
 \* The samples a re-scoring may move to another tier: those it has a loss for.
 Rescored == observed
 
+\* The waits after a period that planned p: its samples wait 0, the others one more.
+Aged(w, p) == [s \in Samples |-> IF s \in p THEN 0 ELSE Min(w[s] + 1, MaxWait)]
+
 \* End the period: re-tier what was observed, age the waits, plan the next.
 Rescore == /\ \E t \in [Rescored -> Tiers] :
                  tier' = [s \in Samples |-> IF s \in DOMAIN t THEN t[s] ELSE tier[s]]
-           /\ wait' = [s \in Samples |-> IF s \in plan THEN 0 ELSE Min(wait[s] + 1, MaxWait)]
+           /\ wait' = Aged(wait, plan)
            /\ plan' \in Plans(wait')
            /\ observed' = {}
 

@@ -65,8 +65,8 @@ from govtrain.formal.vocabulary import (
     tla,
     training_constants,
 )
-from govtrain.governance import budget, convergence, routing
-from govtrain.governance.config import BudgetConfig, GovernanceConfig, GovernorConfig
+from govtrain.governance import budget, convergence, routing, tiers
+from govtrain.governance.config import BudgetConfig, GovernanceConfig, GovernorConfig, TiersConfig
 from govtrain.governance.errors import GovtrainError
 from govtrain.governance.explore import explore, render
 from govtrain.governance.state import GovernanceState, GroupState, Phase
@@ -691,3 +691,88 @@ def compare_routes(dump: StateGraph, cfg: GovernanceConfig, case: RouterCase) ->
                 for scores in _weight_vectors(case.batch, case.scores):
                     python[(clock, frozen, units, scores)] = (quota, routing.route(scores, quota))
     return compare_tables("GradientRouter", ("batch", "route", "(quota, samples) "), python, routed)
+
+
+# --------------------------------------------------------------------------- data tiers
+
+
+def conform_tiers(
+    cfg: GovernanceConfig,
+    toolchain: Toolchain,
+    target: Target,
+    *,
+    samples: int,
+    slots: int,
+    max_wait: int,
+    timeout: float = 600,
+    source: str = "",
+) -> Comparison:
+    """DataTiers.tla's plans and re-scorings against governance/tiers.py at the manifest's
+    bounds (one tier: a tier weighs the draw, never which plans are possible)."""
+    start = time.monotonic()
+    constants = {"N": samples, "Slots": slots, "MaxWait": max_wait, "Tiers": {"Learning"}}
+    dump, result = _dump_spec(target, constants, toolchain, timeout)
+    tiers_cfg = TiersConfig(rescore_every=slots, max_wait=max_wait)
+    out = compare_tiers(dump, samples, tiers_cfg)
+    return _finish(out, start, result, target)
+
+
+def compare_tiers(dump: StateGraph, samples: int, cfg: TiersConfig) -> Comparison:
+    """Per wait vector the spec reaches, the plans it may make from it against the
+    Python reserve (`tiers.Reserve`) with every draw of the other slots; per re-scoring
+    (a TLA+ edge that changes the waits), the waits after it against `tiers.Rescore`'s,
+    whose own seeded plan must be one the spec may make. Python walks its own wait
+    vectors from period 0 through every plan, so a vector only one side reaches is a
+    difference too. Samples are numbered from 1 in TLA+, from 0 in Python."""
+    waits: dict[str, tuple[int, ...]] = {}
+    plans: dict[tuple[int, ...], set[frozenset[int]]] = {}
+    for node, values in dump.states.items():
+        wait = tuple(values["wait"])
+        waits[node] = wait
+        plans.setdefault(wait, set()).add(frozenset(s - 1 for s in values["plan"]))
+    aged: dict[tuple, tuple[int, ...]] = {}
+    for src, dst, _ in dump.edges:
+        if waits[src] != waits[dst] or dump.states[src]["plan"] != dump.states[dst]["plan"]:
+            key = (waits[src], tuple(sorted(s - 1 for s in dump.states[src]["plan"])))
+            aged[key] = waits[dst]
+    tla_plans = {w: frozenset(p) for w, p in plans.items()}
+
+    size, reserve = tiers.slots(cfg, 1), tiers.reserve_size(samples, cfg)
+    python_plans: dict[tuple[int, ...], frozenset[frozenset[int]]] = {}
+    python_aged: dict[tuple, tuple[int, ...]] = {}
+    bad_plan: Difference | None = None
+    queue = deque([(0,) * samples])
+    while queue:
+        wait = queue.popleft()
+        if wait in python_plans:
+            continue
+        kept = tiers.Reserve(wait, reserve)
+        rest = [s for s in range(samples) if s not in kept]
+        choices = frozenset(
+            frozenset(kept) | frozenset(d) for d in itertools.combinations(rest, size - reserve)
+        )
+        python_plans[wait] = choices
+        for plan in sorted(choices, key=sorted):
+            state = tiers.TierState(
+                [tiers.LEARNING] * samples, [[] for _ in range(samples)], set(), list(wait), 0
+            )
+            state.plan = sorted(plan)
+            tiers.Rescore(state, cfg, 1, seed=0)
+            after = tuple(min(w, cfg.max_wait) for w in state.wait)  # the spec saturates
+            python_aged[(wait, tuple(sorted(plan)))] = after
+            allowed = tla_plans.get(after, frozenset())
+            if bad_plan is None and allowed and frozenset(state.plan) not in allowed:
+                bad_plan = Difference(
+                    "seeded plan outside the spec's plans",
+                    str(after),
+                    f"Python plans {sorted(state.plan)}, TLA+ allows "
+                    f"{sorted(sorted(p) for p in allowed)}",
+                )
+            queue.append(after)
+    out = compare_tables(
+        "DataTiers", ("wait vector", "plans", ""), python_plans, tla_plans, bad_plan
+    )
+    if out.ok:
+        out = compare_tables("DataTiers", ("re-scoring", "waits after", ""), python_aged, aged)
+    out.left_states, out.right_states = len(python_plans), len(tla_plans)
+    return out

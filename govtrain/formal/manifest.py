@@ -300,8 +300,10 @@ def _model(root: Path, raw: Any, where: str) -> ModelEntry:
     name = raw["name"]
     where = f"{where} ({name})"
     states = raw["distinct_states"]
-    if not isinstance(states, int) or isinstance(states, bool) or states < 1:
-        raise GovtrainError(f"{where}: distinct_states must be a positive integer")
+    if not isinstance(states, int) or isinstance(states, bool) or states < 0:
+        raise GovtrainError(f"{where}: distinct_states must be an integer >= 0")
+    if states == 0 and raw["expect"] == "holds":
+        raise GovtrainError(f"{where}: distinct_states 0 is for a violating initial state")
     module, config = _file(root, raw, "module", where), _file(root, raw, "config", where)
     variant = raw.get("variant")
     swapped: tuple[str, ...] = ()
@@ -415,7 +417,11 @@ def judge(entry: ModelEntry, result: TLCResult) -> Verdict:
         problems.append(f"expected {want.describe()}, TLC says {result.outcome.value}{detail}")
     elif want.name is not None and result.violated != want.name:
         problems.append(f"expected {want.name} to fail, TLC names {result.violated}")
-    if result.outcome is want.outcome and result.distinct_states != entry.distinct_states:
+    # a violating initial state: TLC stops before it counts (the manifest's 0)
+    found = (
+        0 if result.distinct_states is None and want.name is not None else result.distinct_states
+    )
+    if result.outcome is want.outcome and found != entry.distinct_states:
         problems.append(
             f"expected {entry.distinct_states} distinct states, TLC found {result.distinct_states}"
         )

@@ -143,3 +143,16 @@ def test_the_budget_comparison_catches_another_divisor_sequence(monkeypatch):
     assert first.ok
     diff = conf.conform_budget(None, toolchain, spec, timeout=120, **cases).difference
     assert diff is not None and diff.kind == "different decision"
+
+
+@needs_tlc
+def test_the_tiers_comparison_names_a_reserve_tied_to_the_higher_index():
+    """DataTiers_TiesToHigherIndex holds under TLC (it is still a longest-waiting
+    reserve); only the comparison sees that the spec no longer describes tiers.Reserve."""
+    entry = MANIFEST.comparison("DataTiers")
+    ((_, swapped),) = MANIFEST.variant_targets("DataTiers_TiesToHigherIndex")
+    broken = run_comparison(entry, swapped, toolchain=find_toolchain(), timeout=120)
+    assert broken.variant == "TiesToHigherIndex"
+    assert broken.difference is not None, "the comparison missed the variant"
+    kinds = ("different plans", "seeded plan outside the spec's plans")
+    assert broken.difference.kind in kinds, broken.difference.describe()
