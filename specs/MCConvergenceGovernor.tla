@@ -28,4 +28,9 @@ CoolForgetsLows_CountLow(g) == g.lows
 \* once.  NoCoolingFromCold, reading the same flag, cannot tell; the history
 \* variable of MCConvergenceGovernorHistory (CoolsOnlyAfterLearning) can.
 ActivateWarm_Activated(g) == GroupState("ACTIVE", TRUE, 0, g.awakenings)
+
+\* COOLING declared deaf to the signal (GovernedTraining would then offer a
+\* cooling group only low signals and never see a Reheat): refutes
+\* ReadsOnlyItsInputs.
+DeafCooling_ReadsSignal(p) == p \in {"ACTIVE", "AWAKENED"}
 =============================================================================
