@@ -391,7 +391,7 @@ def test_a_comparator_of_another_signature_is_refused(tmp_path):
         ("{name: A, module: A.tla, config: A.cfg, expect: holds}", "missing keys"),
         ("{name: A, module: A.tla, config: A.cfg, expect: fine, distinct_states: 1}", "expect"),
         ("{name: A, module: B.tla, config: A.cfg, expect: holds, distinct_states: 1}", "B.tla"),
-        ("{name: A, module: A.tla, config: A.cfg, expect: holds, distinct_states: 0}", "positive"),
+        ("{name: A, module: A.tla, config: A.cfg, expect: holds, distinct_states: 0}", "initial"),
         ("{name: A, module: A.tla, config: A.cfg, expect: holds, distinct_states: 1, x: 1}", "x"),
     ],
 )
@@ -405,4 +405,4 @@ def test_manifest_errors_name_the_entry(tmp_path, line, message):
 
 def test_the_projects_manifest_loads():
     m = load_manifest(ROOT / "specs" / "manifest.yaml")
-    assert len(m.models) >= 30 and len(m.comparisons) == 5
+    assert len(m.models) >= 30 and len(m.comparisons) == 6
